@@ -1,0 +1,228 @@
+// Guest time and the timers that devices schedule in it.
+//
+// Guest time is counted in virtual nanoseconds from power-on. A `Clock` says what time it is: the
+// real-time clock follows the host's monotonic clock (minus the time the VM spent paused), the
+// instruction clock derives time from the number of instructions executed, which makes a run
+// reproducible for tests. The scheduler keeps a deadline queue (a binary heap); the run loop lets
+// the CPU execute until `nextDeadline()`, then calls `runDue()`.
+
+/** What time it is in the guest, in nanoseconds. */
+export interface Clock {
+  now(): number;
+}
+
+/** Guest time that follows host time while running and stands still while paused. */
+export class RealTimeClock implements Clock {
+  private readonly hostNow: () => number;
+  private offset: number;
+  private pausedAt: number | undefined;
+
+  /** `hostNow` returns host nanoseconds (monotonic); injectable for tests. */
+  constructor(startNs = 0, hostNow: () => number = () => Number(process.hrtime.bigint())) {
+    this.hostNow = hostNow;
+    this.offset = startNs - hostNow();
+  }
+
+  now(): number {
+    return (this.pausedAt ?? this.hostNow()) + this.offset;
+  }
+
+  get paused(): boolean {
+    return this.pausedAt !== undefined;
+  }
+
+  pause(): void {
+    if (this.pausedAt === undefined) this.pausedAt = this.hostNow();
+  }
+
+  resume(): void {
+    if (this.pausedAt === undefined) return;
+    this.offset -= this.hostNow() - this.pausedAt;
+    this.pausedAt = undefined;
+  }
+
+  /** Sets guest time (restoring a snapshot). */
+  set(ns: number): void {
+    this.offset = ns - (this.pausedAt ?? this.hostNow());
+  }
+}
+
+/**
+ * Deterministic guest time: `nsPerInstruction` per executed instruction. The run loop reports
+ * progress with `advance`; `skipTo` jumps ahead while the CPU is halted waiting for a timer.
+ */
+export class InstructionClock implements Clock {
+  private ns: number;
+  readonly nsPerInstruction: number;
+
+  constructor(nsPerInstruction = 1, startNs = 0) {
+    this.nsPerInstruction = nsPerInstruction;
+    this.ns = startNs;
+  }
+
+  now(): number {
+    return this.ns;
+  }
+
+  advance(instructions: number): void {
+    this.ns += instructions * this.nsPerInstruction;
+  }
+
+  skipTo(ns: number): void {
+    if (ns > this.ns) this.ns = ns;
+  }
+
+  set(ns: number): void {
+    this.ns = ns;
+  }
+
+  /** Instructions that fit before guest time `ns` (at least 1). */
+  instructionsUntil(ns: number): number {
+    return Math.max(1, Math.ceil((ns - this.ns) / this.nsPerInstruction));
+  }
+}
+
+export type TimerCallback = (now: number) => void;
+
+/** A one-shot timer owned by a device. Re-arm it from its callback for periodic behaviour. */
+export class Timer {
+  readonly name: string;
+  /** Guest time it fires at, or Infinity when not armed. */
+  deadline = Number.POSITIVE_INFINITY;
+  /** Position in the scheduler's heap, -1 when not queued. */
+  heapIndex = -1;
+  readonly callback: TimerCallback;
+  private readonly scheduler: Scheduler;
+
+  constructor(scheduler: Scheduler, name: string, callback: TimerCallback) {
+    this.scheduler = scheduler;
+    this.name = name;
+    this.callback = callback;
+  }
+
+  get armed(): boolean {
+    return this.heapIndex >= 0;
+  }
+
+  /** Fires at guest time `ns` (immediately on the next `runDue` if that is already past). */
+  setAt(ns: number): void {
+    this.scheduler.arm(this, ns);
+  }
+
+  /** Fires `ns` nanoseconds from now. */
+  setIn(ns: number): void {
+    this.scheduler.arm(this, this.scheduler.now() + ns);
+  }
+
+  cancel(): void {
+    this.scheduler.disarm(this);
+  }
+
+  /** Nanoseconds left, for saving state (undefined when not armed). */
+  remaining(): number | undefined {
+    return this.armed ? Math.max(0, this.deadline - this.scheduler.now()) : undefined;
+  }
+}
+
+export class Scheduler {
+  readonly clock: Clock;
+  private readonly heap: Timer[] = [];
+
+  constructor(clock: Clock) {
+    this.clock = clock;
+  }
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  createTimer(name: string, callback: TimerCallback): Timer {
+    return new Timer(this, name, callback);
+  }
+
+  /** Earliest deadline, or Infinity when nothing is scheduled. */
+  nextDeadline(): number {
+    return this.heap.length > 0 ? this.heap[0]!.deadline : Number.POSITIVE_INFINITY;
+  }
+
+  /**
+   * Fires every timer whose deadline has passed, earliest first; callbacks may re-arm their
+   * timer or others. Returns how many fired. The number of firings per call is bounded, so a
+   * timer that keeps re-arming itself in the past cannot hang the run loop.
+   */
+  runDue(now = this.clock.now()): number {
+    let fired = 0;
+    const limit = this.heap.length * 2 + 16;
+    while (this.heap.length > 0 && this.heap[0]!.deadline <= now && fired < limit) {
+      const timer = this.heap[0]!;
+      this.disarm(timer);
+      fired++;
+      timer.callback(now);
+    }
+    return fired;
+  }
+
+  /** @internal used by Timer */
+  arm(timer: Timer, ns: number): void {
+    if (Number.isNaN(ns)) throw new RangeError(`timer ${timer.name}: deadline is NaN`);
+    if (timer.heapIndex >= 0) {
+      const old = timer.deadline;
+      timer.deadline = ns;
+      if (ns < old) this.siftUp(timer.heapIndex);
+      else this.siftDown(timer.heapIndex);
+      return;
+    }
+    timer.deadline = ns;
+    timer.heapIndex = this.heap.length;
+    this.heap.push(timer);
+    this.siftUp(timer.heapIndex);
+  }
+
+  /** @internal used by Timer */
+  disarm(timer: Timer): void {
+    const i = timer.heapIndex;
+    if (i < 0) return;
+    const last = this.heap.pop()!;
+    timer.heapIndex = -1;
+    timer.deadline = Number.POSITIVE_INFINITY;
+    if (last !== timer) {
+      this.heap[i] = last;
+      last.heapIndex = i;
+      this.siftUp(i);
+      this.siftDown(last.heapIndex);
+    }
+  }
+
+  private siftUp(i: number): void {
+    const heap = this.heap;
+    const t = heap[i]!;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      const p = heap[parent]!;
+      if (p.deadline <= t.deadline) break;
+      heap[i] = p;
+      p.heapIndex = i;
+      i = parent;
+    }
+    heap[i] = t;
+    t.heapIndex = i;
+  }
+
+  private siftDown(i: number): void {
+    const heap = this.heap;
+    const n = heap.length;
+    const t = heap[i]!;
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= n) break;
+      if (child + 1 < n && heap[child + 1]!.deadline < heap[child]!.deadline) child++;
+      const c = heap[child]!;
+      if (t.deadline <= c.deadline) break;
+      heap[i] = c;
+      c.heapIndex = i;
+      i = child;
+    }
+    heap[i] = t;
+    t.heapIndex = i;
+  }
+}
