@@ -1,0 +1,124 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { InstructionClock, RealTimeClock, Scheduler } from "./scheduler.ts";
+
+describe("Scheduler", () => {
+  it("fires due timers in deadline order and reports the next deadline", () => {
+    const clock = new InstructionClock(1);
+    const s = new Scheduler(clock);
+    const fired: string[] = [];
+    const a = s.createTimer("a", () => fired.push("a"));
+    const b = s.createTimer("b", () => fired.push("b"));
+    const c = s.createTimer("c", () => fired.push("c"));
+    a.setAt(300);
+    b.setAt(100);
+    c.setAt(200);
+    assert.equal(s.nextDeadline(), 100);
+    clock.advance(250);
+    assert.equal(s.runDue(), 2);
+    assert.deepEqual(fired, ["b", "c"]);
+    assert.equal(s.nextDeadline(), 300);
+    assert.equal(a.remaining(), 50);
+    assert.equal(b.armed, false);
+  });
+
+  it("re-arms, moves and cancels timers", () => {
+    const clock = new InstructionClock(10);
+    const s = new Scheduler(clock);
+    const fired: number[] = [];
+    const t = s.createTimer("periodic", (now) => {
+      fired.push(now);
+      t.setIn(1000);
+    });
+    const other = s.createTimer("other", () => fired.push(-1));
+    t.setIn(1000);
+    other.setAt(500);
+    other.setAt(5000); // moved later
+    for (let i = 0; i < 350; i++) {
+      clock.advance(1);
+      s.runDue();
+    }
+    assert.deepEqual(fired, [1000, 2000, 3000]);
+    other.cancel();
+    t.cancel();
+    assert.equal(s.nextDeadline(), Number.POSITIVE_INFINITY);
+    other.cancel(); // cancelling twice is harmless
+  });
+
+  it("keeps a heap order under many random operations", () => {
+    const clock = new InstructionClock(1);
+    const s = new Scheduler(clock);
+    let seed = 12345;
+    const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 100000;
+    const timers = Array.from({ length: 64 }, (_, i) => s.createTimer(`t${i}`, () => {}));
+    for (let step = 0; step < 2000; step++) {
+      const t = timers[rand() % timers.length]!;
+      if (rand() % 4 === 0) t.cancel();
+      else t.setAt(rand());
+      const expected = Math.min(...timers.map((x) => x.deadline));
+      assert.equal(s.nextDeadline(), expected);
+    }
+    const order: number[] = [];
+    for (const t of timers) if (t.armed) order.push(t.deadline);
+    order.sort((x, y) => x - y);
+    const fired: number[] = [];
+    let next = s.nextDeadline();
+    while (next !== Number.POSITIVE_INFINITY) {
+      fired.push(next);
+      const t = timers.find((x) => x.armed && x.deadline === next)!;
+      t.cancel();
+      next = s.nextDeadline();
+    }
+    assert.deepEqual(fired, order);
+  });
+
+  it("bounds the work of a timer that re-arms itself in the past", () => {
+    const clock = new InstructionClock(1, 100);
+    const s = new Scheduler(clock);
+    let count = 0;
+    const t = s.createTimer("storm", () => {
+      count++;
+      t.setAt(0);
+    });
+    t.setAt(0);
+    const fired = s.runDue();
+    assert.ok(fired > 0 && fired < 100, `fired ${fired}`);
+    assert.equal(count, fired);
+  });
+
+  it("rejects NaN deadlines", () => {
+    const s = new Scheduler(new InstructionClock());
+    assert.throws(() => s.createTimer("x", () => {}).setAt(Number.NaN), RangeError);
+  });
+});
+
+describe("clocks", () => {
+  it("InstructionClock is deterministic and skips ahead only forwards", () => {
+    const c = new InstructionClock(2.5);
+    c.advance(4);
+    assert.equal(c.now(), 10);
+    c.skipTo(5);
+    assert.equal(c.now(), 10);
+    c.skipTo(40);
+    assert.equal(c.now(), 40);
+    assert.equal(c.instructionsUntil(50), 4);
+    assert.equal(c.instructionsUntil(10), 1);
+  });
+
+  it("RealTimeClock follows host time and stands still while paused", () => {
+    let host = 1_000_000;
+    const c = new RealTimeClock(0, () => host);
+    assert.equal(c.now(), 0);
+    host += 500;
+    assert.equal(c.now(), 500);
+    c.pause();
+    host += 10_000;
+    assert.equal(c.now(), 500);
+    assert.equal(c.paused, true);
+    c.resume();
+    host += 100;
+    assert.equal(c.now(), 600);
+    c.set(5000);
+    assert.equal(c.now(), 5000);
+  });
+});
