@@ -1,0 +1,103 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { InstructionClock, Scheduler } from "../core/scheduler.ts";
+import { exitStatus, RunLoop, type RunnableCpu } from "./run-loop.ts";
+
+/** A CPU that retires instructions until told to halt; an interrupt wakes it when IF=1. */
+class FakeCpu implements RunnableCpu {
+  halted = false;
+  ifFlag = true;
+  retired = 0;
+  pendingWake = false;
+  haltAt = Number.POSITIVE_INFINITY;
+  runCalls: number[] = [];
+  run(max: number): number {
+    this.runCalls.push(max);
+    if (this.halted) {
+      if (this.pendingWake && this.ifFlag) {
+        this.halted = false;
+        this.pendingWake = false;
+      }
+      return 0;
+    }
+    const n = Math.min(max, this.haltAt - this.retired);
+    this.retired += n;
+    if (this.retired >= this.haltAt) {
+      this.halted = true;
+      this.haltAt = Number.POSITIVE_INFINITY;
+    }
+    return n;
+  }
+  interruptsEnabled(): boolean {
+    return this.ifFlag;
+  }
+}
+
+describe("RunLoop", () => {
+  it("ends CPU slices at timer deadlines in deterministic time", async () => {
+    const clock = new InstructionClock(1);
+    const scheduler = new Scheduler(clock);
+    const cpu = new FakeCpu();
+    const loop = new RunLoop({ cpu, scheduler });
+    const firedAt: number[] = [];
+    const t = scheduler.createTimer("tick", (now) => {
+      firedAt.push(now);
+      if (firedAt.length === 3) loop.stop({ kind: "poweroff", detail: "done" });
+      else t.setIn(10_000);
+    });
+    t.setAt(10_000);
+    const reason = await loop.run();
+    assert.equal(reason.kind, "poweroff");
+    assert.deepEqual(firedAt, [10_000, 20_000, 30_000]);
+    assert.equal(cpu.retired, 30_000);
+  });
+
+  it("skips guest time while halted and wakes on a timer interrupt", async () => {
+    const clock = new InstructionClock(1);
+    const scheduler = new Scheduler(clock);
+    const cpu = new FakeCpu();
+    cpu.haltAt = 1000;
+    const loop = new RunLoop({ cpu, scheduler, timeoutNs: 5e6 });
+    scheduler
+      .createTimer("irq", () => {
+        cpu.pendingWake = true;
+      })
+      .setAt(2e6);
+    const reason = await loop.run();
+    assert.equal(reason.kind, "timeout");
+    assert.equal(exitStatus(reason), 124);
+    // Halted from 1000 ns to 2 ms without executing, then ran until the 5 ms timeout.
+    assert.equal(cpu.retired, 1000 + (5e6 - 2e6));
+  });
+
+  it("reports a CPU halted with interrupts off as halted for good", async () => {
+    const scheduler = new Scheduler(new InstructionClock(1));
+    const cpu = new FakeCpu();
+    cpu.haltAt = 500;
+    cpu.ifFlag = false;
+    const reason = await new RunLoop({ cpu, scheduler, timeoutNs: 60e9 }).run();
+    assert.equal(reason.kind, "halted");
+    assert.match(reason.detail, /interrupts disabled/);
+  });
+
+  it("runs posted host work between slices, never inside one", async () => {
+    const scheduler = new Scheduler(new InstructionClock(1));
+    const cpu = new FakeCpu();
+    const loop = new RunLoop({ cpu, scheduler, timeoutNs: 1e15 });
+    const seenAt: number[] = [];
+    loop.post(() => seenAt.push(cpu.retired));
+    setImmediate(() => loop.post(() => loop.stop({ kind: "debug-exit", status: 3, detail: "exit 3" })));
+    const reason = await loop.run();
+    assert.deepEqual(seenAt, [0]);
+    assert.equal(reason.kind, "debug-exit");
+    assert.equal(exitStatus(reason), 3);
+  });
+
+  it("keeps the first stop reason", async () => {
+    const scheduler = new Scheduler(new InstructionClock(1));
+    const loop = new RunLoop({ cpu: new FakeCpu(), scheduler });
+    loop.stop({ kind: "triple-fault", detail: "triple fault" });
+    loop.stop({ kind: "poweroff", detail: "later" });
+    assert.equal((await loop.run()).kind, "triple-fault");
+  });
+});
