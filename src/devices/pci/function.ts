@@ -68,6 +68,8 @@ export const PCI_ROM_ENABLE = 0x1;
 
 /** Index used in BarChange for the expansion ROM (the six BARs are 0-5). */
 export const EXPANSION_ROM_INDEX = 6;
+/** First BarChange index of device-specific windows (decoded through registers past 0x40). */
+export const FIRST_EXTRA_WINDOW_INDEX = 7;
 
 // ---- declarations -----------------------------------------------------------------------------
 
@@ -104,7 +106,8 @@ export interface RomBar {
 }
 
 /**
- * A BAR (or the expansion ROM, index 6) started decoding, stopped, or moved. `from` is the base it
+ * A BAR (or the expansion ROM, index 6, or a device-specific window such as the PIIX4's power
+ * management I/O block, index 7 and up) started decoding, stopped, or moved. `from` is the base it
  * was decoded at (undefined: it was not), `to` the base it decodes at now (undefined: it no
  * longer does). The builder unmaps `from`, then maps `to`.
  */
@@ -164,6 +167,8 @@ export class PciFunction implements Persistent<PciFunctionState> {
   private readonly powerOnConfig: Uint8Array;
   /** Base each BAR (0-5) and the ROM (6) currently decodes at, or undefined. */
   private readonly decodedAt: (number | undefined)[] = new Array(7).fill(undefined);
+  /** Device-specific windows by BarChange index (7 and up). */
+  private readonly extraWindows = new Map<number, PciBar>();
   private listener: BarChangeListener | undefined;
   /** The device's own interrupt request, before INTx disable. */
   private intxRequest = false;
@@ -289,6 +294,21 @@ export class PciFunction implements Persistent<PciFunctionState> {
     return offset;
   }
 
+  /**
+   * Decodes a device-specific window (`index` >= 7) at `base`, or stops decoding it (undefined);
+   * the change is reported like a BAR's. For registers such as the PIIX4's PM base.
+   */
+  protected setExtraWindow(index: number, bar: PciBar, base: number | undefined): void {
+    if (!Number.isInteger(index) || index < FIRST_EXTRA_WINDOW_INDEX || index > 31) {
+      throw new RangeError(`${this.name}: extra window index ${index} is outside 7-31`);
+    }
+    this.extraWindows.set(index, bar);
+    const from = this.decodedAt[index];
+    if (from === base) return;
+    this.decodedAt[index] = base;
+    this.listener?.({ function: this, index, bar, from, to: base });
+  }
+
   /** Sets power-on bytes and, optionally, which of their bits the guest may write. */
   protected setConfigBytes(offset: number, bytes: ArrayLike<number>, writeMask?: ArrayLike<number>): void {
     for (let i = 0; i < bytes.length; i++) {
@@ -366,6 +386,7 @@ export class PciFunction implements Persistent<PciFunctionState> {
   // ---- internals --------------------------------------------------------------------------
 
   private barAt(index: number): PciBar | RomBar | undefined {
+    if (index >= FIRST_EXTRA_WINDOW_INDEX) return this.extraWindows.get(index);
     return index === EXPANSION_ROM_INDEX ? this.rom : this.bars[index];
   }
 
