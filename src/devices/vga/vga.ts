@@ -186,7 +186,8 @@ export class Vga implements Persistent<VgaState> {
     if (size < VGA_PLANAR_SIZE || (size & (size - 1)) !== 0) {
       throw new RangeError(`VGA memory must be a power of two of at least 256 KiB, not ${size}`);
     }
-    this.vram = options.vram ?? new Uint8Array(size);
+    // Shared memory so that a display thread can read frames while the guest runs.
+    this.vram = options.vram ?? new Uint8Array(new SharedArrayBuffer(size));
     if (this.vram.byteOffset % 4 !== 0) throw new RangeError("VGA memory must be 4-byte aligned");
     this.vram32 = new Uint32Array(this.vram.buffer, this.vram.byteOffset, VGA_PLANAR_SIZE / 4);
     this.ports = {
@@ -264,7 +265,8 @@ export class Vga implements Persistent<VgaState> {
     return bpp === 4 ? start + ((x >>> 3) << 2) : start + x * ((bpp + 7) >>> 3);
   }
 
-  private vbeRead(index: number): number {
+  /** Reads DISPI register `index` (also reached through the stdvga MMIO page). */
+  vbeRead(index: number): number {
     if (index >= VBE_REGISTER_COUNT) return 0;
     if (this.vbe[VBE_INDEX_ENABLE]! & VBE_GETCAPS) {
       if (index === VBE_INDEX_XRES) return VBE_MAX_XRES;
@@ -274,7 +276,8 @@ export class Vga implements Persistent<VgaState> {
     return this.vbe[index]!;
   }
 
-  private vbeWrite(index: number, value: number): void {
+  /** Writes DISPI register `index`. */
+  vbeWrite(index: number, value: number): void {
     const regs = this.vbe;
     switch (index) {
       case VBE_INDEX_ID:
