@@ -93,7 +93,8 @@ test("higher priority interrupts nest; lower ones wait for EOI", () => {
 
 test("level-triggered inputs keep requesting while high; edge inputs need a new edge", () => {
   const { intr, pic, lines } = setup();
-  pic.setLevelTriggered(11, true);
+  pic.setElcr(0x0800);
+  assert.equal(pic.slave.elcr, 0x08);
   lines[11]!.raise();
   assert.equal(pic.acknowledge(), 0x28 + 3);
   pic.slave.ioWrite(0, 1, EOI);

@@ -369,6 +369,15 @@ export class DualPic implements InterruptAcknowledge, Persistent<DualPicState> {
     (irq < 8 ? this.master : this.slave).setLevelTriggered(irq & 7, level);
   }
 
+  /** All sixteen trigger modes at once (bit n set: IRQ n level-triggered), as the PIIX3 reports its ELCR. */
+  setElcr(mask: number): void {
+    for (let irq = 0; irq < 16; irq++) {
+      const level = ((mask >> irq) & 1) !== 0;
+      const chip = irq < 8 ? this.master : this.slave;
+      if (((chip.elcr >> (irq & 7)) & 1) !== (level ? 1 : 0)) chip.setLevelTriggered(irq & 7, level);
+    }
+  }
+
   /** True while the master asserts INT. */
   get output(): boolean {
     return this.intr.level;
