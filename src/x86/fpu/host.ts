@@ -38,7 +38,10 @@ export interface FpuHost {
   /** Offset of the memory operand within its segment; ignored for register forms. */
   readonly operandOffset: number;
 
-  /** General registers for MOVD r/m32 (index 0-7 = EAX..EDI). */
+  /** EFLAGS as it stands before the instruction (FCMOVcc reads CF, ZF and PF). */
+  readonly eflags: number;
+
+  /** General registers for MOVD r/m32 and FNSTSW AX (index 0-7 = EAX..EDI). */
   readGpr32(index: number): number;
   writeGpr32(index: number, value: number): void;
 }
