@@ -1,0 +1,182 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { IrqLine } from "../core/irq.ts";
+import { saveVersioned } from "../core/persist.ts";
+import { InstructionClock, Scheduler } from "../core/scheduler.ts";
+import { Uart16550 } from "./uart.ts";
+
+const RBR = 0;
+const IER = 1;
+const IIR = 2;
+const FCR = 2;
+const LCR = 3;
+const MCR = 4;
+const LSR = 5;
+const MSR = 6;
+const SCR = 7;
+
+function setup() {
+  const clock = new InstructionClock(1);
+  const scheduler = new Scheduler(clock);
+  const irq = new IrqLine("irq4");
+  const sent: number[] = [];
+  const uart = new Uart16550(scheduler, irq, { onTransmit: (b) => sent.push(b) });
+  const runTo = (ns: number) => {
+    while (scheduler.nextDeadline() <= ns) {
+      clock.skipTo(scheduler.nextDeadline());
+      scheduler.runDue();
+    }
+    clock.skipTo(ns);
+  };
+  const runFor = (ns: number) => runTo(clock.now() + ns);
+  /** 115200 8N1, the Linux console setting: one character is 10 bits = 86.8 us. */
+  const configure = () => {
+    uart.ioWrite(LCR, 1, 0x83);
+    uart.ioWrite(0, 1, 1);
+    uart.ioWrite(1, 1, 0);
+    uart.ioWrite(LCR, 1, 0x03);
+  };
+  return { clock, scheduler, irq, sent, uart, runFor, configure };
+}
+
+const CHAR_NS = 86_806;
+
+test("THR writes reach the host; divisor latch is behind DLAB; scratch register holds a byte", () => {
+  const { uart, sent } = setup();
+  uart.ioWrite(LCR, 1, 0x83);
+  uart.ioWrite(0, 1, 0x01);
+  uart.ioWrite(1, 1, 0x02);
+  assert.equal(uart.ioRead(0, 1), 0x01);
+  assert.equal(uart.ioRead(1, 1), 0x02);
+  uart.ioWrite(LCR, 1, 0x03);
+  uart.ioWrite(0, 1, 0x41);
+  uart.ioWrite(0, 1, 0x42);
+  assert.deepEqual(sent, [0x41, 0x42]);
+  assert.equal(uart.ioRead(LSR, 1) & 0x60, 0x60);
+  assert.equal(uart.ioRead(IER, 1), 0, "IER unchanged by the divisor write");
+  uart.ioWrite(SCR, 1, 0x5a);
+  assert.equal(uart.ioRead(SCR, 1), 0x5a);
+});
+
+test("THRE interrupt: raised on enabling ETBEI, cleared by reading IIR, re-raised after a write", () => {
+  const { uart, irq } = setup();
+  uart.ioWrite(MCR, 1, 0x08); // OUT2
+  assert.equal(uart.ioRead(IIR, 1), 0x01);
+  uart.ioWrite(IER, 1, 0x02);
+  assert.equal(irq.level, true);
+  assert.equal(uart.ioRead(IIR, 1), 0x02);
+  assert.equal(irq.level, false);
+  assert.equal(uart.ioRead(IIR, 1), 0x01, "reading IIR acknowledged THRE");
+  uart.ioWrite(0, 1, 0x20);
+  assert.equal(irq.level, true);
+  uart.ioWrite(IER, 1, 0x00);
+  assert.equal(irq.level, false);
+});
+
+test("without OUT2 the interrupt is pending in IIR but does not reach the line", () => {
+  const { uart, irq } = setup();
+  uart.ioWrite(IER, 1, 0x02);
+  assert.equal(irq.level, false);
+  uart.ioWrite(MCR, 1, 0x08);
+  assert.equal(irq.level, true);
+});
+
+test("loopback: transmitted bytes are received and MSR mirrors MCR (the 8250 probe)", () => {
+  const { uart, sent } = setup();
+  uart.ioWrite(MCR, 1, 0x1a); // loop, OUT2, RTS
+  assert.equal(uart.ioRead(MSR, 1) & 0xf0, 0x90);
+  uart.ioWrite(0, 1, 0x77);
+  assert.deepEqual(sent, []);
+  assert.equal(uart.ioRead(LSR, 1) & 0x01, 0x01);
+  assert.equal(uart.ioRead(RBR, 1), 0x77);
+  assert.equal(uart.ioRead(LSR, 1) & 0x01, 0x00);
+  uart.ioWrite(0, 1, 1);
+  uart.ioWrite(0, 1, 2);
+  assert.equal(uart.ioRead(LSR, 1) & 0x02, 0x02, "no FIFO: the second byte overran");
+  assert.equal(uart.ioRead(LSR, 1) & 0x02, 0x00, "LSR read clears OE");
+});
+
+test("host input is paced by the divisor and waits while the FIFO is full", () => {
+  const { uart, configure, runFor } = setup();
+  configure();
+  uart.ioWrite(FCR, 1, 0x07);
+  const input = Array.from({ length: 40 }, (_, i) => i);
+  uart.receive(input);
+  runFor(CHAR_NS * 5 + 1000);
+  assert.equal(uart.pendingInput, 35);
+  runFor(CHAR_NS * 100);
+  assert.equal(uart.pendingInput, 40 - 16, "stops at 16 bytes, nothing overruns");
+  assert.equal(uart.ioRead(LSR, 1) & 0x02, 0);
+  const got: number[] = [];
+  for (let round = 0; round < 10 && got.length < 40; round++) {
+    while (uart.ioRead(LSR, 1) & 0x01) got.push(uart.ioRead(RBR, 1));
+    runFor(CHAR_NS * 20);
+  }
+  assert.deepEqual(got, input);
+});
+
+test("receive interrupt at the trigger level, character timeout below it", () => {
+  const { uart, configure, runFor, irq } = setup();
+  configure();
+  uart.ioWrite(MCR, 1, 0x08);
+  uart.ioWrite(FCR, 1, 0x81); // FIFO, trigger 8
+  uart.ioWrite(IER, 1, 0x01);
+  uart.receive([1, 2, 3]);
+  runFor(CHAR_NS * 3 + 1000);
+  assert.equal(irq.level, false);
+  assert.equal(uart.ioRead(IIR, 1), 0xc1);
+  runFor(CHAR_NS * 4);
+  assert.equal(irq.level, true);
+  assert.equal(uart.ioRead(IIR, 1), 0xcc, "timeout");
+  assert.equal(uart.ioRead(RBR, 1), 1);
+  assert.equal(irq.level, false, "a read clears the timeout");
+  uart.receive([4, 5, 6, 7, 8, 9]);
+  runFor(CHAR_NS * 6 + 1000);
+  assert.equal(uart.ioRead(IIR, 1), 0xc4, "8 bytes: data available");
+});
+
+test("modem status: delta bits, interrupt and clear on read", () => {
+  const { uart, irq } = setup();
+  uart.ioWrite(MCR, 1, 0x08);
+  uart.ioWrite(IER, 1, 0x08);
+  assert.equal(uart.ioRead(MSR, 1), 0xb0);
+  uart.setModemLines({ cts: false, dsr: true, ri: true, dcd: true });
+  assert.equal(irq.level, true);
+  assert.equal(uart.ioRead(IIR, 1), 0x00);
+  assert.equal(uart.ioRead(MSR, 1), 0xe1, "DCD, RI, DSR, delta CTS");
+  assert.equal(irq.level, false);
+  uart.setModemLines({ cts: false, dsr: true, ri: false, dcd: true });
+  assert.equal(uart.ioRead(MSR, 1), 0xa4, "trailing edge of RI");
+});
+
+test("interrupt priority: line status above received data above THRE", () => {
+  const { uart } = setup();
+  uart.ioWrite(MCR, 1, 0x18);
+  uart.ioWrite(IER, 1, 0x07);
+  uart.ioWrite(0, 1, 1);
+  uart.ioWrite(0, 1, 2); // overrun
+  assert.equal(uart.ioRead(IIR, 1), 0x06);
+  uart.ioRead(LSR, 1);
+  assert.equal(uart.ioRead(IIR, 1), 0x04);
+  uart.ioRead(RBR, 1);
+  assert.equal(uart.ioRead(IIR, 1), 0x02);
+});
+
+test("state round-trips with FIFO contents, queued input and timers", () => {
+  const a = setup();
+  a.configure();
+  a.uart.ioWrite(FCR, 1, 0xc1);
+  a.uart.ioWrite(IER, 1, 0x03);
+  a.uart.ioWrite(MCR, 1, 0x0b);
+  a.uart.receive([10, 11, 12, 13]);
+  a.runFor(CHAR_NS * 2 + 100);
+  const saved = structuredClone(saveVersioned(a.uart));
+  const b = setup();
+  b.uart.loadState(saved.state, saved.version);
+  assert.deepEqual(b.uart.saveState(), a.uart.saveState());
+  b.runFor(CHAR_NS * 3);
+  const got: number[] = [];
+  while (b.uart.ioRead(LSR, 1) & 1) got.push(b.uart.ioRead(RBR, 1));
+  assert.deepEqual(got, [10, 11, 12, 13]);
+  assert.throws(() => b.uart.loadState({ ...saved.state, rx: [300] }, 1));
+});
