@@ -153,14 +153,12 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
   private hostQueue = new Uint8Array(256);
   private hostHead = 0;
   private hostCount = 0;
-  private readonly scheduler: Scheduler;
   private readonly irq: IrqLine;
   private readonly onTransmit: (byte: number) => void;
   private readonly rxFeedTimer: Timer;
   private readonly timeoutTimer: Timer;
 
   constructor(scheduler: Scheduler, irq: IrqLine, options: UartOptions = {}) {
-    this.scheduler = scheduler;
     this.irq = irq;
     this.onTransmit = options.onTransmit ?? (() => {});
     this.rxFeedTimer = scheduler.createTimer("uart rx", () => this.feed());
