@@ -1,0 +1,522 @@
+// The frame every differential test program shares: a multiboot kernel (flat binary with the a.out
+// kludge header, so QEMU and tsvisor load the same bytes) that sets up a GDT and IDT, runs
+// generated cases in 32-bit protected mode, then drops to real mode and to 16-bit protected mode
+// for the 16-bit cases, and ends through isa-debug-exit.
+//
+// Each case sets EFLAGS and the eight general registers, runs the code under test, then dumps the
+// registers, EFLAGS and a 96-byte memory window (data operands and the test stack) to port 0xE9.
+// A fault inside a case goes to a handler that dumps vector, error code, CS:EIP, EFLAGS and CR2,
+// restores the registers and IRETs to the end of the case, which then dumps as usual.
+//
+// Record format on port 0xE9 (little-endian):
+//   'C' id:u32 eax ecx edx ebx esp ebp esi edi eflags:u32 window:96 bytes
+//   'X' id:u32 vector err eip cs eflags cr2:u32
+//   'E'  (end of program)
+
+/** Linear base of the segment holding the data window and the harness variables. */
+export const WINDOW_BASE = 0x80000;
+/** Bytes of memory dumped after every case, from WINDOW_BASE. */
+export const WINDOW_BYTES = 96;
+/** Initial stack pointer of a case, as an offset from WINDOW_BASE (inside the window). */
+export const TEST_STACK = 0x58;
+/** Where the 16-bit code is copied to (it runs with CS base 0x10000 in both 16-bit modes). */
+const LOW_CODE = 0x10000;
+
+export type CaseMode = "pm32" | "real" | "pm16";
+
+/** One generated test case. */
+export interface DiffCase {
+  readonly id: number;
+  readonly mode: CaseMode;
+  /** What it tests, for failure messages (the code and the inputs). */
+  readonly text: string;
+  /** Assembly lines of the code under test (labels may use `@` for a unique per-case prefix). */
+  readonly code: readonly string[];
+  /** Initial EAX, ECX, EDX, EBX, EBP, ESI, EDI (ESP is always the test stack). */
+  readonly registers: readonly number[];
+  readonly eflags: number;
+  /** EFLAGS bits the SDM leaves undefined for this code: not compared. */
+  readonly undefinedFlags: number;
+  /** Registers (bit i = encoding i: EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI) left undefined. */
+  readonly undefinedRegisters: number;
+  /**
+   * Where QEMU is known to deviate from the SDM (see README.md), the exceptions the SDM requires;
+   * tsvisor is checked against these instead of against QEMU.
+   */
+  readonly sdmExceptions?: readonly { readonly vector: number; readonly error: number }[];
+  /** Runs with paging on (32-bit protected mode only; see `paging_on` below). */
+  readonly paging?: boolean;
+}
+
+/** Page directory and the page table the paging cases edit (identity maps everything else). */
+export const PAGE_DIRECTORY = 0x200000;
+export const TEST_PAGE_TABLE = 0x202000;
+/** Linear address the test page table maps (initially nothing). */
+export const TEST_LINEAR = 0x800000;
+
+/** Offsets (from WINDOW_BASE, through FS) of the harness variables. */
+const V_ID = 0x100;
+const V_REGS = 0x104; // 8 x u32, then EFLAGS at 0x124
+const V_EFLAGS = 0x124;
+const V_RESUME = 0x128;
+const V_XREC = 0x140; // vector, error, eip, cs, eflags, cr2
+const V_XREGS = 0x160;
+/** The harness stack, as an offset from WINDOW_BASE (the 16-bit modes share SS with the cases). */
+const HARNESS_STACK = 0xf000;
+
+/** Vectors for which the CPU pushes an error code in protected mode. */
+const ERROR_CODE_VECTORS = new Set([8, 10, 11, 12, 13, 14, 17]);
+
+const hex = (n: number): string => `0x${(n >>> 0).toString(16)}`;
+
+/** Replaces `@` in label names with the case's unique prefix. */
+function localise(line: string, id: number): string {
+  return line.replace(/@/g, `c${id}_`);
+}
+
+function emitCase(c: DiffCase, bits: 16 | 32): string[] {
+  const regs = c.registers;
+  const sp = bits === 32 ? WINDOW_BASE + TEST_STACK : TEST_STACK;
+  const hs = bits === 32 ? WINDOW_BASE + HARNESS_STACK : HARNESS_STACK;
+  const resume = `c${c.id}_resume`;
+  const lines = [
+    `; case ${c.id}: ${c.text.replace(/\n/g, " ")}`,
+    `mov dword [fs:${V_ID}], ${c.id}`,
+    bits === 32 ? `mov dword [fs:${V_RESUME}], ${resume}` : `mov word [fs:${V_RESUME}], ${resume}`,
+    `call init_window${bits}`,
+    `mov esp, ${hex(hs)}`,
+    `push dword ${hex(c.eflags)}`,
+    "popfd",
+    `mov eax, ${hex(regs[0]!)}`,
+    `mov ecx, ${hex(regs[1]!)}`,
+    `mov edx, ${hex(regs[2]!)}`,
+    `mov ebx, ${hex(regs[3]!)}`,
+    `mov ebp, ${hex(regs[4]!)}`,
+    `mov esi, ${hex(regs[5]!)}`,
+    `mov edi, ${hex(regs[6]!)}`,
+    `mov esp, ${hex(sp)}`,
+    ...c.code.map((l) => localise(l, c.id)),
+    `${resume}:`,
+    `mov [fs:${V_REGS}], eax`,
+    `mov [fs:${V_REGS + 4}], ecx`,
+    `mov [fs:${V_REGS + 8}], edx`,
+    `mov [fs:${V_REGS + 12}], ebx`,
+    `mov [fs:${V_REGS + 16}], esp`,
+    `mov [fs:${V_REGS + 20}], ebp`,
+    `mov [fs:${V_REGS + 24}], esi`,
+    `mov [fs:${V_REGS + 28}], edi`,
+    `mov esp, ${hex(hs)}`,
+    "pushfd",
+    `pop dword [fs:${V_EFLAGS}]`,
+    `call dump${bits}`,
+  ];
+  return lines;
+}
+
+/** Routines shared by every case of one code size: window fill, dumps, exception handlers. */
+function helpers(bits: 16 | 32): string[] {
+  const si = bits === 32 ? "esi" : "si";
+  const cx = bits === 32 ? "ecx" : "cx";
+  const resumeLoad = bits === 32 ? `mov eax, [fs:${V_RESUME}]` : `mov ax, [fs:${V_RESUME}]`;
+  return [
+    // Fills the window with a pattern that depends on the case id, so stale data never matches.
+    `init_window${bits}:`,
+    `mov eax, [fs:${V_ID}]`,
+    "imul eax, eax, 37",
+    "add eax, 0x5a",
+    `xor ${si}, ${si}`,
+    `.fill${bits}:`,
+    `mov [fs:${si}], al`,
+    "add eax, 101",
+    "rol al, 1",
+    `inc ${si}`,
+    `cmp ${si}, ${WINDOW_BYTES}`,
+    `jb .fill${bits}`,
+    "ret",
+    // out_bytes: writes CX bytes from fs:SI to the debug console.
+    `out_bytes${bits}:`,
+    "mov dx, 0xe9",
+    `.o${bits}:`,
+    `mov al, [fs:${si}]`,
+    "out dx, al",
+    `inc ${si}`,
+    `dec ${cx}`,
+    `jnz .o${bits}`,
+    "ret",
+    `dump${bits}:`,
+    "mov dx, 0xe9",
+    "mov al, 'C'",
+    "out dx, al",
+    `mov ${si}, ${V_ID}`,
+    `mov ${cx}, 40`,
+    `call out_bytes${bits}`,
+    `xor ${si}, ${si}`,
+    `mov ${cx}, ${WINDOW_BYTES}`,
+    `call out_bytes${bits}`,
+    // Cases may leave other data segments loaded; the next one starts from the standard ones.
+    ...(bits === 32 ? [`mov ax, ${SEL.data32}`] : ["mov ax, fs"]),
+    "mov ds, ax",
+    "mov es, ax",
+    "mov gs, ax",
+    "ret",
+    // The common exception path. On entry the stub has pushed the vector and an error code
+    // (real or dummy) above the CPU's frame. Records, restores registers, returns to the resume label.
+    `exception${bits}:`,
+    ...["eax", "ecx", "edx", "ebx", "ebp", "esi", "edi"].map((r, i) => `mov [fs:${V_XREGS + i * 4}], ${r}`),
+    ...(bits === 32
+      ? [
+          "mov eax, [esp]",
+          `mov [fs:${V_XREC}], eax`,
+          "mov eax, [esp+4]",
+          `mov [fs:${V_XREC + 4}], eax`,
+          "mov eax, [esp+8]",
+          `mov [fs:${V_XREC + 8}], eax`,
+          "movzx eax, word [esp+12]",
+          `mov [fs:${V_XREC + 12}], eax`,
+          "mov eax, [esp+16]",
+          `mov [fs:${V_XREC + 16}], eax`,
+          "mov eax, cr2",
+          `mov [fs:${V_XREC + 20}], eax`,
+        ]
+      : [
+          // 16-bit frames: IP, CS, FLAGS are words; BP addresses them through SS.
+          "mov bp, sp",
+          "movzx eax, word [bp]",
+          `mov [fs:${V_XREC}], eax`,
+          "movzx eax, word [bp+2]",
+          `mov [fs:${V_XREC + 4}], eax`,
+          "movzx eax, word [bp+4]",
+          `mov [fs:${V_XREC + 8}], eax`,
+          "movzx eax, word [bp+6]",
+          `mov [fs:${V_XREC + 12}], eax`,
+          "movzx eax, word [bp+8]",
+          `mov [fs:${V_XREC + 16}], eax`,
+          "mov eax, cr2",
+          `mov [fs:${V_XREC + 20}], eax`,
+        ]),
+    "mov dx, 0xe9",
+    "mov al, 'X'",
+    "out dx, al",
+    `mov ${si}, ${V_ID}`,
+    `mov ${cx}, 4`,
+    `call out_bytes${bits}`,
+    `mov ${si}, ${V_XREC}`,
+    `mov ${cx}, 24`,
+    `call out_bytes${bits}`,
+    // Drop vector and error code, point the frame's return address at the resume label.
+    ...(bits === 32
+      ? ["add esp, 8", resumeLoad, "mov [esp], eax"]
+      : ["add sp, 4", resumeLoad, "mov bp, sp", "mov [bp], ax"]),
+    ...["eax", "ecx", "edx", "ebx", "ebp", "esi", "edi"].map((r, i) => `mov ${r}, [fs:${V_XREGS + i * 4}]`),
+    bits === 32 ? "iretd" : "iret",
+  ];
+}
+
+/**
+ * Paging: identity-maps 0-4 MiB with 4 KiB pages and 4-8 MiB with one 4 MiB page, and leaves
+ * 8-12 MiB to a test page table the cases fill in. `paging_reset` puts that state back before
+ * each case without disturbing registers or flags.
+ */
+function pagingHelpers(): string[] {
+  const pd = PAGE_DIRECTORY;
+  const pt0 = PAGE_DIRECTORY + 0x1000;
+  return [
+    "paging_on:",
+    `mov edi, ${hex(pd)}`,
+    "xor eax, eax",
+    "mov ecx, 3*1024",
+    ".zero:",
+    "mov [edi], eax",
+    "add edi, 4",
+    "dec ecx",
+    "jnz .zero",
+    `mov dword [${hex(pd)}], ${hex(pt0 | 7)}`,
+    `mov dword [${hex(pd + 4)}], 0x400087`,
+    `mov dword [${hex(pd + 8)}], ${hex(TEST_PAGE_TABLE | 7)}`,
+    `mov edi, ${hex(pt0)}`,
+    "mov eax, 7",
+    ".pt0:",
+    "mov [edi], eax",
+    "add edi, 4",
+    "add eax, 0x1000",
+    `cmp edi, ${hex(pt0 + 0x1000)}`,
+    "jb .pt0",
+    "mov eax, cr4",
+    "or eax, 0x10",
+    "mov cr4, eax",
+    `mov eax, ${hex(pd)}`,
+    "mov cr3, eax",
+    "mov eax, cr0",
+    "or eax, 0x80000000",
+    "mov cr0, eax",
+    "ret",
+    "paging_off:",
+    "mov eax, cr0",
+    "and eax, 0x7ffeffff",
+    "mov cr0, eax",
+    "mov eax, cr4",
+    "and eax, ~0x10",
+    "mov cr4, eax",
+    "ret",
+    "paging_reset:",
+    "pushfd",
+    "push eax",
+    "mov eax, cr0",
+    "and eax, ~0x10000",
+    "mov cr0, eax",
+    `mov dword [${hex(TEST_PAGE_TABLE)}], 0`,
+    `mov dword [${hex(TEST_PAGE_TABLE + 4)}], 0`,
+    `mov dword [${hex(TEST_PAGE_TABLE + 8)}], 0`,
+    `mov dword [${hex(pd + 8)}], ${hex(TEST_PAGE_TABLE | 7)}`,
+    `mov dword [${hex(pd + 12)}], 0`,
+    "mov eax, cr3",
+    "mov cr3, eax",
+    "pop eax",
+    "popfd",
+    "ret",
+  ];
+}
+
+/** Interrupt stubs: push a dummy error code when the CPU pushes none, then the vector. */
+function stubs(prefix: string, bits: 16 | 32, errorCodes: boolean): string[] {
+  const lines: string[] = [];
+  for (let v = 0; v < 32; v++) {
+    lines.push(`${prefix}${v}:`);
+    if (!(errorCodes && ERROR_CODE_VECTORS.has(v))) lines.push(bits === 32 ? "push dword 0" : "push word 0");
+    lines.push(bits === 32 ? `push dword ${v}` : `push word ${v}`, `jmp exception${bits}`);
+  }
+  return lines;
+}
+
+/** GDT selectors the cases may use. */
+export const SEL = {
+  code32: 0x08,
+  data32: 0x10,
+  code16: 0x18,
+  data16: 0x20,
+  window: 0x28,
+  small: 0x30,
+  code32user: 0x3b,
+  data32user: 0x43,
+  readOnly: 0x50,
+  window32: 0x58,
+} as const;
+
+function descriptor(base: number, limit: number, access: number, flags: number): string {
+  const lo = ((base & 0xffff) << 16) | (limit & 0xffff);
+  const hi =
+    (base & 0xff000000) | ((flags & 0xf) << 20) | (limit & 0xf0000) | (access << 8) | ((base >>> 16) & 0xff);
+  return `dd ${hex(lo)}, ${hex(hi)}`;
+}
+
+/** Assembles the whole program's source from its cases. */
+export function programSource(cases: readonly DiffCase[]): string {
+  const pm32 = cases.filter((c) => c.mode === "pm32" && !c.paging);
+  const paged = cases.filter((c) => c.mode === "pm32" && c.paging);
+  const real = cases.filter((c) => c.mode === "real");
+  const pm16 = cases.filter((c) => c.mode === "pm16");
+  const out: string[] = [
+    "BITS 32",
+    "ORG 0x100000",
+    "MB_FLAGS equ 0x00010000",
+    "section .text",
+    "mb_header:",
+    "dd 0x1BADB002, MB_FLAGS, -(0x1BADB002 + MB_FLAGS)",
+    "dd mb_header, mb_header, 0, 0, start",
+    "start:",
+    "cli",
+    `mov esp, ${hex(WINDOW_BASE + HARNESS_STACK)}`,
+    "lgdt [gdt_descriptor]",
+    `jmp ${SEL.code32}:.flat`,
+    ".flat:",
+    `mov ax, ${SEL.data32}`,
+    "mov ds, ax",
+    "mov es, ax",
+    "mov ss, ax",
+    "mov gs, ax",
+    `mov ax, ${SEL.window32}`,
+    "mov fs, ax",
+    // IDT entries: 32-bit interrupt gates to the stubs.
+    "xor ecx, ecx",
+    ".idt:",
+    "mov eax, [stub_table + ecx*4]",
+    "mov [idt + ecx*8], ax",
+    `mov word [idt + ecx*8 + 2], ${SEL.code32}`,
+    "mov word [idt + ecx*8 + 4], 0x8e00",
+    "shr eax, 16",
+    "mov [idt + ecx*8 + 6], ax",
+    "inc ecx",
+    "cmp ecx, 32",
+    "jb .idt",
+    "lidt [idt_descriptor]",
+    // Copy the 16-bit code below 1 MiB.
+    "mov esi, section..low.start",
+    `mov edi, ${hex(LOW_CODE)}`,
+    "mov ecx, low_code_size",
+    ".copy:",
+    "mov al, [esi]",
+    "mov [edi], al",
+    "inc esi",
+    "inc edi",
+    "dec ecx",
+    "jnz .copy",
+  ];
+  for (const c of pm32) out.push(...emitCase(c, 32));
+  if (paged.length > 0) {
+    out.push("call paging_on");
+    for (const c of paged) out.push(...emitCase(c, 32));
+    out.push("call paging_off");
+  }
+  out.push(
+    // To the 16-bit world: a 16-bit code segment first, then real mode, then 16-bit protected mode.
+    `jmp ${SEL.code16}:low_entry`,
+    "back_to_32:",
+    `mov ax, ${SEL.data32}`,
+    "mov ds, ax",
+    "mov es, ax",
+    "mov ss, ax",
+    "mov gs, ax",
+    `mov ax, ${SEL.window32}`,
+    "mov fs, ax",
+    `mov esp, ${hex(WINDOW_BASE + HARNESS_STACK)}`,
+    "lidt [idt_descriptor]",
+    "mov dx, 0xe9",
+    "mov al, 'E'",
+    "out dx, al",
+    "mov dx, 0xf4",
+    "xor eax, eax",
+    "out dx, al",
+    ".halt:",
+    "cli",
+    "hlt",
+    "jmp .halt",
+    ...helpers(32),
+    ...pagingHelpers(),
+    ...stubs("pm32_stub", 32, true),
+    "stub_table:",
+    ...Array.from({ length: 32 }, (_, v) => `dd pm32_stub${v}`),
+    "align 8",
+    "gdt:",
+    "dq 0",
+    descriptor(0, 0xfffff, 0x9a, 0xc), // 0x08 flat code
+    descriptor(0, 0xfffff, 0x92, 0xc), // 0x10 flat data
+    descriptor(LOW_CODE, 0xffff, 0x9a, 0x0), // 0x18 16-bit code at the low copy
+    descriptor(0, 0xffff, 0x92, 0x0), // 0x20 real-mode-like data
+    descriptor(WINDOW_BASE, 0xffff, 0x92, 0x0), // 0x28 16-bit data over the window
+    descriptor(WINDOW_BASE, 0x3f, 0x92, 0x4), // 0x30 data, 64-byte limit
+    descriptor(0, 0xfffff, 0xfa, 0xc), // 0x38 ring-3 flat code
+    descriptor(0, 0xfffff, 0xf2, 0xc), // 0x40 ring-3 flat data
+    "dq 0", // 0x48 reserved for a TSS
+    descriptor(WINDOW_BASE, 0xffff, 0x90, 0x4), // 0x50 read-only data over the window
+    descriptor(WINDOW_BASE, 0xfffff, 0x92, 0xc), // 0x58 32-bit data over the window (FS)
+    "gdt_end:",
+    "gdt_descriptor:",
+    "dw gdt_end - gdt - 1",
+    "dd gdt",
+    "idt_descriptor:",
+    "dw 32*8 - 1",
+    "dd idt",
+    "real_idt_descriptor:",
+    "dw 0x3ff",
+    "dd 0",
+    "align 8",
+    "idt: times 32*8 db 0",
+    // The 16-bit part: assembled for offset 0 of a segment based at LOW_CODE.
+    "section .low vstart=0 follows=.text",
+    "BITS 16",
+    "low_entry:",
+    // Still protected mode with a 16-bit CS: load real-mode-compatible limits, then leave PE.
+    `mov ax, ${SEL.data16}`,
+    "mov ds, ax",
+    "mov es, ax",
+    "mov gs, ax",
+    "mov ss, ax",
+    "mov fs, ax",
+    "mov eax, cr0",
+    "and al, 0xfe",
+    "mov cr0, eax",
+    `jmp ${LOW_CODE >> 4}:real_entry`,
+    "real_entry:",
+    `mov ax, ${WINDOW_BASE >> 4}`,
+    "mov ds, ax",
+    "mov es, ax",
+    "mov ss, ax",
+    "mov fs, ax",
+    "mov gs, ax",
+    `mov sp, ${HARNESS_STACK}`,
+    `o32 lidt [cs:real_idt_descriptor_low]`,
+    // Point the real-mode vectors 0-31 at the stubs.
+    "push ds",
+    "xor ax, ax",
+    "mov ds, ax",
+    "xor bx, bx",
+    "xor si, si",
+    ".ivt:",
+    "mov ax, [cs:real_stub_table + si]",
+    "mov [bx], ax",
+    `mov word [bx + 2], ${LOW_CODE >> 4}`,
+    "add bx, 4",
+    "add si, 2",
+    "cmp si, 64",
+    "jb .ivt",
+    "pop ds",
+  );
+  for (const c of real) out.push(...emitCase(c, 16));
+  out.push(
+    // 16-bit protected mode: fill the 16-bit IDT (interrupt gates, type 6).
+    "cli",
+    "xor si, si",
+    "xor bx, bx",
+    "push ds",
+    `mov ax, ${(LOW_CODE >> 4) - 0}`,
+    "mov ds, ax",
+    ".pidt:",
+    "mov ax, [cs:pm16_stub_table + si]",
+    "mov di, bx",
+    "add di, pm16_idt_low",
+    "mov [di], ax",
+    `mov word [di + 2], ${SEL.code16}`,
+    "mov word [di + 4], 0x8600",
+    "mov word [di + 6], 0",
+    "add bx, 8",
+    "add si, 2",
+    "cmp si, 64",
+    "jb .pidt",
+    "pop ds",
+    "o32 lidt [cs:pm16_idt_descriptor_low]",
+    "mov eax, cr0",
+    "or al, 1",
+    "mov cr0, eax",
+    `jmp ${SEL.code16}:pm16_entry`,
+    "pm16_entry:",
+    `mov ax, ${SEL.window}`,
+    "mov ds, ax",
+    "mov es, ax",
+    "mov ss, ax",
+    "mov fs, ax",
+    "mov gs, ax",
+    `mov sp, ${HARNESS_STACK}`,
+  );
+  for (const c of pm16) out.push(...emitCase(c, 16));
+  out.push(
+    `jmp dword ${SEL.code32}:back_to_32`,
+    ...helpers(16),
+    ...stubs("real_stub", 16, false),
+    ...stubs("pm16_stub", 16, true),
+    "real_stub_table:",
+    ...Array.from({ length: 32 }, (_, v) => `dw real_stub${v}`),
+    "pm16_stub_table:",
+    ...Array.from({ length: 32 }, (_, v) => `dw pm16_stub${v}`),
+    "real_idt_descriptor_low:",
+    "dw 0x3ff",
+    "dd 0",
+    "pm16_idt_descriptor_low:",
+    "dw 32*8 - 1",
+    `dd ${hex(LOW_CODE)} + pm16_idt_low`,
+    "align 8",
+    "pm16_idt_low: times 32*8 db 0",
+    "low_code_end:",
+    "low_code_size equ low_code_end",
+  );
+  return `${out.join("\n")}\n`;
+}

@@ -1,0 +1,236 @@
+// Building, running and comparing differential test programs: nasm assembles each program, QEMU
+// and tsvisor's bare runner execute it, and the dumps they write to port 0xE9 are compared case by
+// case, masking what the SDM leaves undefined.
+
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { type BareCpuFactory, runMultiboot } from "../../src/machine/bare-runner.ts";
+import { type DiffCase, programSource, WINDOW_BYTES } from "./harness.ts";
+
+const run = promisify(execFile);
+
+/** The CPU model QEMU emulates for the comparison: a P6 with CMOV, PAE, PSE, SEP, MMX, SSE. */
+export const QEMU_CPU = "pentium3";
+/** 16-bit cases per program: their code must fit in one 64 KiB segment. */
+const LOW_CASES_PER_PROGRAM = 200;
+/** 32-bit cases per program: keeps each QEMU run short and lets two run at once. */
+const CASES_PER_PROGRAM = 900;
+
+export interface Program {
+  readonly name: string;
+  readonly cases: readonly DiffCase[];
+  readonly image: Uint8Array;
+}
+
+/** Splits cases into programs small enough to assemble and to run in parallel. */
+export function groupCases(cases: readonly DiffCase[]): DiffCase[][] {
+  const groups: DiffCase[][] = [];
+  const high = cases.filter((c) => c.mode === "pm32");
+  const low = cases.filter((c) => c.mode !== "pm32");
+  for (let i = 0; i < high.length; i += CASES_PER_PROGRAM) groups.push(high.slice(i, i + CASES_PER_PROGRAM));
+  for (let i = 0; i < low.length; i += LOW_CASES_PER_PROGRAM)
+    groups.push(low.slice(i, i + LOW_CASES_PER_PROGRAM));
+  return groups;
+}
+
+/** A scratch directory removed by `dispose` (nothing is cached across runs). */
+export class Workspace {
+  readonly dir = mkdtempSync(join(tmpdir(), "tsvisor-diff-"));
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Assembles one program with nasm; overflowing 16-bit offsets are errors, not warnings. */
+export async function assemble(work: Workspace, name: string, cases: readonly DiffCase[]): Promise<Program> {
+  const source = join(work.dir, `${name}.asm`);
+  const output = join(work.dir, `${name}.bin`);
+  writeFileSync(source, programSource(cases));
+  await run("nasm", ["-Werror=number-overflow", "-f", "bin", "-o", output, source], { maxBuffer: 1 << 24 });
+  return { name, cases, image: new Uint8Array(readFileSync(output)) };
+}
+
+/** Runs `tasks` with at most `limit` in flight. */
+export async function limited<T>(limit: number, tasks: (() => Promise<T>)[]): Promise<T[]> {
+  const results: T[] = new Array(tasks.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < tasks.length) {
+      const i = next++;
+      results[i] = await tasks[i]!();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+  return results;
+}
+
+export interface QemuOutcome {
+  readonly exitCode: number | null;
+  readonly dump: Uint8Array;
+}
+
+/** Runs a program under QEMU TCG; isa-debug-exit ends it (status 1 for `out 0xf4, 0`). */
+export async function runQemu(work: Workspace, program: Program, timeoutMs = 120_000): Promise<QemuOutcome> {
+  const kernel = join(work.dir, `${program.name}.bin`);
+  const out = join(work.dir, `${program.name}.qemu.out`);
+  writeFileSync(out, "");
+  let exitCode: number | null = 0;
+  try {
+    await run(
+      "qemu-system-i386",
+      [
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-cpu",
+        QEMU_CPU,
+        "-m",
+        "32",
+        "-accel",
+        "tcg",
+        "-debugcon",
+        `file:${out}`,
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+        "-kernel",
+        kernel,
+      ],
+      { timeout: timeoutMs, killSignal: "SIGKILL" },
+    );
+  } catch (error) {
+    const e = error as { code?: number | string; killed?: boolean };
+    exitCode = e.killed ? null : typeof e.code === "number" ? e.code : null;
+  }
+  return { exitCode, dump: new Uint8Array(readFileSync(out)) };
+}
+
+/** Runs a program on tsvisor's CPU through the bare runner. */
+export function runTsvisor(program: Program, createCpu: BareCpuFactory, budget = 200_000_000): Uint8Array {
+  const result = runMultiboot(program.image, { budget, createCpu, ramBytes: 32 << 20 });
+  return result.debugcon;
+}
+
+/** What a case left behind: its registers, flags and window, and the exceptions it raised. */
+export interface CaseDump {
+  readonly id: number;
+  registers: number[];
+  eflags: number;
+  window: Uint8Array;
+  readonly exceptions: {
+    vector: number;
+    error: number;
+    eip: number;
+    cs: number;
+    eflags: number;
+    cr2: number;
+  }[];
+}
+
+export interface ParsedDump {
+  readonly cases: Map<number, CaseDump>;
+  readonly ended: boolean;
+  /** Set when the stream is malformed (e.g. a fault inside the harness). */
+  readonly problem: string | undefined;
+}
+
+const CASE_RECORD = 1 + 4 + 36 + WINDOW_BYTES;
+const EXCEPTION_RECORD = 1 + 4 + 24;
+
+/** Parses a dump stream into per-case results. */
+export function parseDump(bytes: Uint8Array): ParsedDump {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const cases = new Map<number, CaseDump>();
+  const entry = (id: number): CaseDump => {
+    let c = cases.get(id);
+    if (!c) {
+      c = { id, registers: [], eflags: 0, window: new Uint8Array(0), exceptions: [] };
+      cases.set(id, c);
+    }
+    return c;
+  };
+  let at = 0;
+  while (at < bytes.length) {
+    const tag = bytes[at]!;
+    if (tag === 0x45 /* E */) return { cases, ended: true, problem: undefined };
+    if (tag === 0x43 /* C */ && at + CASE_RECORD <= bytes.length) {
+      const c = entry(view.getUint32(at + 1, true));
+      c.registers = Array.from({ length: 8 }, (_, i) => view.getUint32(at + 5 + i * 4, true));
+      c.eflags = view.getUint32(at + 37, true);
+      c.window = bytes.slice(at + 41, at + 41 + WINDOW_BYTES);
+      at += CASE_RECORD;
+      continue;
+    }
+    if (tag === 0x58 /* X */ && at + EXCEPTION_RECORD <= bytes.length) {
+      const c = entry(view.getUint32(at + 1, true));
+      const f = (k: number): number => view.getUint32(at + 5 + k * 4, true);
+      c.exceptions.push({ vector: f(0), error: f(1), eip: f(2), cs: f(3), eflags: f(4), cr2: f(5) });
+      at += EXCEPTION_RECORD;
+      continue;
+    }
+    return { cases, ended: false, problem: `unexpected byte 0x${tag.toString(16)} at offset ${at}` };
+  }
+  return { cases, ended: false, problem: "the stream ends without the end marker" };
+}
+
+const REGISTER_NAMES = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"];
+/** EFLAGS bits that are compared at all (arithmetic, TF, IF, DF, IOPL, NT, RF, VM, AC, ID). */
+const COMPARED_FLAGS = 0x003f7fd5;
+
+const hex = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, "0")}`;
+
+/** Differences between a reference dump and tsvisor's for one case, as readable lines. */
+export function compareCase(
+  c: DiffCase,
+  expected: CaseDump | undefined,
+  actual: CaseDump | undefined,
+): string[] {
+  if (!actual) return [`case ${c.id} (${c.text}): tsvisor produced no result`];
+  if (c.sdmExceptions) {
+    const want = c.sdmExceptions.map((e) => `#${e.vector}(${hex(e.error)})`).join(", ");
+    const got = actual.exceptions.map((e) => `#${e.vector}(${hex(e.error)})`).join(", ");
+    return want === got
+      ? []
+      : [`case ${c.id} ${c.mode} (${c.text}): exceptions [${got}], the SDM requires [${want}]`];
+  }
+  if (!expected) return [`case ${c.id} (${c.text}): no reference result`];
+  const problems: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    if (c.undefinedRegisters & (1 << i)) continue;
+    if (expected.registers[i] !== actual.registers[i]) {
+      problems.push(
+        `${REGISTER_NAMES[i]} ${hex(actual.registers[i]!)}, expected ${hex(expected.registers[i]!)}`,
+      );
+    }
+  }
+  const mask = COMPARED_FLAGS & ~c.undefinedFlags;
+  if ((expected.eflags & mask) !== (actual.eflags & mask)) {
+    problems.push(
+      `eflags ${hex(actual.eflags & mask)}, expected ${hex(expected.eflags & mask)} (compared bits ${hex(mask)})`,
+    );
+  }
+  for (let i = 0; i < WINDOW_BYTES; i++) {
+    if (expected.window[i] !== actual.window[i]) {
+      problems.push(
+        `memory window+0x${i.toString(16)} = 0x${actual.window[i]?.toString(16)}, expected 0x${expected.window[i]?.toString(16)}`,
+      );
+      break;
+    }
+  }
+  const ex = expected.exceptions.map(
+    (e) => `#${e.vector}(${hex(e.error)}) at ${e.cs}:${hex(e.eip)} cr2=${hex(e.cr2)}`,
+  );
+  const ac = actual.exceptions.map(
+    (e) => `#${e.vector}(${hex(e.error)}) at ${e.cs}:${hex(e.eip)} cr2=${hex(e.cr2)}`,
+  );
+  // CR2 only means something for page faults.
+  const norm = (list: string[], src: CaseDump["exceptions"]): string[] =>
+    list.map((s, i) => (src[i]!.vector === 14 ? s : s.replace(/ cr2=0x[0-9a-f]+/, "")));
+  const en = norm(ex, expected.exceptions).join(", ");
+  const an = norm(ac, actual.exceptions).join(", ");
+  if (en !== an) problems.push(`exceptions [${an}], expected [${en}]`);
+  return problems.map((p) => `case ${c.id} ${c.mode} (${c.text}): ${p}`);
+}
