@@ -170,7 +170,11 @@ test("DSDT disassembles cleanly with iasl", (t) => {
 test("publishAcpiTables adds the three fw_cfg files", () => {
   const { blobs } = linked();
   const files = new Map<string, Uint8Array>();
-  publishAcpiTables({ addFile: (n, d) => (files.set(n, d), files.size) }, blobs);
+  const addFile = (n: string, d: Uint8Array) => {
+    files.set(n, d);
+    return files.size;
+  };
+  publishAcpiTables({ addFile }, blobs);
   assert.deepEqual([...files.keys()], ["etc/acpi/tables", "etc/acpi/rsdp", "etc/table-loader"]);
   assert.equal(files.get("etc/table-loader")!.length % 128, 0);
   assert.equal(new DataView(files.get("etc/table-loader")!.buffer).getUint32(0, true), 1, "ALLOCATE first");
