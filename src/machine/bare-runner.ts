@@ -337,27 +337,121 @@ export function runMultiboot(
 /** The result of looking for tsvisor's CPU: a factory, or why it cannot be used yet. */
 export type CpuLookup = { readonly factory: BareCpuFactory } | { readonly missing: string };
 
+/** Segment cache as the CPU takes it (src/x86/cpu.ts SegmentState). */
+interface SegmentCache {
+  selector: number;
+  base: number;
+  limit: number;
+  /** Descriptor bits 8-23 of the high dword: type, S, DPL, P, AVL, L, D/B, G. */
+  attributes: number;
+}
+
+/** The part of src/x86/cpu.ts's public API the adapter uses. */
+interface TsvisorCpu {
+  run(maxInstructions: number): number;
+  reset(): void;
+  readonly halted: boolean;
+  eip: number;
+  eflags: number;
+  setReg32(index: number, value: number): void;
+  setSegment(index: number, segment: SegmentCache): void;
+  setCr(n: number, value: number): void;
+}
+
+/** Segment register indices in the CPU (ES, CS, SS, DS, FS, GS). */
+const SEGMENT_ES = 0;
+const SEGMENT_CS = 1;
+const SEGMENT_GS = 5;
+/** Accessed read/write data, present, DPL 0. */
+const ATTR_DATA = 0x93;
+/** Accessed execute/read code, present, DPL 0. */
+const ATTR_CODE = 0x9b;
+/** Descriptor D/B and G bits: 32-bit, 4 KiB granular. */
+const ATTR_BIG_PAGES = 0xc000;
+/** CR0: protection enable and extension type (a 387-compatible FPU). */
+const CR0_PE_ET = 0x11;
+/** EFLAGS with only the always-one bit 1 set. */
+const EFLAGS_FIXED = 0x2;
+/** EFLAGS.IF. */
+const EFLAGS_IF = 0x200;
+const REGISTER_ORDER = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"] as const;
+
+function setRegisters(cpu: TsvisorCpu, registers: GeneralRegisters): void {
+  REGISTER_ORDER.forEach((name, i) => {
+    cpu.setReg32(i, (registers[name] ?? 0) >>> 0);
+  });
+}
+
+/** Puts tsvisor's CPU into the entry states the runner offers. */
+export function adaptTsvisorCpu(cpu: TsvisorCpu): BareCpu {
+  return {
+    run: (maxInstructions) => cpu.run(maxInstructions),
+    get halted() {
+      return cpu.halted;
+    },
+    interruptsEnabled: () => (cpu.eflags & EFLAGS_IF) !== 0,
+    enterRealMode(cs, ip, registers) {
+      cpu.reset();
+      for (let s = SEGMENT_ES; s <= SEGMENT_GS; s++) {
+        const attributes = s === SEGMENT_CS ? ATTR_CODE : ATTR_DATA;
+        cpu.setSegment(s, { selector: cs, base: cs << 4, limit: 0xffff, attributes });
+      }
+      setRegisters(cpu, registers);
+      cpu.eflags = EFLAGS_FIXED;
+      cpu.eip = ip;
+    },
+    enterFlatProtectedMode(eip, registers) {
+      cpu.reset();
+      cpu.setCr(0, CR0_PE_ET);
+      for (let s = SEGMENT_ES; s <= SEGMENT_GS; s++) {
+        const code = s === SEGMENT_CS;
+        cpu.setSegment(s, {
+          selector: code ? 0x08 : 0x10,
+          base: 0,
+          limit: 0xffffffff,
+          attributes: (code ? ATTR_CODE : ATTR_DATA) | ATTR_BIG_PAGES,
+        });
+      }
+      setRegisters(cpu, registers);
+      cpu.eflags = EFLAGS_FIXED;
+      cpu.eip = eip;
+    },
+  };
+}
+
 /**
- * Finds the CPU in src/x86/cpu.ts and adapts it to BareCpu. Until the CPU exists (or lacks the
- * entry-state helpers this runner needs) it returns `{ missing }`, and callers skip or mark
- * their tests `todo`.
+ * Finds the CPU in src/x86/cpu.ts (with the x87 unit from src/x86/fpu/fpu.ts when it loads) and
+ * adapts it to BareCpu. Until the CPU can be loaded it returns `{ missing }`, and callers skip or
+ * mark their tests `todo`.
  */
 export async function loadTsvisorCpu(): Promise<CpuLookup> {
-  // Held in a variable so the type checker does not require the module to exist yet.
-  const path = "../x86/cpu.ts";
+  // Held in variables so the type checker does not require the modules to exist yet.
+  const cpuPath = "../x86/cpu.ts";
+  const fpuPath = "../x86/fpu/fpu.ts";
   let module: Record<string, unknown>;
   try {
-    module = (await import(path)) as Record<string, unknown>;
+    module = (await import(cpuPath)) as Record<string, unknown>;
   } catch (error) {
     return { missing: `src/x86/cpu.ts cannot be loaded: ${(error as Error).message.split("\n")[0]}` };
   }
-  const Cpu = module.Cpu as (new (options: object) => Record<string, unknown>) | undefined;
+  const Cpu = module.Cpu as (new (options: object) => TsvisorCpu) | undefined;
   if (typeof Cpu !== "function") return { missing: "src/x86/cpu.ts exports no Cpu class" };
-  const probe = new Cpu({ memory: new PhysicalMemory(), ports: new PortBus() });
-  const needed = ["run", "enterRealMode", "enterFlatProtectedMode", "interruptsEnabled"];
-  const absent = needed.filter((name) => typeof probe[name] !== "function");
-  if (absent.length > 0) return { missing: `Cpu lacks ${absent.join(", ")}` };
+  let Fpu: (new () => object) | undefined;
+  try {
+    Fpu = ((await import(fpuPath)) as Record<string, unknown>).Fpu as (new () => object) | undefined;
+  } catch {
+    Fpu = undefined;
+  }
+  try {
+    const probe = new Cpu({ memory: new PhysicalMemory(), ports: new PortBus() });
+    const needed = ["run", "reset", "setReg32", "setSegment", "setCr"] as const;
+    const absent = needed.filter((name) => typeof probe[name] !== "function");
+    if (absent.length > 0) return { missing: `Cpu lacks ${absent.join(", ")}` };
+  } catch (error) {
+    return { missing: `new Cpu() fails: ${(error as Error).message.split("\n")[0]}` };
+  }
   return {
-    factory: (environment) => new Cpu(environment) as unknown as BareCpu,
+    factory: (environment) =>
+      adaptTsvisorCpu(new Cpu({ ...environment, ...(typeof Fpu === "function" ? { fpu: new Fpu() } : {}) })),
   };
 }
