@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { homedir } from "node:os";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, it } from "node:test";
 import { PhysicalMemory } from "../core/memory.ts";
-import { decodeE820Table, E820_ACPI, E820_RAM, type E820Entry, pcMemoryMap } from "./e820.ts";
+import { decodeE820Table, E820_ACPI, E820_RAM, E820_RESERVED, type E820Entry, pcMemoryMap } from "./e820.ts";
 import {
   BOOT_CS,
   BOOT_DS,
@@ -661,5 +662,186 @@ describe("the Debian i386 kernel", () => {
     );
     // The command line is where cmd_line_ptr says.
     assert.equal(new TextDecoder().decode(memory.readBytes(result.cmdlineAddress, 13)), "console=ttyS0");
+  });
+});
+
+function haveCommand(name: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${name}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A cpio "newc" archive holding one executable file: the smallest initramfs. */
+function newcArchive(name: string, data: Uint8Array): Uint8Array {
+  const parts: Uint8Array[] = [];
+  const encoder = new TextEncoder();
+  const pad4 = (n: number) => new Uint8Array((4 - (n % 4)) % 4);
+  const entry = (path: string, mode: number, body: Uint8Array) => {
+    const fields = [1, mode, 0, 0, 1, 0, body.length, 0, 0, 0, 0, path.length + 1, 0];
+    const header = `070701${fields.map((f) => f.toString(16).padStart(8, "0")).join("")}`;
+    const head = encoder.encode(`${header}${path}\0`);
+    parts.push(head, pad4(head.length), body, pad4(body.length));
+  };
+  entry(name, 0o100755, data);
+  entry("TRAILER!!!", 0, new Uint8Array(0));
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** An i386 Linux program that prints a line and reboots (QEMU's -no-reboot then exits). */
+const INIT_ASM = `bits 32
+global _start
+section .text
+_start:
+  mov eax, 4            ; write(1, message, length)
+  mov ebx, 1
+  mov ecx, message
+  mov edx, length
+  int 0x80
+  mov eax, 88           ; reboot(magic, magic2, LINUX_REBOOT_CMD_RESTART)
+  mov ebx, 0xfee1dead
+  mov ecx, 672274793
+  mov edx, 0x01234567
+  int 0x80
+hang:
+  jmp hang
+section .data
+message: db "tsvisor initrd reached", 10
+length equ $ - message
+`;
+
+describe("the Debian i386 kernel under QEMU", () => {
+  const files = cachedDebianKernel();
+  const missing = ["qemu-system-i386", "nasm", "ld"].filter((c) => !haveCommand(c));
+  const skip = !files
+    ? "no Debian kernel in the image cache (run `tsvisor images fetch` to get one)"
+    : missing.length > 0
+      ? `needs ${missing.join(", ")}`
+      : false;
+  it("boots to the initrd from memory laid out by loadLinux", { skip, timeout: 180_000 }, (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "tsvisor-linux-boot-"));
+    try {
+      writeFileSync(join(dir, "init.asm"), INIT_ASM);
+      execFileSync("nasm", ["-f", "elf32", "-o", join(dir, "init.o"), join(dir, "init.asm")]);
+      execFileSync("ld", ["-m", "elf_i386", "-static", "-o", join(dir, "init"), join(dir, "init.o")]);
+      const initrd = newcArchive("init", new Uint8Array(readFileSync(join(dir, "init"))));
+
+      const ram = 256 * MIB;
+      const memory = machine(ram);
+      // SeaBIOS keeps its tables in the last few KiB of RAM: keep the initrd clear of them.
+      const map = pcMemoryMap(ram, { extra: [{ base: ram - MIB, length: MIB, type: E820_RESERVED }] });
+      const cmdline = "console=ttyS0 acpi=off panic=-1 tsvisor.test=1";
+      const kernel = new Uint8Array(readFileSync(files!.kernel));
+      const result = loadLinux(memory, { kernel, initrd, memoryMap: map, cmdline, vgaTextConsole: true });
+
+      // QEMU boots a multiboot stub whose modules are the blobs loadLinux wrote; the stub copies
+      // each to its address, sets up the entry state loadLinux described and jumps to the kernel.
+      const blobs: [number, number][] = [
+        [result.gdt.address, result.gdt.bytes.length],
+        [result.bootParams, 4096],
+        [result.cmdlineAddress, cmdline.length + 1],
+        [result.kernelLoad, result.kernelEnd - result.kernelLoad],
+        [result.initrd!.address, result.initrd!.size],
+      ];
+      const modules = blobs.map(([address, length], i) => {
+        const path = join(dir, `blob${i}.bin`);
+        writeFileSync(path, memory.readBytes(address, length));
+        return path;
+      });
+      const s = result.entryState;
+      const stub = `bits 32
+org 0x200000
+header:
+  dd 0x1BADB002, 0x00010000, -(0x1BADB002 + 0x00010000)
+  dd header, 0x200000, 0, 0, start
+start:
+  cli
+  mov ecx, [ebx + 20]     ; mods_count
+  mov edx, [ebx + 24]     ; mods_addr
+  mov ebp, targets
+copy:
+  test ecx, ecx
+  jz copied
+  push ecx
+  mov esi, [edx]
+  mov ecx, [edx + 4]
+  sub ecx, esi
+  mov edi, [ebp]
+  cld
+  rep movsb
+  pop ecx
+  add edx, 16
+  add ebp, 4
+  dec ecx
+  jmp copy
+copied:
+  lgdt [gdtr]
+  jmp ${s.cs.selector}:flush
+flush:
+  mov ax, ${s.ds.selector}
+  mov ds, ax
+  mov es, ax
+  mov ss, ax
+  mov fs, ax
+  mov gs, ax
+  mov esp, ${s.registers.esp}
+  mov esi, ${s.registers.esi}
+  mov ebp, ${s.registers.ebp}
+  mov edi, ${s.registers.edi}
+  mov ebx, ${s.registers.ebx}
+  mov eax, ${s.eip}
+  jmp eax
+align 4
+gdtr:
+  dw ${s.gdtr.limit}
+  dd ${s.gdtr.base}
+targets:
+  dd ${blobs.map(([address]) => address).join(", ")}
+`;
+      writeFileSync(join(dir, "stub.asm"), stub);
+      execFileSync("nasm", ["-f", "bin", "-o", join(dir, "stub.bin"), join(dir, "stub.asm")]);
+      const serial = join(dir, "serial.log");
+      try {
+        execFileSync(
+          "qemu-system-i386",
+          [
+            "-m",
+            "256",
+            "-kernel",
+            join(dir, "stub.bin"),
+            "-initrd",
+            modules.join(","),
+            "-display",
+            "none",
+          ].concat(["-serial", `file:${serial}`, "-monitor", "none", "-no-reboot"]),
+          { timeout: 150_000, stdio: "ignore" },
+        );
+      } catch (err) {
+        t.diagnostic(`qemu: ${(err as Error).message}`);
+      }
+      const log = existsSync(serial) ? readFileSync(serial, "utf8") : "";
+      const expect = (text: string) =>
+        assert.ok(log.includes(text), `serial log lacks "${text}":\n${log.slice(-3000)}`);
+      expect(`Kernel command line: ${cmdline}`);
+      expect("BIOS-e820: [mem 0x0000000000100000-0x000000000fefffff] usable");
+      expect("BIOS-e820: [mem 0x000000000ff00000-0x000000000fffffff] reserved");
+      const { address, size } = result.initrd!;
+      const last = address + Math.ceil(size / 4096) * 4096 - 1;
+      expect(
+        `RAMDISK: [mem 0x${address.toString(16).padStart(8, "0")}-0x${last.toString(16).padStart(8, "0")}]`,
+      );
+      expect("Console: colour VGA+ 80x25");
+      expect("tsvisor initrd reached");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
