@@ -106,8 +106,6 @@ export const XLF_CAN_BE_LOADED_ABOVE_4G = 0x02;
 
 /** Oldest protocol with cmd_line_ptr and a 32-bit entry a loader can use without the setup code. */
 const MIN_PROTOCOL = 0x0202;
-/** Newest protocol this loader knows the fields of; newer kernels stay compatible. */
-export const NEWEST_KNOWN_PROTOCOL = 0x020f;
 /** Where a non-relocatable bzImage runs, and where we load one. */
 const DEFAULT_LOAD_ADDRESS = HIGH_MEMORY_START;
 /** initrd_addr_max for protocols that predate the field. */
