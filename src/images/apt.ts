@@ -110,19 +110,22 @@ export function parseDepends(output: string): string[] {
   return result;
 }
 
-/** The fields of the first stanza of `apt-cache show` output (continuation lines dropped). */
-export function parseControlStanza(output: string): Record<string, string> {
-  const fields: Record<string, string> = {};
+/** The stanzas of `apt-cache show` output as field maps (continuation lines dropped). */
+export function parseControlStanzas(output: string): Record<string, string>[] {
+  const stanzas: Record<string, string>[] = [];
+  let fields: Record<string, string> = {};
   for (const line of output.split("\n")) {
     if (line.trim() === "") {
-      if (Object.keys(fields).length > 0) break;
+      if (Object.keys(fields).length > 0) stanzas.push(fields);
+      fields = {};
       continue;
     }
     if (line.startsWith(" ") || line.startsWith("\t")) continue;
     const colon = line.indexOf(":");
     if (colon > 0) fields[line.slice(0, colon)] = line.slice(colon + 1).trim();
   }
-  return fields;
+  if (Object.keys(fields).length > 0) stanzas.push(fields);
+  return stanzas;
 }
 
 /** A package version in the archive, as apt-cache describes it. */
@@ -135,29 +138,35 @@ export interface ArchivePackage {
   readonly sha256: string | undefined;
 }
 
-/** Looks up the candidate version of `spec` ("name" or "name:arch"). */
-export async function showCandidate(spec: string): Promise<ArchivePackage> {
-  const result = await runTool("apt-cache", ["show", "--no-all-versions", spec]);
-  const fields = parseControlStanza(result.stdout);
-  const size = Number.parseInt(fields.Size ?? "", 10);
-  if (
-    result.status !== 0 ||
-    !fields.Package ||
-    !fields.Version ||
-    !fields.Architecture ||
-    !Number.isFinite(size)
-  ) {
-    const why = result.stderr.trim().split("\n").at(-1) ?? "";
-    throw new ImagesError(
-      `apt-cache knows no installable version of ${spec}${why ? ` (${why})` : ""}; run 'sudo apt-get update' and try again`,
+/**
+ * Looks up the candidate versions of several packages in one apt-cache call (each call reads all of
+ * apt's package lists, so they are not cheap). `specs` are "name" or "name:arch".
+ */
+export async function showCandidates(specs: readonly string[]): Promise<Map<string, ArchivePackage>> {
+  const result = await runTool("apt-cache", ["show", "--no-all-versions", ...specs]);
+  const stanzas = parseControlStanzas(result.stdout);
+  const found = new Map<string, ArchivePackage>();
+  for (const spec of specs) {
+    const [name, arch] = spec.split(":") as [string, string | undefined];
+    const fields = stanzas.find(
+      (f) =>
+        f.Package === name && (arch === undefined || f.Architecture === arch || f.Architecture === "all"),
     );
+    const size = Number.parseInt(fields?.Size ?? "", 10);
+    if (!fields?.Version || !fields.Architecture || !Number.isFinite(size)) {
+      const why = result.stderr.trim().split("\n").at(-1) ?? "";
+      throw new ImagesError(
+        `apt-cache knows no installable version of ${spec}${why ? ` (${why})` : ""}; run 'sudo apt-get update' and try again`,
+      );
+    }
+    const sha256 = fields.SHA256?.toLowerCase();
+    found.set(spec, {
+      name,
+      version: fields.Version,
+      architecture: fields.Architecture,
+      size,
+      sha256: sha256 && /^[0-9a-f]{64}$/.test(sha256) ? sha256 : undefined,
+    });
   }
-  const sha256 = fields.SHA256?.toLowerCase();
-  return {
-    name: fields.Package,
-    version: fields.Version,
-    architecture: fields.Architecture,
-    size,
-    sha256: sha256 && /^[0-9a-f]{64}$/.test(sha256) ? sha256 : undefined,
-  };
+  return found;
 }

@@ -25,7 +25,7 @@ import {
   parsePolicyCandidate,
   requireTools,
   runTool,
-  showCandidate,
+  showCandidates,
 } from "./apt.ts";
 import { cacheDir as defaultCacheDir, withCacheLock } from "./cache.ts";
 import { ImagesError } from "./errors.ts";
@@ -206,10 +206,12 @@ class Fetcher {
     return root;
   }
 
-  async fetch(spec: string, afterUnpack?: (root: string) => void): Promise<Fetched> {
-    const pkg = await showCandidate(spec);
+  async fetch(spec: string, pkg: ArchivePackage, afterUnpack?: (root: string) => void): Promise<Fetched> {
     const debFile = await this.ensureDeb(spec, pkg);
-    const deb = describeFile(debFile);
+    // ensureDeb checked size and hash against the archive's index; without a hash there, hash now.
+    const deb: FileRecord = pkg.sha256
+      ? { path: debFile, size: pkg.size, sha256: pkg.sha256 }
+      : describeFile(debFile);
     const root = await this.unpack(pkg, debFile, deb, afterUnpack);
     return { pkg, deb, root };
   }
@@ -318,17 +320,35 @@ export async function fetchImages(options: FetchOptions = {}): Promise<Manifest>
         progress(`indexing the modules of ${release}`);
         indexKernelModules(join(root, "lib", "modules", release));
       };
-      const kernel = await fetcher.fetch(`${kernelName}:i386`, indexModules);
-      const pae = await fetcher.fetch(`${paeName}:i386`, indexModules);
-      if (pae.pkg.version !== kernel.pkg.version) {
+      const specs = [
+        `${kernelName}:i386`,
+        `${paeName}:i386`,
+        BUSYBOX_PACKAGE,
+        SEABIOS_PACKAGE,
+        MEMTEST_PACKAGE,
+      ];
+      const candidates = await showCandidates(specs);
+      const kernelCandidate = candidates.get(specs[0]!)!;
+      const paeCandidate = candidates.get(specs[1]!)!;
+      if (paeCandidate.version !== kernelCandidate.version) {
         throw new ImagesError(
-          `${paeName} is at version ${pae.pkg.version} but ${kernelName} at ${kernel.pkg.version}; run 'sudo apt-get update' and try again`,
+          `${paeName} is at version ${paeCandidate.version} but ${kernelName} at ${kernelCandidate.version}; run 'sudo apt-get update' and try again`,
         );
       }
-      const busybox = await fetcher.fetch(BUSYBOX_PACKAGE);
-      const seabios = await fetcher.fetch(SEABIOS_PACKAGE);
-      const memtest = await fetcher.fetch(MEMTEST_PACKAGE);
-
+      const fetched: Fetched[] = [];
+      for (const spec of specs) {
+        const kernelPackage = spec.startsWith("linux-image-");
+        fetched.push(
+          await fetcher.fetch(spec, candidates.get(spec)!, kernelPackage ? indexModules : undefined),
+        );
+      }
+      const [kernel, pae, busybox, seabios, memtest] = fetched as [
+        Fetched,
+        Fetched,
+        Fetched,
+        Fetched,
+        Fetched,
+      ];
       const busyboxBinary = requiredFile(busybox.root, "bin/busybox", busybox.pkg.name);
       const busyboxBytes = readFileSync(busyboxBinary.path);
       progress("building the default initramfs");

@@ -163,8 +163,8 @@ export function scanModules(modulesDir: string): ModuleInfo[] {
   return found;
 }
 
-/** Shell-glob match as modprobe does for aliases: "*", "?" and "[...]" classes. */
-export function globMatch(pattern: string, text: string): boolean {
+/** Compiles a shell glob as modprobe uses for aliases ("*", "?" and "[...]" classes). */
+export function globToRegExp(pattern: string): RegExp {
   let source = "^";
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i]!;
@@ -181,17 +181,39 @@ export function globMatch(pattern: string, text: string): boolean {
       }
     } else source += c.replace(/[.+^${}()|\\/\]]/g, "\\$&");
   }
-  return new RegExp(`${source}$`, "s").test(text);
+  return new RegExp(`${source}$`, "s");
 }
+
+export function globMatch(pattern: string, text: string): boolean {
+  return globToRegExp(pattern).test(text);
+}
+
+const GLOB_CHARS = /[*?[]/;
 
 /** Lookup by name and alias over a kernel's modules. */
 export class ModuleIndex {
   readonly modules: readonly ModuleInfo[];
   readonly #byName = new Map<string, ModuleInfo>();
+  /** Aliases without wildcards, looked up directly. */
+  readonly #literalAliases = new Map<string, ModuleInfo[]>();
+  /** Aliases with wildcards, compiled on first use. */
+  #globAliases: { module: ModuleInfo; pattern: string; prefix: string; regexp?: RegExp }[] = [];
 
   constructor(modules: readonly ModuleInfo[]) {
     this.modules = modules;
-    for (const m of modules) if (!this.#byName.has(m.name)) this.#byName.set(m.name, m);
+    for (const m of modules) {
+      if (!this.#byName.has(m.name)) this.#byName.set(m.name, m);
+      for (const alias of m.aliases) {
+        const wildcard = alias.search(GLOB_CHARS);
+        if (wildcard >= 0)
+          this.#globAliases.push({ module: m, pattern: alias, prefix: alias.slice(0, wildcard) });
+        else {
+          const list = this.#literalAliases.get(alias) ?? [];
+          if (!list.includes(m)) list.push(m);
+          this.#literalAliases.set(alias, list);
+        }
+      }
+    }
   }
 
   /** A module by name; dashes and underscores are interchangeable, as for modprobe. */
@@ -203,7 +225,14 @@ export class ModuleIndex {
   resolve(nameOrAlias: string): ModuleInfo[] {
     const direct = this.get(nameOrAlias);
     if (direct) return [direct];
-    return this.modules.filter((m) => m.aliases.some((a) => globMatch(a, nameOrAlias)));
+    const found = [...(this.#literalAliases.get(nameOrAlias) ?? [])];
+    for (const entry of this.#globAliases) {
+      // Most patterns ("pci:v00008086d...") can be ruled out by their literal start, uncompiled.
+      if (!nameOrAlias.startsWith(entry.prefix)) continue;
+      entry.regexp ??= globToRegExp(entry.pattern);
+      if (!found.includes(entry.module) && entry.regexp.test(nameOrAlias)) found.push(entry.module);
+    }
+    return found;
   }
 
   /**
