@@ -111,6 +111,18 @@ describe("PhysicalMemory", () => {
     assert.equal(mem.read8(0xa0000), 9);
   });
 
+  it("maps device-owned bytes as RAM that both sides see", () => {
+    const mem = new PhysicalMemory();
+    const vram = new Uint8Array(2 * PAGE_SIZE);
+    const region = mem.addRamBacked("vram", 0xfd000000, vram);
+    mem.write32(0xfd001000, 0x01020304);
+    assert.equal(vram[0x1000], 4);
+    vram[5] = 0x99;
+    assert.equal(mem.read8(0xfd000005), 0x99);
+    mem.removeRegion(region);
+    assert.equal(mem.read8(0xfd000005), 0xff);
+  });
+
   it("refuses overlapping device regions and unaligned RAM", () => {
     const mem = new PhysicalMemory();
     mem.addMmio("a", 0xfec00000, 0x1000, mmioRecorder());

@@ -88,6 +88,15 @@ export class PhysicalMemory {
   }
 
   /**
+   * Maps existing host bytes as RAM at `base` (a device's memory the CPU should reach at memory
+   * speed, such as a VGA framebuffer BAR). The device keeps using the same bytes.
+   */
+  addRamBacked(name: string, base: number, bytes: Uint8Array): Region {
+    checkPageAligned(name, base, bytes.length);
+    return this.addRegion({ name, kind: "ram", base, size: bytes.length, bytes, bytesOffset: 0, device: undefined });
+  }
+
+  /**
    * Adds read-only memory holding a copy of `data`, padded with 0xff to whole pages. Writes are
    * discarded. `alias` maps the same bytes a second time (the PC maps the BIOS's top 128 KiB just
    * below 1 MiB as well as at the top of 4 GiB).
