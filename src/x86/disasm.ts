@@ -1,0 +1,834 @@
+// An x86 disassembler (i386 to Pentium III integer, system and x87 instructions) for traces and the
+// monitor. Intel syntax in the style of `ndisasm`: lower case, hexadecimal `0x` numbers, size
+// keywords on memory operands whose size no register operand implies, jump targets as addresses.
+//
+// The tables below follow the opcode maps of the SDM (Vol. 2, Appendix A): each entry is a
+// mnemonic and operand specifiers in the SDM's notation (E = ModRM r/m, G = ModRM reg, I =
+// immediate, J = relative target, b/w/d/v = byte/word/dword/operand-size). They are this file's
+// own: the CPU's opcode table (opcodes.ts) carries execution data, not operand syntax.
+
+export interface Disassembly {
+  /** The instruction in Intel syntax, e.g. "add dword [ebx+0x4],byte +0x1". */
+  readonly text: string;
+  /** Its length in bytes (1 for bytes that are no instruction, shown as "db 0x..."). */
+  readonly length: number;
+}
+
+/** Operand specifiers (SDM Appendix A notation, with a few of our own for syntax). */
+type Spec =
+  | "Eb"
+  | "Ew"
+  | "Ed"
+  | "Ev"
+  | "Gb"
+  | "Gw"
+  | "Gv"
+  | "M" // memory of no particular size (lea, lgdt, bound, les)
+  | "Mq" // memory, qword (cmpxchg8b)
+  | "Mp" // far pointer in memory (call far [..])
+  | "Ib" // unsigned byte immediate
+  | "IbB" // byte immediate printed "byte 0x.."
+  | "Ibs" // sign-extended byte immediate printed "byte +0x.."
+  | "Iw"
+  | "Iv" // operand-size immediate
+  | "IvS" // operand-size immediate with its size keyword
+  | "Jb"
+  | "Jv"
+  | "Ap" // far absolute address
+  | "Ob" // memory offset, byte
+  | "Ov"
+  | "Sw" // segment register in ModRM reg
+  | "Cd" // control register in ModRM reg
+  | "Dd" // debug register in ModRM reg
+  | "Rd" // 32-bit register in ModRM r/m
+  | "Zb" // byte register in the opcode's low bits
+  | "Zv" // operand-size register in the opcode's low bits
+  | "AL"
+  | "CL"
+  | "DX"
+  | "eAX"
+  | "1"
+  | "ES"
+  | "CS"
+  | "SS"
+  | "DS"
+  | "FS"
+  | "GS";
+
+interface Entry {
+  /** Mnemonic; "a|b" picks by operand size (16|32). */
+  readonly m: string;
+  readonly ops: readonly Spec[];
+}
+
+const e = (m: string, ...ops: Spec[]): Entry => ({ m, ops });
+
+const ALU = ["add", "or", "adc", "sbb", "and", "sub", "xor", "cmp"];
+const SHIFTS = ["rol", "ror", "rcl", "rcr", "shl", "shr", "sal", "sar"];
+const CONDITIONS = ["o", "no", "c", "nc", "z", "nz", "na", "a", "s", "ns", "pe", "po", "l", "nl", "ng", "g"];
+
+/** One-byte opcode map. Undefined slots are prefixes, groups (handled below) or invalid. */
+const ONE: (Entry | undefined)[] = new Array(256);
+ALU.forEach((m, i) => {
+  const b = i * 8;
+  ONE[b] = e(m, "Eb", "Gb");
+  ONE[b + 1] = e(m, "Ev", "Gv");
+  ONE[b + 2] = e(m, "Gb", "Eb");
+  ONE[b + 3] = e(m, "Gv", "Ev");
+  ONE[b + 4] = e(m, "AL", "Ib");
+  ONE[b + 5] = e(m, "eAX", "Iv");
+});
+Object.assign(ONE, {
+  6: e("push", "ES"),
+  7: e("pop", "ES"),
+  14: e("push", "CS"),
+  22: e("push", "SS"),
+  23: e("pop", "SS"),
+  30: e("push", "DS"),
+  31: e("pop", "DS"),
+  39: e("daa"),
+  47: e("das"),
+  55: e("aaa"),
+  63: e("aas"),
+  96: e("pusha*"),
+  97: e("popa*"),
+  98: e("bound", "Gv", "M"),
+  99: e("arpl", "Ew", "Gw"),
+  104: e("push", "IvS"),
+  105: e("imul", "Gv", "Ev", "IvS"),
+  106: e("push", "Ibs"),
+  107: e("imul", "Gv", "Ev", "Ibs"),
+  108: e("insb"),
+  109: e("insw|insd"),
+  110: e("outsb"),
+  111: e("outsw|outsd"),
+  132: e("test", "Eb", "Gb"),
+  133: e("test", "Ev", "Gv"),
+  134: e("xchg", "Gb", "Eb"),
+  135: e("xchg", "Gv", "Ev"),
+  136: e("mov", "Eb", "Gb"),
+  137: e("mov", "Ev", "Gv"),
+  138: e("mov", "Gb", "Eb"),
+  139: e("mov", "Gv", "Ev"),
+  140: e("mov", "Ev", "Sw"),
+  141: e("lea", "Gv", "M"),
+  142: e("mov", "Sw", "Ev"),
+  144: e("nop"),
+  152: e("cbw|cwde"),
+  153: e("cwd|cdq"),
+  154: e("call", "Ap"),
+  155: e("wait"),
+  156: e("pushf*"),
+  157: e("popf*"),
+  158: e("sahf"),
+  159: e("lahf"),
+  160: e("mov", "AL", "Ob"),
+  161: e("mov", "eAX", "Ov"),
+  162: e("mov", "Ob", "AL"),
+  163: e("mov", "Ov", "eAX"),
+  164: e("movsb"),
+  165: e("movsw|movsd"),
+  166: e("cmpsb"),
+  167: e("cmpsw|cmpsd"),
+  168: e("test", "AL", "Ib"),
+  169: e("test", "eAX", "Iv"),
+  170: e("stosb"),
+  171: e("stosw|stosd"),
+  172: e("lodsb"),
+  173: e("lodsw|lodsd"),
+  174: e("scasb"),
+  175: e("scasw|scasd"),
+  194: e("ret", "Iw"),
+  195: e("ret"),
+  196: e("les", "Gv", "M"),
+  197: e("lds", "Gv", "M"),
+  200: e("enter", "Iw", "Ib"),
+  201: e("leave"),
+  202: e("retf", "Iw"),
+  203: e("retf"),
+  204: e("int3"),
+  205: e("int", "Ib"),
+  206: e("into"),
+  207: e("iret*"),
+  212: e("aam", "Ib"),
+  213: e("aad", "Ib"),
+  214: e("salc"),
+  215: e("xlatb"),
+  224: e("loopne", "Jb"),
+  225: e("loope", "Jb"),
+  226: e("loop", "Jb"),
+  227: e("jcxz", "Jb"),
+  228: e("in", "AL", "Ib"),
+  229: e("in", "eAX", "Ib"),
+  230: e("out", "Ib", "AL"),
+  231: e("out", "Ib", "eAX"),
+  232: e("call", "Jv"),
+  233: e("jmp", "Jv"),
+  234: e("jmp", "Ap"),
+  235: e("jmp short", "Jb"),
+  236: e("in", "AL", "DX"),
+  237: e("in", "eAX", "DX"),
+  238: e("out", "DX", "AL"),
+  239: e("out", "DX", "eAX"),
+  241: e("int1"),
+  244: e("hlt"),
+  245: e("cmc"),
+  248: e("clc"),
+  249: e("stc"),
+  250: e("cli"),
+  251: e("sti"),
+  252: e("cld"),
+  253: e("std"),
+});
+for (let r = 0; r < 8; r++) {
+  ONE[0x40 + r] = e("inc", "Zv");
+  ONE[0x48 + r] = e("dec", "Zv");
+  ONE[0x50 + r] = e("push", "Zv");
+  ONE[0x58 + r] = e("pop", "Zv");
+  if (r > 0) ONE[0x90 + r] = e("xchg", "eAX", "Zv");
+  ONE[0xb0 + r] = e("mov", "Zb", "Ib");
+  ONE[0xb8 + r] = e("mov", "Zv", "Iv");
+}
+CONDITIONS.forEach((cc, i) => {
+  ONE[0x70 + i] = e(`j${cc}`, "Jb");
+});
+
+/** ModRM-reg groups: opcode → eight entries (undefined = invalid). */
+const GROUPS: Record<number, readonly (Entry | undefined)[]> = {
+  128: ALU.map((m) => e(m, "Eb", "Ib")),
+  129: ALU.map((m) => e(m, "Ev", "Iv")),
+  131: ALU.map((m) => e(m, "Ev", "Ibs")),
+  143: [e("pop", "Ev")],
+  192: SHIFTS.map((m) => e(m, "Eb", "IbB")),
+  193: SHIFTS.map((m) => e(m, "Ev", "IbB")),
+  198: [e("mov", "Eb", "Ib")],
+  199: [e("mov", "Ev", "Iv")],
+  208: SHIFTS.map((m) => e(m, "Eb", "1")),
+  209: SHIFTS.map((m) => e(m, "Ev", "1")),
+  210: SHIFTS.map((m) => e(m, "Eb", "CL")),
+  211: SHIFTS.map((m) => e(m, "Ev", "CL")),
+  246: [
+    e("test", "Eb", "Ib"),
+    e("test", "Eb", "Ib"),
+    ...["not", "neg", "mul", "imul", "div", "idiv"].map((m) => e(m, "Eb")),
+  ],
+  247: [
+    e("test", "Ev", "Iv"),
+    e("test", "Ev", "Iv"),
+    ...["not", "neg", "mul", "imul", "div", "idiv"].map((m) => e(m, "Ev")),
+  ],
+  254: [e("inc", "Eb"), e("dec", "Eb")],
+  255: [
+    e("inc", "Ev"),
+    e("dec", "Ev"),
+    e("call", "Ev"),
+    e("call far", "Mp"),
+    e("jmp", "Ev"),
+    e("jmp far", "Mp"),
+    e("push", "Ev"),
+  ],
+  256: [e("sldt", "Ev"), e("str", "Ev"), e("lldt", "Ew"), e("ltr", "Ew"), e("verr", "Ew"), e("verw", "Ew")],
+  257: [
+    e("sgdt", "M"),
+    e("sidt", "M"),
+    e("lgdt", "M"),
+    e("lidt", "M"),
+    e("smsw", "Ev"),
+    undefined,
+    e("lmsw", "Ew"),
+    e("invlpg", "M"),
+  ],
+  442: [
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    ...["bt", "bts", "btr", "btc"].map((m) => e(m, "Ev", "IbB")),
+  ],
+  455: [undefined, e("cmpxchg8b", "Mq")],
+};
+
+/** Two-byte (0F xx) opcode map. */
+const TWO: (Entry | undefined)[] = new Array(256);
+Object.assign(TWO, {
+  2: e("lar", "Gv", "Ew"),
+  3: e("lsl", "Gv", "Ew"),
+  6: e("clts"),
+  8: e("invd"),
+  9: e("wbinvd"),
+  11: e("ud2"),
+  32: e("mov", "Rd", "Cd"),
+  33: e("mov", "Rd", "Dd"),
+  34: e("mov", "Cd", "Rd"),
+  35: e("mov", "Dd", "Rd"),
+  48: e("wrmsr"),
+  49: e("rdtsc"),
+  50: e("rdmsr"),
+  51: e("rdpmc"),
+  52: e("sysenter"),
+  53: e("sysexit"),
+  160: e("push", "FS"),
+  161: e("pop", "FS"),
+  162: e("cpuid"),
+  163: e("bt", "Ev", "Gv"),
+  164: e("shld", "Ev", "Gv", "Ib"),
+  165: e("shld", "Ev", "Gv", "CL"),
+  168: e("push", "GS"),
+  169: e("pop", "GS"),
+  170: e("rsm"),
+  171: e("bts", "Ev", "Gv"),
+  172: e("shrd", "Ev", "Gv", "Ib"),
+  173: e("shrd", "Ev", "Gv", "CL"),
+  175: e("imul", "Gv", "Ev"),
+  176: e("cmpxchg", "Eb", "Gb"),
+  177: e("cmpxchg", "Ev", "Gv"),
+  178: e("lss", "Gv", "M"),
+  179: e("btr", "Ev", "Gv"),
+  180: e("lfs", "Gv", "M"),
+  181: e("lgs", "Gv", "M"),
+  182: e("movzx", "Gv", "Eb"),
+  183: e("movzx", "Gv", "Ew"),
+  187: e("btc", "Ev", "Gv"),
+  188: e("bsf", "Gv", "Ev"),
+  189: e("bsr", "Gv", "Ev"),
+  190: e("movsx", "Gv", "Eb"),
+  191: e("movsx", "Gv", "Ew"),
+  192: e("xadd", "Eb", "Gb"),
+  193: e("xadd", "Ev", "Gv"),
+});
+CONDITIONS.forEach((cc, i) => {
+  TWO[0x40 + i] = e(`cmov${cc}`, "Gv", "Ev");
+  TWO[0x80 + i] = e(`j${cc} near`, "Jv");
+  TWO[0x90 + i] = e(`set${cc}`, "Eb");
+});
+for (let r = 0; r < 8; r++) TWO[0xc8 + r] = e("bswap", "Zv");
+
+// ---- x87 --------------------------------------------------------------------------------
+
+/** Memory forms of D8-DF by (opcode - 0xD8) * 8 + reg: mnemonic and operand size keyword. */
+const FPU_MEMORY: readonly (readonly [string, string] | undefined)[] = [
+  ...["fadd", "fmul", "fcom", "fcomp", "fsub", "fsubr", "fdiv", "fdivr"].map((m) => [m, "dword"] as const),
+  ["fld", "dword"],
+  undefined,
+  ["fst", "dword"],
+  ["fstp", "dword"],
+  ["fldenv", ""],
+  ["fldcw", ""],
+  ["fnstenv", ""],
+  ["fnstcw", ""],
+  ...["fiadd", "fimul", "ficom", "ficomp", "fisub", "fisubr", "fidiv", "fidivr"].map(
+    (m) => [m, "dword"] as const,
+  ),
+  ["fild", "dword"],
+  ["fisttp", "dword"],
+  ["fist", "dword"],
+  ["fistp", "dword"],
+  undefined,
+  ["fld", "tword"],
+  undefined,
+  ["fstp", "tword"],
+  ...["fadd", "fmul", "fcom", "fcomp", "fsub", "fsubr", "fdiv", "fdivr"].map((m) => [m, "qword"] as const),
+  ["fld", "qword"],
+  ["fisttp", "qword"],
+  ["fst", "qword"],
+  ["fstp", "qword"],
+  ["frstor", ""],
+  undefined,
+  ["fnsave", ""],
+  ["fnstsw", ""],
+  ...["fiadd", "fimul", "ficom", "ficomp", "fisub", "fisubr", "fidiv", "fidivr"].map(
+    (m) => [m, "word"] as const,
+  ),
+  ["fild", "word"],
+  ["fisttp", "word"],
+  ["fist", "word"],
+  ["fistp", "word"],
+  ["fbld", "tword"],
+  ["fild", "qword"],
+  ["fbstp", "tword"],
+  ["fistp", "qword"],
+];
+
+/** D9 E0-FF: the operand-less x87 instructions. */
+const FPU_D9_NOARG: Record<number, string> = {
+  224: "fchs",
+  225: "fabs",
+  228: "ftst",
+  229: "fxam",
+  232: "fld1",
+  233: "fldl2t",
+  234: "fldl2e",
+  235: "fldpi",
+  236: "fldlg2",
+  237: "fldln2",
+  238: "fldz",
+  240: "f2xm1",
+  241: "fyl2x",
+  242: "fptan",
+  243: "fpatan",
+  244: "fxtract",
+  245: "fprem1",
+  246: "fdecstp",
+  247: "fincstp",
+  248: "fprem",
+  249: "fyl2xp1",
+  250: "fsqrt",
+  251: "fsincos",
+  252: "frndint",
+  253: "fscale",
+  254: "fsin",
+  255: "fcos",
+};
+
+/** Register forms (mod = 3) of D8-DF: the text for opcode, reg and st(i). */
+function fpuRegister(op: number, reg: number, i: number, modrm: number): string | undefined {
+  const st = `st${i}`;
+  const arith = ["fadd", "fmul", "fcom", "fcomp", "fsub", "fsubr", "fdiv", "fdivr"];
+  switch (op) {
+    case 0xd8:
+      return `${arith[reg]} ${st}`;
+    case 0xd9:
+      if (reg === 0) return `fld ${st}`;
+      if (reg === 1) return `fxch ${st}`;
+      if (modrm === 0xd0) return "fnop";
+      return FPU_D9_NOARG[modrm];
+    case 0xda:
+      if (modrm === 0xe9) return "fucompp";
+      return reg < 4 ? `${["fcmovb", "fcmove", "fcmovbe", "fcmovu"][reg]} ${st}` : undefined;
+    case 0xdb:
+      if (modrm === 0xe2) return "fnclex";
+      if (modrm === 0xe3) return "fninit";
+      if (reg < 4) return `${["fcmovnb", "fcmovne", "fcmovnbe", "fcmovnu"][reg]} ${st}`;
+      if (reg === 5) return `fucomi ${st}`;
+      if (reg === 6) return `fcomi ${st}`;
+      return undefined;
+    case 0xdc: {
+      const m = ["fadd", "fmul", "fcom", "fcomp", "fsubr", "fsub", "fdivr", "fdiv"][reg]!;
+      return reg === 2 || reg === 3 ? `${m} ${st}` : `${m} to ${st}`;
+    }
+    case 0xdd:
+      return [`ffree ${st}`, undefined, `fst ${st}`, `fstp ${st}`, `fucom ${st}`, `fucomp ${st}`][reg];
+    case 0xde:
+      if (modrm === 0xd9) return "fcompp";
+      return reg === 2 || reg === 3
+        ? undefined
+        : `${["faddp", "fmulp", "", "", "fsubrp", "fsubp", "fdivrp", "fdivp"][reg]} ${st}`;
+    case 0xdf:
+      if (modrm === 0xe0) return "fnstsw ax";
+      if (reg === 5) return `fucomip ${st}`;
+      if (reg === 6) return `fcomip ${st}`;
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+// ---- decoding and formatting ------------------------------------------------------------
+
+const REG8 = ["al", "cl", "dl", "bl", "ah", "ch", "dh", "bh"];
+const REG16 = ["ax", "cx", "dx", "bx", "sp", "bp", "si", "di"];
+const REG32 = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"];
+const SEGMENTS = ["es", "cs", "ss", "ds", "fs", "gs"];
+const SEGMENT_PREFIX: Record<number, string> = {
+  38: "es",
+  46: "cs",
+  54: "ss",
+  62: "ds",
+  100: "fs",
+  101: "gs",
+};
+const MODRM16 = ["bx+si", "bx+di", "bp+si", "bp+di", "si", "di", "bp", "bx"];
+/** String instructions: they show the address size and take REP as a real prefix. */
+const STRING_OPCODES = new Set([
+  0x6c, 0x6d, 0x6e, 0x6f, 0xa4, 0xa5, 0xa6, 0xa7, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,
+]);
+
+function hex(n: number): string {
+  return `0x${(n >>> 0).toString(16)}`;
+}
+
+function signedHex(n: number): string {
+  return n < 0 ? `-0x${(-n).toString(16)}` : `+0x${n.toString(16)}`;
+}
+
+/** Reads bytes with bounds: running off the end makes the decode fail (shown as "db"). */
+class Reader {
+  readonly bytes: Uint8Array;
+  p: number;
+  constructor(bytes: Uint8Array, p: number) {
+    this.bytes = bytes;
+    this.p = p;
+  }
+  u8(): number {
+    if (this.p >= this.bytes.length) throw new RangeError("truncated");
+    return this.bytes[this.p++]!;
+  }
+  s8(): number {
+    return (this.u8() << 24) >> 24;
+  }
+  u16(): number {
+    return this.u8() | (this.u8() << 8);
+  }
+  u32(): number {
+    return (this.u16() | (this.u16() << 16)) >>> 0;
+  }
+}
+
+interface ModRM {
+  readonly mod: number;
+  readonly reg: number;
+  readonly rm: number;
+  /** The memory operand text without size keyword, e.g. "[es:ebx+0x4]"; undefined for mod = 3. */
+  readonly memory: string | undefined;
+}
+
+function readModRM(r: Reader, addr32: boolean, segment: string | undefined): ModRM {
+  const modrm = r.u8();
+  const mod = modrm >> 6;
+  const reg = (modrm >> 3) & 7;
+  const rm = modrm & 7;
+  if (mod === 3) return { mod, reg, rm, memory: undefined };
+  let inner: string;
+  if (!addr32) {
+    if (mod === 0 && rm === 6) inner = hex(r.u16());
+    else {
+      inner = MODRM16[rm]!;
+      if (mod === 1) inner += signedHex(r.s8());
+      else if (mod === 2) inner += signedHex((r.u16() << 16) >> 16);
+    }
+  } else {
+    let base = rm;
+    let index = "";
+    if (rm === 4) {
+      const sib = r.u8();
+      base = sib & 7;
+      const idx = (sib >> 3) & 7;
+      if (idx !== 4) index = sib >> 6 ? `${REG32[idx]}*${1 << (sib >> 6)}` : REG32[idx]!;
+    }
+    const parts: string[] = [];
+    let disp: number | undefined;
+    if (base === 5 && mod === 0) disp = r.u32() | 0;
+    else parts.push(REG32[base]!);
+    if (index) parts.push(index);
+    if (mod === 1) disp = r.s8();
+    else if (mod === 2) disp = r.u32() | 0;
+    inner = parts.join("+");
+    if (disp !== undefined) {
+      if (parts.length === 0) inner = hex(disp);
+      else inner += signedHex(disp);
+    }
+  }
+  return { mod, reg, rm, memory: `[${segment ? `${segment}:` : ""}${inner}]` };
+}
+
+/** Size of an operand spec in bits for the given operand size; 0 if it has none of its own. */
+function specSize(spec: Spec, opsize: 16 | 32): number {
+  switch (spec) {
+    case "Eb":
+    case "Gb":
+    case "Zb":
+    case "AL":
+    case "Ob":
+      return 8;
+    case "Ew":
+    case "Gw":
+      return 16;
+    case "Ed":
+    case "Rd":
+      return 32;
+    case "Ev":
+    case "Gv":
+    case "Zv":
+    case "eAX":
+    case "Ov":
+    case "Sw":
+      return opsize;
+    default:
+      return 0;
+  }
+}
+
+/** Operand specifiers that come from a ModRM byte. */
+const MODRM_SPECS = new Set<Spec>([
+  "Eb",
+  "Ew",
+  "Ed",
+  "Ev",
+  "Gb",
+  "Gw",
+  "Gv",
+  "M",
+  "Mq",
+  "Mp",
+  "Sw",
+  "Cd",
+  "Dd",
+  "Rd",
+]);
+
+const SIZE_KEYWORD: Record<number, string> = { 8: "byte", 16: "word", 32: "dword", 64: "qword" };
+
+/**
+ * Disassembles one instruction at `offset` in `bytes`, decoding for a `mode`-bit code segment.
+ * `address` is the instruction's address (for jump targets; default `offset`).
+ */
+export function disassemble(bytes: Uint8Array, offset: number, mode: 16 | 32, address = offset): Disassembly {
+  try {
+    return decode(bytes, offset, mode, address);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    return { text: offset < bytes.length ? `db ${hex(bytes[offset]!)}` : "db ?", length: 1 };
+  }
+}
+
+function decode(bytes: Uint8Array, offset: number, mode: 16 | 32, address: number): Disassembly {
+  const r = new Reader(bytes, offset);
+  let opsize: 16 | 32 = mode;
+  let addr32 = mode === 32;
+  let operandPrefix = false;
+  let addressPrefix = false;
+  let segment: string | undefined;
+  let rep = "";
+  let lock = false;
+  let b: number;
+  for (;;) {
+    if (r.p - offset >= 15) return invalid(bytes, offset);
+    b = r.u8();
+    if (b === 0x66) {
+      operandPrefix = true;
+      opsize = mode === 32 ? 16 : 32;
+    } else if (b === 0x67) {
+      addressPrefix = true;
+      addr32 = mode !== 32;
+    } else if (b === 0xf0) lock = true;
+    else if (b === 0xf2) rep = "repne";
+    else if (b === 0xf3) rep = "rep";
+    else if (SEGMENT_PREFIX[b]) segment = SEGMENT_PREFIX[b];
+    else break;
+  }
+
+  let text: string;
+  let usesOpsize = false;
+  let usesMemory = false;
+  const isString = STRING_OPCODES.has(b) || b === 0xd7;
+
+  if (b >= 0xd8 && b <= 0xdf) {
+    const m = readModRM(r, addr32, segment);
+    if (m.memory) {
+      usesMemory = true;
+      const form = FPU_MEMORY[(b - 0xd8) * 8 + m.reg];
+      if (!form) return invalid(bytes, offset);
+      text = `${form[0]} ${form[1] ? `${form[1]} ` : ""}${m.memory}`;
+    } else {
+      const t = fpuRegister(b, m.reg, m.rm, 0xc0 | (m.reg << 3) | m.rm);
+      if (!t) return invalid(bytes, offset);
+      text = t;
+    }
+  } else {
+    let entry: Entry | undefined;
+    let opcode = b;
+    if (b === 0x0f) {
+      opcode = 0x100 | r.u8();
+      entry = TWO[opcode & 0xff];
+    } else entry = ONE[b];
+    let m: ModRM | undefined;
+    const group = GROUPS[opcode];
+    if (group) {
+      m = readModRM(r, addr32, segment);
+      entry = group[m.reg];
+      // Groups whose members need a memory operand (or a register one).
+      if (entry && (entry.ops[0] === "M" || entry.ops[0] === "Mp" || entry.ops[0] === "Mq") && !m.memory)
+        entry = undefined;
+    }
+    if (rep === "rep" && opcode === 0x90) entry = e("pause");
+    // With an operand-size prefix, 90 is written as the exchange it encodes.
+    else if (operandPrefix && opcode === 0x90) entry = e("xchg", "eAX", "eAX");
+    if (!entry) return invalid(bytes, offset);
+    const needsModRM = entry.ops.some((s) => MODRM_SPECS.has(s));
+    if (needsModRM && !m) m = readModRM(r, addr32, segment);
+    if (m && entry.ops.some((s) => s === "M" || s === "Mp" || s === "Mq") && !m.memory)
+      return invalid(bytes, offset);
+    if (m && entry.ops.includes("Rd") && m.memory) return invalid(bytes, offset);
+    if (m && entry.ops.includes("Sw") && m.reg > 5) return invalid(bytes, offset);
+    if (opcode === 0x8e && m && m.reg === 1) return invalid(bytes, offset); // mov cs, r/m
+
+    // Does a register operand imply the memory operand's size? Then no size keyword.
+    const registerSizes = entry.ops
+      .filter((s) => /^(G|Z|AL|eAX|Sw|Rd|Cd|Dd)/.test(s))
+      .map((s) => specSize(s, opsize));
+    const operands: string[] = [];
+    for (const spec of entry.ops) {
+      const size = specSize(spec, opsize);
+      // Whether the operand size shows in the text (else a 66 prefix is written as "o16"/"o32").
+      // A segment register stored to or loaded from memory is always 16 bits.
+      // SLDT, STR and SMSW store 16 bits to memory whatever the operand size.
+      const storesWord = opcode === 0x100 || (opcode === 0x101 && m?.reg === 4);
+      if (
+        size === opsize &&
+        (spec.endsWith("v") || spec === "eAX" || spec === "Ov") &&
+        !(m?.memory && (entry.ops.includes("Sw") || storesWord))
+      )
+        usesOpsize = true;
+      switch (spec) {
+        case "Eb":
+        case "Ew":
+        case "Ed":
+        case "Ev": {
+          if (m!.memory) {
+            usesMemory = true;
+            // Near indirect CALL/JMP take the operand size without saying so (ndisasm: "call [eax]").
+            const implied =
+              registerSizes.includes(size) ||
+              entry.ops.includes("Sw") ||
+              storesWord ||
+              (opcode === 0xff && (m!.reg === 2 || m!.reg === 4));
+            operands.push(implied ? m!.memory : `${SIZE_KEYWORD[size]} ${m!.memory}`);
+          } else operands.push(register(size, m!.rm));
+          break;
+        }
+        case "M":
+          usesMemory = true;
+          operands.push(m!.memory!);
+          break;
+        case "Mq":
+          usesMemory = true;
+          operands.push(`qword ${m!.memory}`);
+          break;
+        case "Mp":
+          usesMemory = true;
+          operands.push(m!.memory!);
+          break;
+        case "Gb":
+        case "Gw":
+        case "Gv":
+          operands.push(register(size, m!.reg));
+          break;
+        case "Rd":
+          operands.push(REG32[m!.rm]!);
+          break;
+        case "Sw":
+          operands.push(SEGMENTS[m!.reg]!);
+          break;
+        case "Cd":
+          operands.push(`cr${m!.reg}`);
+          break;
+        case "Dd":
+          operands.push(`dr${m!.reg}`);
+          break;
+        case "Zb":
+          operands.push(REG8[b & 7]!);
+          break;
+        case "Zv":
+          operands.push(register(opsize, opcode & 7));
+          break;
+        case "AL":
+          operands.push("al");
+          break;
+        case "CL":
+          operands.push("cl");
+          break;
+        case "DX":
+          operands.push("dx");
+          break;
+        case "eAX":
+          operands.push(register(opsize, 0));
+          break;
+        case "1":
+          operands.push("1");
+          break;
+        case "ES":
+        case "CS":
+        case "SS":
+        case "DS":
+        case "FS":
+        case "GS":
+          operands.push(spec.toLowerCase());
+          break;
+        case "Ib": {
+          const value = r.u8();
+          // AAM/AAD with the default base 10 are written without it.
+          if (!((opcode === 0xd4 || opcode === 0xd5) && value === 10)) operands.push(hex(value));
+          break;
+        }
+        case "IbB":
+          operands.push(`byte ${hex(r.u8())}`);
+          break;
+        case "Ibs":
+          operands.push(`byte ${signedHex(r.s8())}`);
+          break;
+        case "Iw":
+          operands.push(hex(r.u16()));
+          break;
+        case "Iv":
+          operands.push(hex(opsize === 32 ? r.u32() : r.u16()));
+          break;
+        case "IvS":
+          usesOpsize = true;
+          operands.push(`${SIZE_KEYWORD[opsize]} ${hex(opsize === 32 ? r.u32() : r.u16())}`);
+          break;
+        case "Jb":
+        case "Jv": {
+          const rel = spec === "Jb" ? r.s8() : opsize === 32 ? r.u32() | 0 : (r.u16() << 16) >> 16;
+          const target = address + (r.p - offset) + rel;
+          operands.push(hex(opsize === 32 ? target : target & 0xffff));
+          if (spec === "Jv") usesOpsize = true;
+          break;
+        }
+        case "Ap": {
+          const off = opsize === 32 ? r.u32() : r.u16();
+          operands.push(`${hex(r.u16())}:${hex(off)}`);
+          usesOpsize = true;
+          break;
+        }
+        case "Ob":
+        case "Ov":
+          usesMemory = true;
+          operands.push(`[${segment ? `${segment}:` : ""}${hex(addr32 ? r.u32() : r.u16())}]`);
+          break;
+      }
+    }
+    let mnemonic = entry.m;
+    if (mnemonic.includes("|")) {
+      const [m16, m32] = mnemonic.split("|");
+      mnemonic = opsize === 32 ? m32! : m16!;
+      usesOpsize = true;
+    } else if (mnemonic.endsWith("*")) {
+      // pusha, popa, pushf, popf, iret: the default size has no suffix, the other one does.
+      const base = mnemonic.slice(0, -1);
+      mnemonic = opsize === mode ? base : `${base}${opsize === 32 ? "d" : "w"}`;
+      usesOpsize = true;
+    }
+    if (opcode === 0xe3) mnemonic = addr32 ? "jecxz" : "jcxz";
+    // LOOPcc with an address-size prefix counts in the other register: ndisasm appends it.
+    if (opcode >= 0xe0 && opcode <= 0xe2 && addressPrefix) operands.push(addr32 ? "ecx" : "cx");
+    // A far jump or call with a non-default operand size says so (ndisasm: "call word 0x10:0x0").
+    if ((opcode === 0x9a || opcode === 0xea || opcode === 0xe8 || opcode === 0xe9) && opsize !== mode) {
+      operands[0] = `${SIZE_KEYWORD[opsize]} ${operands[0]}`;
+    }
+    if (opcode >= 0x180 && opcode <= 0x18f && opsize !== mode)
+      mnemonic = mnemonic.replace("near", SIZE_KEYWORD[opsize]!);
+    // Stack operations on memory and immediates carry the operand size (push dword [eax]).
+    text = operands.length > 0 ? `${mnemonic} ${operands.join(",")}` : mnemonic;
+  }
+
+  const words: string[] = [];
+  if (lock) words.push("lock");
+  if (rep && !text.startsWith("pause")) {
+    words.push(isString && rep === "rep" && /^(cmps|scas)/.test(text) ? "repe" : rep);
+  }
+  if (segment && !usesMemory) words.push(segment);
+  // LOOPcc and JCXZ show the address size in their operands; others say "a16"/"a32".
+  const addressShown = b === 0xe3 || (b >= 0xe0 && b <= 0xe2);
+  if (addressPrefix && !usesMemory && !addressShown) words.push(addr32 ? "a32" : "a16");
+  if (operandPrefix && !usesOpsize) words.push(opsize === 32 ? "o32" : "o16");
+  words.push(text);
+  return { text: words.join(" "), length: r.p - offset };
+}
+
+function register(size: number, index: number): string {
+  return (size === 8 ? REG8 : size === 16 ? REG16 : REG32)[index]!;
+}
+
+function invalid(bytes: Uint8Array, offset: number): Disassembly {
+  return { text: `db ${hex(bytes[offset]!)}`, length: 1 };
+}
