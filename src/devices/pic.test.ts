@@ -197,3 +197,15 @@ test("malformed state is rejected", () => {
   assert.throws(() => pic.loadState({ master: null, slave: null } as never, 1));
   assert.throws(() => pic.loadState(pic.saveState(), 99));
 });
+
+test("system reset clears programming but keeps the ELCR and level inputs' requests", () => {
+  const { intr, pic, lines } = setup();
+  pic.setElcr(0x0020);
+  lines[5]!.raise();
+  pic.reset();
+  assert.equal(pic.master.elcr, 0x20);
+  assert.equal(pic.master.vectorBase, 0);
+  pic.master.ioWrite(0, 1, 0x0a);
+  assert.equal(pic.master.ioRead(0, 1), 0x20, "IRR still shows the high level input");
+  assert.equal(intr.level, true, "IMR is clear after reset");
+});

@@ -162,16 +162,14 @@ export class Pic8259 implements PortDevice {
     if ((this.levelMask & bit) === 0) this.irr &= ~bit;
   }
 
+  /** System reset. The ELCR belongs to the PIIX3 and keeps its value here. */
   reset(): void {
     this.initialise(0);
     this.expect = EXPECT_OCW1;
-    this.elcr = 0;
-    this.irr = 0;
     this.changed();
   }
 
   private initialise(icw1: number): void {
-    this.irr &= this.levelMask;
     this.imr = 0;
     this.isr = 0;
     this.lowestPriority = 0;

@@ -180,3 +180,22 @@ test("state round-trips with FIFO contents, queued input and timers", () => {
   assert.deepEqual(got, [10, 11, 12, 13]);
   assert.throws(() => b.uart.loadState({ ...saved.state, rx: [300] }, 1));
 });
+
+test("a host break arrives in order as a zero byte flagged BI, raising a line status interrupt", () => {
+  const { uart, configure, runFor, irq } = setup();
+  configure();
+  uart.ioWrite(MCR, 1, 0x08);
+  uart.ioWrite(FCR, 1, 0x01);
+  uart.ioWrite(IER, 1, 0x04);
+  uart.receive([0x61]);
+  uart.sendBreak();
+  uart.receive([0x62]);
+  runFor(CHAR_NS * 3 + 1000);
+  assert.equal(irq.level, true);
+  assert.equal(uart.ioRead(IIR, 1), 0xc6);
+  const lsr = uart.ioRead(LSR, 1);
+  assert.equal(lsr & 0x91, 0x91, "BI, DR and the FIFO error bit");
+  assert.equal(uart.ioRead(LSR, 1) & 0x90, 0, "cleared by reading LSR");
+  assert.equal(irq.level, false);
+  assert.deepEqual([uart.ioRead(RBR, 1), uart.ioRead(RBR, 1), uart.ioRead(RBR, 1)], [0x61, 0x00, 0x62]);
+});

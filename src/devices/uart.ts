@@ -76,6 +76,8 @@ const LSR_BI = 0x10;
 const LSR_THRE = 0x20;
 /** LSR: transmitter empty. */
 const LSR_TEMT = 0x40;
+/** LSR: an error (here: a break) sits in the receive FIFO. */
+const LSR_FIFO_ERROR = 0x80;
 /** LSR: the error bits that raise a line status interrupt (OE, PE, FE, BI). */
 const LSR_ERRORS = 0x1e;
 
@@ -91,6 +93,9 @@ const MSR_DSR = 0x20;
 const MSR_RI = 0x40;
 /** MSR: data carrier detect. */
 const MSR_DCD = 0x80;
+
+/** Host queue entry meaning a break condition rather than a byte. */
+const HOST_BREAK = 0x100;
 
 /** Character times of silence before a FIFO below its trigger level reports a timeout. */
 const TIMEOUT_CHARS = 4;
@@ -122,6 +127,7 @@ export interface UartState {
   thrInterrupt: boolean;
   timeoutPending: boolean;
   hostLines: number;
+  /** Bytes, and 0x100 for a break. */
   hostQueue: number[];
   /** Time left on the receive pacing and character timeout timers, ns (-1 when not armed). */
   rxFeedIn: number;
@@ -150,7 +156,7 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
   /** CTS/DSR/RI/DCD as the host drives them (MSR bit layout). */
   private hostLines = MSR_CTS | MSR_DSR | MSR_DCD;
   /** Bytes from the host not yet in the receive FIFO. */
-  private hostQueue = new Uint8Array(256);
+  private hostQueue = new Uint16Array(256);
   private hostHead = 0;
   private hostCount = 0;
   private readonly irq: IrqLine;
@@ -175,20 +181,32 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
   receive(bytes: Uint8Array | readonly number[]): void {
     const n = bytes.length;
     if (n === 0) return;
-    if (this.hostCount + n > this.hostQueue.length) {
-      let size = this.hostQueue.length;
-      while (size < this.hostCount + n) size *= 2;
-      const grown = new Uint8Array(size);
-      for (let i = 0; i < this.hostCount; i++) {
-        grown[i] = this.hostQueue[(this.hostHead + i) % this.hostQueue.length]!;
-      }
-      this.hostQueue = grown;
-      this.hostHead = 0;
-    }
+    this.reserveHostQueue(n);
     const q = this.hostQueue;
     for (let i = 0; i < n; i++) q[(this.hostHead + this.hostCount + i) % q.length] = bytes[i]! & 0xff;
     this.hostCount += n;
     if (!this.rxFeedTimer.armed) this.rxFeedTimer.setIn(this.charTimeNs());
+  }
+
+  /** Queues a break condition after any pending input (Linux turns it into a SysRq prefix). */
+  sendBreak(): void {
+    this.reserveHostQueue(1);
+    const q = this.hostQueue;
+    q[(this.hostHead + this.hostCount) % q.length] = HOST_BREAK;
+    this.hostCount++;
+    if (!this.rxFeedTimer.armed) this.rxFeedTimer.setIn(this.charTimeNs());
+  }
+
+  private reserveHostQueue(n: number): void {
+    if (this.hostCount + n <= this.hostQueue.length) return;
+    let size = this.hostQueue.length;
+    while (size < this.hostCount + n) size *= 2;
+    const grown = new Uint16Array(size);
+    for (let i = 0; i < this.hostCount; i++) {
+      grown[i] = this.hostQueue[(this.hostHead + i) % this.hostQueue.length]!;
+    }
+    this.hostQueue = grown;
+    this.hostHead = 0;
   }
 
   /** Host bytes still waiting to enter the guest's FIFO. */
@@ -261,10 +279,16 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
   /** Moves host bytes into the FIFO while there is room, one per character time. */
   private feed(): void {
     if (this.hostCount > 0 && this.rxCount < this.rxCapacity && (this.mcr & MCR_LOOP) === 0) {
-      const byte = this.hostQueue[this.hostHead]!;
+      const entry = this.hostQueue[this.hostHead]!;
       this.hostHead = (this.hostHead + 1) % this.hostQueue.length;
       this.hostCount--;
-      this.pushRx(byte);
+      if (entry === HOST_BREAK) {
+        // A break arrives as a zero character flagged BI (and as a FIFO error when FIFOs are on).
+        this.pushRx(0);
+        this.lsr |= LSR_BI | (this.fifoEnabled ? LSR_FIFO_ERROR : 0);
+      } else {
+        this.pushRx(entry);
+      }
       this.updateIrq();
     }
     // A full FIFO is re-checked when the guest reads RBR.
@@ -371,7 +395,7 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
       case 5: {
         const lsr = this.lsr;
         if (lsr & LSR_ERRORS) {
-          this.lsr &= ~(LSR_ERRORS | LSR_BI);
+          this.lsr &= ~(LSR_ERRORS | LSR_FIFO_ERROR);
           this.updateIrq();
         }
         return lsr;
@@ -493,7 +517,8 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
       return v.map((b, i) => int(b, 0xff, `${name}[${i}]`));
     };
     const rx = bytes(state.rx, FIFO_SIZE, "rx");
-    const queue = bytes(state.hostQueue, Number.MAX_SAFE_INTEGER, "hostQueue");
+    if (!Array.isArray(state.hostQueue)) throw new StateError("uart: hostQueue should be a list");
+    const queue = state.hostQueue.map((b, i) => int(b, HOST_BREAK, `hostQueue[${i}]`));
     const rxFeedIn = typeof state.rxFeedIn === "number" ? state.rxFeedIn : -1;
     const timeoutIn = typeof state.timeoutIn === "number" ? state.timeoutIn : -1;
     this.divisor = int(state.divisor, 0xffff, "divisor");
@@ -512,7 +537,7 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
     this.thrInterrupt = state.thrInterrupt === true;
     this.timeoutPending = state.timeoutPending === true;
     this.hostLines = int(state.hostLines, 0xff, "hostLines") & 0xf0;
-    this.hostQueue = new Uint8Array(Math.max(256, queue.length));
+    this.hostQueue = new Uint16Array(Math.max(256, queue.length));
     this.hostQueue.set(queue);
     this.hostHead = 0;
     this.hostCount = queue.length;
