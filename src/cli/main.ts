@@ -4,6 +4,10 @@
 import { CliError, type CommandModule } from "./cli-error.ts";
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
+  run: {
+    summary: "boot a virtual machine (default: the Debian guest on the serial console)",
+    load: () => import("./commands/run.ts"),
+  },
   images: { summary: "fetch and list the Debian guest images", load: () => import("./commands/images.ts") },
 };
 

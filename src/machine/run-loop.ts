@@ -26,6 +26,7 @@ export type ExitReason =
   | { kind: "halted"; detail: string }
   | { kind: "triple-fault"; detail: string }
   | { kind: "stopped"; detail: string }
+  | { kind: "config-error"; detail: string }
   | { kind: "error"; detail: string };
 
 /** The process exit status a user sees for each reason (QEMU-compatible where QEMU has one). */
@@ -42,6 +43,8 @@ export function exitStatus(reason: ExitReason): number {
     case "triple-fault":
     case "halted":
       return 3;
+    case "config-error":
+      return 2;
     case "error":
       return 70;
   }

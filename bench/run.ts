@@ -1,0 +1,97 @@
+// `npm run bench`: tsvisor beside the anchors (QEMU TCG and v86) in one invocation, on this machine.
+//
+//   npm run bench                  both suites
+//   npm run bench -- micro         CPU microbenchmarks (../shared/anchors/microbench.sh)
+//   npm run bench -- boot [RUNS]   reference Linux guest (../shared/anchors/bench-anchors.sh)
+//
+// Prints each anchor script's own report, then a summary with tsvisor's ratios to the anchors,
+// in Markdown for BENCHMARKS.md. Needs root for the anchors' apt-get installs on a fresh machine.
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const anchors = resolve(root, "../shared/anchors");
+const node = join(root, "node_modules/.bin/node");
+const tsvisor = `${node} ${join(root, "src/cli/main.ts")}`;
+
+function runScript(script: string, args: string[], env: Record<string, string>): Promise<string> {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn("bash", [join(anchors, script), ...args], {
+      cwd: root,
+      env: { ...process.env, NODE: node, TSVISOR: tsvisor, ...env },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let text = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      process.stdout.write(chunk);
+      text += chunk.toString();
+    });
+    child.on("error", reject);
+    child.on("exit", (code) =>
+      code === 0 ? resolveRun(text) : reject(new Error(`${script} exited with status ${code}`)),
+    );
+  });
+}
+
+/** microbench.sh output: "== label (...)" then "  phase N ms M MIPS" lines. */
+function parseMicro(text: string): Map<string, Map<string, number>> {
+  const table = new Map<string, Map<string, number>>();
+  let current: Map<string, number> | undefined;
+  for (const line of text.split("\n")) {
+    const head = /^== (\S+)/.exec(line);
+    if (head) table.set(head[1]!, (current = new Map()));
+    const phase = /^\s+(\S+) (\d+) ms (\d+) (MIPS|MiB\/s)/.exec(line);
+    if (phase && current) current.set(phase[1]!, Number(phase[3]));
+  }
+  return table;
+}
+
+function microSummary(table: Map<string, Map<string, number>>): string {
+  const emulators = [...table.keys()];
+  const phases = [...new Set(emulators.flatMap((e) => [...table.get(e)!.keys()]))];
+  const rows = [
+    `| phase | ${emulators.join(" | ")} | tsvisor / v86-nojit | tsvisor / v86-jit |`,
+    `|---|${emulators.map(() => "---:|").join("")}---:|---:|`,
+  ];
+  for (const p of phases) {
+    const v = (e: string) => table.get(e)?.get(p);
+    const ratio = (e: string) => {
+      const a = v("tsvisor");
+      const b = v(e);
+      return a !== undefined && b ? (a / b).toFixed(2) : "-";
+    };
+    rows.push(
+      `| ${p} | ${emulators.map((e) => v(e) ?? "-").join(" | ")} | ${ratio("v86-nojit")} | ${ratio("v86-jit")} |`,
+    );
+  }
+  return rows.join("\n");
+}
+
+async function main(): Promise<void> {
+  const [suite = "all", runs = "1"] = process.argv.slice(2);
+  if (!existsSync(anchors)) throw new Error(`the anchors are not at ${anchors}`);
+  const when = new Date().toISOString().slice(0, 10);
+  const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`;
+  const summaries: string[] = [`Machine: ${machine}; date: ${when}.`];
+  if (suite === "all" || suite === "micro") {
+    const text = await runScript("microbench.sh", [], {});
+    summaries.push("### CPU microbenchmarks (MIPS; rep-movsd in MiB/s)", microSummary(parseMicro(text)));
+  }
+  if (suite === "all" || suite === "boot") {
+    const guestDir =
+      process.env.TSVISOR_BENCH_GUEST ?? join(process.env.TMPDIR ?? "/tmp", "tsvisor-anchor-guest");
+    await runScript("build-guest.sh", [guestDir], {});
+    const text = await runScript("bench-anchors.sh", [guestDir, runs], {});
+    const lines = text.split("\n").filter((l) => /^(tsvisor|qemu-tcg|v86|native)/.test(l));
+    summaries.push("### Reference guest (ms, min/median)", "```", ...lines, "```");
+  }
+  process.stdout.write(`\n## Summary\n\n${summaries.join("\n\n")}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});

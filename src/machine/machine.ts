@@ -1,0 +1,55 @@
+// What a built machine offers to the VM layer, independent of the board it models.
+import type { ExitReason, RunLoop } from "./run-loop.ts";
+
+/** Plain description of a VM: everything needed to build it, nothing live. Structured-clonable. */
+export interface MachineConfig {
+  /** Guest RAM in bytes. */
+  memoryBytes: number;
+  /** Firmware image (SeaBIOS bios.bin / bios-256k.bin); 64, 128 or 256 KiB. */
+  bios?: string;
+  /** VGA option ROM (vgabios-stdvga.bin). */
+  vgaBios?: string;
+  /** Direct kernel boot: a bzImage or a multiboot kernel. */
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  disks: { path: string; snapshot: boolean }[];
+  cdrom?: string;
+  /** Boot order: "c" hard disk, "d" CD-ROM. */
+  boot: "c" | "d";
+  /** QEMU's isa-debug-exit at port 0xF4. */
+  debugExit: boolean;
+  /** QEMU's pc-testdev. */
+  pcTestdev: boolean;
+  /** Stop instead of rebooting when the guest resets. */
+  noReboot: boolean;
+  /** "realtime": guest time follows the host; "deterministic": time counts instructions. */
+  clock: "realtime" | "deterministic";
+  /** Stop after this many seconds of guest time. */
+  timeoutSeconds?: number;
+}
+
+/** Byte streams a machine produces for the host. */
+export type OutputStream = "serial" | "debugcon" | "firmware-log";
+
+export interface Machine {
+  readonly loop: RunLoop;
+  /** Bytes typed by the user for the serial console (COM1). */
+  serialInput(data: Uint8Array): void;
+  /** Where the machine's output streams go (undefined discards). */
+  setOutput(stream: OutputStream, sink: ((data: Uint8Array) => void) | undefined): void;
+  /** A monitor command ("info registers", "x/8x 0x1000", "system_reset", ...); returns its text. */
+  monitor(command: string): string;
+  /** The display as PNG, if the machine has one. */
+  screenshot(): Uint8Array | undefined;
+  /** Runs the machine until it stops for good (resets are handled inside unless noReboot). */
+  run(): Promise<ExitReason>;
+}
+
+/** The configuration cannot be built into a machine (missing file, bad image, too little RAM). */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}

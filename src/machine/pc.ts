@@ -1,0 +1,626 @@
+// The PC board: the machine QEMU calls `pc` (i440FX host bridge, PIIX3 ISA bridge with IDE,
+// PIIX4-style ACPI power management, stdvga), built from plain configuration.
+//
+// This is the one place that knows where devices live: port numbers, MMIO bases, IRQ pins, PCI
+// slots. Devices are constructed with their collaborators and registered here; none of them knows
+// its address. Address map (as QEMU's pc):
+//   RAM 0 .. below-4G end; VGA window 0xA0000-0xBFFFF; shadow area 0xC0000-0xFFFFF (PAM);
+//   PCI memory hole from the end of low RAM; IOAPIC 0xFEC00000; LAPIC 0xFEE00000;
+//   firmware ROM at the top of 4 GiB with its last 128 KiB aliased below 1 MiB.
+// ISA IRQs: 0 PIT, 1 keyboard, 3 COM2/4, 4 COM1/3, 8 RTC, 9 ACPI SCI, 12 mouse, 14/15 IDE; PCI
+// INTx through the PIIX3 PIRQ router. The PIC's INTR goes to the local APIC's LINT0.
+
+import { readFileSync } from "node:fs";
+import { PortBus } from "../core/bus.ts";
+import type { InterruptAcknowledge } from "../core/interrupts.ts";
+import { IrqLine, WiredOr } from "../core/irq.ts";
+import { PhysicalMemory, type Region } from "../core/memory.ts";
+import { InstructionClock, RealTimeClock, Scheduler } from "../core/scheduler.ts";
+import { Piix4Pm } from "../devices/acpi/piix4-pm.ts";
+import { buildAcpiTables, linkAcpiTables, publishAcpiTables } from "../devices/acpi/tables.ts";
+import { IoApic } from "../devices/apic/ioapic.ts";
+import { LocalApic } from "../devices/apic/local-apic.ts";
+import {
+  DebugConsole,
+  DebugExit,
+  PC_TESTDEV_IRQ_COUNT,
+  PC_TESTDEV_MEMORY_SIZE,
+  PcTestDev,
+  PostCodePort,
+} from "../devices/debug-ports.ts";
+import { FwCfg } from "../devices/fw-cfg.ts";
+import { I8042 } from "../devices/i8042.ts";
+import { type BlockBackend, CowOverlay, FileBlockBackend } from "../devices/ide/block.ts";
+import { IdeDrive } from "../devices/ide/drive.ts";
+import { PiixIde } from "../devices/ide/piix-ide.ts";
+import type { BarChange, PciFunction } from "../devices/pci/function.ts";
+import { I440fx, PciBus, PciConfigPorts } from "../devices/pci/host-bridge.ts";
+import { Piix3 } from "../devices/pci/piix3.ts";
+import { DualPic } from "../devices/pic.ts";
+import { Pit } from "../devices/pit.ts";
+import { Rtc } from "../devices/rtc.ts";
+import { SystemControlPortA, SystemControlPortB } from "../devices/system-control.ts";
+import { Uart16550 } from "../devices/uart.ts";
+import { StdVga } from "../devices/vga/stdvga.ts";
+import { Cpu } from "../x86/cpu.ts";
+import { Fpu } from "../x86/fpu/fpu.ts";
+import { E820_ACPI, type E820Entry, encodeFwCfgE820, pcMemoryMap, splitRam } from "./e820.ts";
+import { BootError, loadLinux, notBootableMessage, parseBzImage } from "./linux-boot.ts";
+import { ConfigError, type Machine, type MachineConfig, type OutputStream } from "./machine.ts";
+import { renderMonitor } from "./monitor.ts";
+import { findMultibootHeader, loadMultiboot, MultibootError } from "./multiboot.ts";
+import { type ExitReason, RunLoop } from "./run-loop.ts";
+
+const VGA_WINDOW = 0xa0000;
+const VGA_WINDOW_SIZE = 0x20000;
+const LOW_BIOS_WINDOW = 0x20000;
+const IOAPIC_BASE = 0xfec00000;
+const LAPIC_BASE = 0xfee00000;
+/** ACPI tables for direct kernel boot live in the last 128 KiB of low RAM. */
+const ACPI_AREA_SIZE = 0x20000;
+/** The RSDP goes in the 0xF0000 segment, where operating systems scan for it. */
+const RSDP_ADDRESS = 0xf5000;
+const MAX_FIRMWARE = 16 << 20;
+
+/** ISA IRQ -> IOAPIC pin, as QEMU's pc wires it (IRQ 0 arrives on GSI 2). */
+function isaIrqToGsi(irq: number): number {
+  return irq === 0 ? 2 : irq;
+}
+
+function readImage(path: string, what: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(`${what} ${path}: ${code === "ENOENT" ? "no such file" : (err as Error).message}`);
+  }
+}
+
+/** A kernel chosen by the user, already parsed. */
+type DirectBoot =
+  | { kind: "linux"; kernel: Uint8Array; initrd: Uint8Array | undefined; cmdline: string }
+  | { kind: "multiboot"; kernel: Uint8Array; cmdline: string };
+
+export function buildPc(config: MachineConfig): Machine {
+  return new Pc(config);
+}
+
+class Pc implements Machine {
+  readonly config: MachineConfig;
+  readonly memory = new PhysicalMemory();
+  readonly ports = new PortBus();
+  readonly clock: RealTimeClock | InstructionClock;
+  readonly scheduler: Scheduler;
+  readonly cpu: Cpu;
+  readonly loop: RunLoop;
+  readonly pic: DualPic;
+  readonly lapic: LocalApic;
+  readonly ioapic: IoApic;
+  readonly pit: Pit;
+  readonly rtc: Rtc;
+  readonly com: Uart16550[];
+  readonly i8042: I8042;
+  readonly vga: StdVga;
+  readonly ide: PiixIde;
+  readonly pm: Piix4Pm;
+  readonly fwCfg: FwCfg;
+  readonly pciBus = new PciBus();
+  readonly i440fx: I440fx;
+  readonly piix3: Piix3;
+  private readonly resettable: { reset(): void }[] = [];
+  private readonly sinks: Record<OutputStream, ((d: Uint8Array) => void) | undefined> = {
+    serial: undefined,
+    debugcon: undefined,
+    "firmware-log": undefined,
+  };
+  private readonly ram: Region;
+  private readonly lowBios: Region | undefined;
+  private readonly e820: E820Entry[];
+  private readonly directBoot: DirectBoot | undefined;
+  private resetRequested = false;
+
+  constructor(config: MachineConfig) {
+    this.config = config;
+    const split = splitRam(config.memoryBytes);
+    this.ram = this.memory.addRam("ram-below-4g", 0, split.below4g);
+    if (split.above4g > 0) this.memory.addRam("ram-above-4g", 0x1_0000_0000, split.above4g);
+    this.directBoot = config.kernel ? this.parseKernel(config) : undefined;
+    const acpiBase = split.below4g - ACPI_AREA_SIZE;
+    this.e820 = pcMemoryMap(config.memoryBytes, {
+      ...(this.directBoot ? { extra: [{ base: acpiBase, length: ACPI_AREA_SIZE, type: E820_ACPI }] } : {}),
+    });
+
+    // Firmware at the top of 4 GiB, its last 128 KiB also below 1 MiB.
+    if (config.bios) {
+      const image = readImage(config.bios, "--bios");
+      if (image.length === 0 || image.length % 0x10000 !== 0 || image.length > MAX_FIRMWARE) {
+        throw new ConfigError(
+          `--bios ${config.bios}: ${image.length} bytes is not a firmware image size (a multiple of 64 KiB up to 16 MiB)`,
+        );
+      }
+      const rom = this.memory.addRom("bios", 0x1_0000_0000 - image.length, image);
+      const low = Math.min(LOW_BIOS_WINDOW, image.length);
+      this.lowBios = this.memory.addAlias("bios-low", 0x100000 - low, rom, image.length - low, low);
+    }
+
+    this.clock = config.clock === "deterministic" ? new InstructionClock(1) : new RealTimeClock();
+    this.scheduler = new Scheduler(this.clock);
+
+    // Interrupt wiring: ISA lines are wired-OR (several devices and the PIRQ router may drive one).
+    const cpuIntr = new IrqLine("cpu-intr");
+    const picIntr = new IrqLine("pic-intr");
+    this.pic = new DualPic(picIntr);
+    const ioapicRef: { current?: IoApic } = {};
+    let lapicRef: LocalApic | undefined;
+    this.lapic = new LocalApic({
+      scheduler: this.scheduler,
+      intr: cpuIntr,
+      nmi: () => this.cpu.nmi(),
+      pic: this.pic,
+      onEoi: (vector) => ioapicRef.current?.endOfInterrupt(vector),
+      onRelocate: (base) => this.relocateLapic(base),
+    });
+    lapicRef = this.lapic;
+    this.ioapic = new IoApic({
+      deliverMessage: (vector, mode, level, destination, logical) =>
+        lapicRef!.deliverMessage(vector, mode, level, destination, logical),
+    });
+    ioapicRef.current = this.ioapic;
+    picIntr.connect((high) => this.lapic.setLint0(high));
+    const isa = Array.from({ length: 16 }, (_, irq) => {
+      const wire = new WiredOr(`isa-irq${irq}`);
+      const toPic = this.pic.input(irq);
+      const toIoapic = this.ioapic.input(isaIrqToGsi(irq));
+      wire.output.connect((high) => {
+        toPic(high);
+        toIoapic(high);
+      });
+      return wire;
+    });
+    const isaIrq = (irq: number, name: string) => isa[irq]!.input(name);
+
+    const interrupts: InterruptAcknowledge = this.lapic;
+    this.cpu = new Cpu({
+      memory: this.memory,
+      ports: this.ports,
+      interrupts,
+      fpu: new Fpu(),
+      onShutdown: (reason) => this.requestReset(`triple fault (${reason})`, "triple-fault"),
+    });
+    cpuIntr.connect((high) => this.cpu.setIntr(high));
+    this.cpu.onApicBaseChange = (lo: number) => this.lapic.writeBaseMsr(lo);
+    this.loop = new RunLoop({
+      cpu: {
+        run: (n) => this.cpu.run(n),
+        get halted() {
+          return cpuHalted();
+        },
+        interruptsEnabled: () => (this.cpu.eflags & 0x200) !== 0,
+      },
+      scheduler: this.scheduler,
+      ...(config.timeoutSeconds ? { timeoutNs: config.timeoutSeconds * 1e9 } : {}),
+    });
+    const cpuHalted = () => this.cpu.halted;
+
+    // Legacy ISA devices.
+    this.ports.register("pic-master", 0x20, 2, this.pic.master);
+    this.ports.register("pic-slave", 0xa0, 2, this.pic.slave);
+    this.pit = new Pit(this.scheduler, isaIrq(0, "pit"));
+    this.ports.register("pit", 0x40, 4, this.pit);
+    this.ports.register("port61", 0x61, 1, new SystemControlPortB(this.scheduler, this.pit));
+    this.ports.register(
+      "port92",
+      0x92,
+      1,
+      new SystemControlPortA(
+        (on) => this.cpu.setA20(on),
+        () => this.requestReset("reset through port 0x92"),
+      ),
+    );
+    this.rtc = new Rtc(this.scheduler, isaIrq(8, "rtc"));
+    this.ports.register("rtc", 0x70, 2, this.rtc);
+    this.i8042 = new I8042(isaIrq(1, "kbd"), isaIrq(12, "mouse"), {
+      onA20: (on) => this.cpu.setA20(on),
+      onReset: () => this.requestReset("reset through the keyboard controller"),
+    });
+    this.ports.register("i8042-data", 0x60, 1, this.i8042.dataPort);
+    this.ports.register("i8042-cmd", 0x64, 1, this.i8042.commandPort);
+    this.com = [
+      [0x3f8, 4],
+      [0x2f8, 3],
+      [0x3e8, 4],
+      [0x2e8, 3],
+    ].map(([base, irq], n) => {
+      const uart = new Uart16550(this.scheduler, isaIrq(irq!, `com${n + 1}`), {
+        onTransmit: n === 0 ? (byte) => this.emit("serial", byte) : undefined,
+      });
+      this.ports.register(`com${n + 1}`, base!, 8, uart);
+      return uart;
+    });
+    this.ports.register("debugcon", 0xe9, 1, new DebugConsole((b) => this.emit("debugcon", b)));
+    this.ports.register("firmware-log", 0x402, 1, new DebugConsole((b) => this.emit("firmware-log", b)));
+    this.ports.register("post", 0x80, 1, new PostCodePort());
+    if (config.debugExit) {
+      this.ports.register(
+        "isa-debug-exit",
+        0xf4,
+        4,
+        new DebugExit((status) =>
+          this.loop.stop({
+            kind: "debug-exit",
+            status,
+            detail: `the guest exited through isa-debug-exit with status ${status}`,
+          }),
+        ),
+      );
+    }
+    if (config.pcTestdev) {
+      const lines = Array.from({ length: PC_TESTDEV_IRQ_COUNT }, (_, n) => {
+        if (n < 16) return isaIrq(n, `testdev-irq${n}`);
+        const line = new IrqLine(`testdev-gsi${n}`);
+        line.connect(this.ioapic.input(n));
+        return line;
+      });
+      const testdev = new PcTestDev(lines);
+      this.ports.register("pc-testdev", 0xe0, 12, testdev.ports);
+      this.ports.register("pc-testdev-irq", 0x2000, PC_TESTDEV_IRQ_COUNT, testdev.irqPorts);
+      this.memory.addMmio("pc-testdev-mem", 0xff000000, PC_TESTDEV_MEMORY_SIZE, testdev.memory);
+    }
+
+    // PCI: host bridge, ISA bridge with IDE and power management, VGA.
+    this.i440fx = new I440fx({
+      ramSize: split.below4g,
+      onPamChange: (base, size, readToRam, writeToRam) => this.routeShadow(base, size, readToRam, writeToRam),
+      onSmramChange: (ramVisible) => this.routeVgaWindow(ramVisible),
+    });
+    this.piix3 = new Piix3({
+      isaIrqs: Array.from({ length: 16 }, (_, irq) => isaIrq(irq, `pirq->irq${irq}`)),
+      onElcrChange: (elcr) => this.pic.setElcr(elcr),
+      onReset: () => this.requestReset("reset through port 0xCF9"),
+    });
+    this.ports.register("pci-config", 0xcf8, 8, new PciConfigPorts(this.pciBus, this.piix3.resetControlPort));
+    this.ports.register("elcr", 0x4d0, 2, this.piix3.elcrPorts);
+    this.pciBus.setIntxRouter(this.piix3);
+    this.ide = new PiixIde({
+      memory: this.memory,
+      primaryIrq: isaIrq(14, "ide0"),
+      secondaryIrq: isaIrq(15, "ide1"),
+      ...this.ideDrives(config),
+    });
+    this.pm = new Piix4Pm({
+      scheduler: this.scheduler,
+      sci: isaIrq(9, "acpi-sci"),
+      onPowerOff: () => this.loop.stop({ kind: "poweroff", detail: "the guest powered off" }),
+      onSleep: () => this.requestReset("the guest entered a sleep state tsvisor does not model"),
+    });
+    const vgaRom = config.vgaBios ? readImage(config.vgaBios, "--vga-bios") : undefined;
+    this.vga = new StdVga({ clock: this.clock, ...(vgaRom ? { rom: vgaRom } : {}) });
+    this.ports.register("vga", 0x3c0, 0x20, this.vga.vga.ports);
+    this.ports.register("vga-mono", 0x3b0, 0x10, this.vga.vga.monoPorts);
+    this.ports.register("vbe", 0x1ce, 3, this.vga.vga.vbePorts);
+    this.attachPci(0, 0, this.i440fx);
+    this.attachPci(1, 0, this.piix3);
+    this.attachPci(1, 1, this.ide.pci);
+    this.attachPci(1, 3, this.pm);
+    this.attachPci(2, 0, this.vga.pci);
+    for (let c = 0; c < 2; c++) {
+      const channel = this.ide.channels[c]!;
+      this.ports.register(`ide${c}`, c === 0 ? 0x1f0 : 0x170, 8, channel.commandBlock);
+      this.ports.register(`ide${c}-ctl`, c === 0 ? 0x3f6 : 0x376, 1, channel.controlBlock);
+    }
+
+    // Platform MMIO.
+    this.memory.addMmio("ioapic", IOAPIC_BASE, 0x1000, this.ioapic);
+    this.lapicRegion = this.memory.addMmio("lapic", LAPIC_BASE, 0x1000, this.lapic);
+
+    // Firmware interface: fw_cfg with the memory map, boot order and ACPI tables.
+    this.fwCfg = new FwCfg(this.memory, { ramSize: config.memoryBytes });
+    this.ports.register("fw-cfg", 0x510, 12, this.fwCfg);
+    this.fwCfg.addFile("etc/e820", encodeFwCfgE820(this.e820));
+    this.fwCfg.addFile("bootorder", new TextEncoder().encode(this.bootOrder()));
+    const acpi = buildAcpiTables({
+      ramBelow4g: split.below4g,
+      ioapicAddress: IOAPIC_BASE,
+      localApicAddress: LAPIC_BASE,
+    });
+    publishAcpiTables(this.fwCfg, acpi);
+    this.acpiBlobs = acpi;
+
+    this.rtc.setFirmwareConfig({
+      ramBelow4GiB: split.below4g,
+      ramAbove4GiB: split.above4g,
+      bootOrder: config.boot === "d" ? ["cdrom", "disk"] : ["disk", "cdrom"],
+    });
+
+    this.resettable.push(
+      this.pic,
+      this.pit,
+      this.rtc,
+      this.i8042,
+      this.lapic,
+      this.ioapic,
+      this.ide,
+      ...this.com,
+    );
+    this.routeVgaWindow(false);
+    this.i440fx.reportMemoryRouting();
+    this.powerOn();
+  }
+
+  private lapicRegion: Region;
+  private readonly acpiBlobs: ReturnType<typeof buildAcpiTables>;
+
+  // ---- boot ------------------------------------------------------------------------------------
+
+  private parseKernel(config: MachineConfig): DirectBoot {
+    const kernel = readImage(config.kernel!, "--kernel");
+    const cmdline = config.append ?? "";
+    try {
+      parseBzImage(kernel);
+      return {
+        kind: "linux",
+        kernel,
+        initrd: config.initrd ? readImage(config.initrd, "--initrd") : undefined,
+        cmdline,
+      };
+    } catch (err) {
+      if (!(err instanceof BootError)) throw err;
+      if (findMultibootHeader(kernel)) {
+        if (config.initrd) throw new ConfigError("--initrd is for Linux kernels; this is a multiboot kernel");
+        return { kind: "multiboot", kernel, cmdline };
+      }
+      const message = notBootableMessage(config.kernel!, kernel);
+      throw new ConfigError(
+        /looks like a Linux/i.test(message) || kernel.length > 0x202
+          ? `${config.kernel}: ${err.message}`
+          : message,
+      );
+    }
+  }
+
+  /** Puts the machine in its power-on state and, for direct kernel boot, loads the kernel. */
+  private powerOn(): void {
+    for (const d of this.resettable) d.reset();
+    this.pciBus.reset();
+    this.cpu.reset();
+    this.cpu.setA20(true);
+    this.routeVgaWindow(false);
+    this.i440fx.reportMemoryRouting();
+    if (this.directBoot) this.loadDirect(this.directBoot);
+  }
+
+  private loadDirect(boot: DirectBoot): void {
+    // Without firmware the shadow area is plain RAM, as SeaBIOS leaves it after POST.
+    if (this.lowBios)
+      this.memory.writeBytes(
+        this.lowBios.base,
+        this.lowBios.bytes!.subarray(this.lowBios.bytesOffset, this.lowBios.bytesOffset + this.lowBios.size),
+      );
+    this.memory.route(0xc0000, 0x40000, this.ram, this.ram);
+    try {
+      if (boot.kind === "linux") {
+        const rsdp = this.placeAcpiTables();
+        const result = loadLinux(this.memory, {
+          kernel: boot.kernel,
+          ...(boot.initrd ? { initrd: boot.initrd } : {}),
+          cmdline: boot.cmdline,
+          memoryMap: this.e820,
+          vgaTextConsole: true,
+          acpiRsdpAddress: rsdp,
+        });
+        const s = result.entryState;
+        this.cpu.setCr(0, s.cr0);
+        this.cpu.gdtr = { base: s.gdtr.base, limit: s.gdtr.limit };
+        const seg = (x: { selector: number; base: number; limit: number; access: number; big: boolean }) => ({
+          selector: x.selector,
+          base: x.base,
+          limit: x.limit,
+          attributes: x.access | (x.big ? 0x4000 : 0) | (x.limit > 0xfffff ? 0x8000 : 0),
+        });
+        this.cpu.setSegment(0, seg(s.es));
+        this.cpu.setSegment(1, seg(s.cs));
+        this.cpu.setSegment(2, seg(s.ss));
+        this.cpu.setSegment(3, seg(s.ds));
+        this.cpu.setSegment(4, seg(s.fs));
+        this.cpu.setSegment(5, seg(s.gs));
+        const r = s.registers;
+        const values = [r.eax, r.ecx, r.edx, r.ebx, r.esp, r.ebp, r.esi, r.edi];
+        for (let i = 0; i < 8; i++) this.cpu.setReg32(i, values[i]!);
+        this.cpu.eflags = s.eflags;
+        this.cpu.eip = s.eip;
+      } else {
+        const result = loadMultiboot(this.memory, boot.kernel, {
+          memoryMap: this.e820,
+          cmdline: boot.cmdline,
+          bootLoaderName: "tsvisor",
+        });
+        this.cpu.setCr(0, 0x11);
+        for (let s = 0; s < 6; s++) {
+          this.cpu.setSegment(s, {
+            selector: s === 1 ? 0x08 : 0x10,
+            base: 0,
+            limit: 0xffffffff,
+            attributes: (s === 1 ? 0x9b : 0x93) | 0xc000,
+          });
+        }
+        for (let i = 0; i < 8; i++) this.cpu.setReg32(i, 0);
+        this.cpu.setReg32(0, 0x2badb002);
+        this.cpu.setReg32(3, result.mbiAddress);
+        this.cpu.eflags = 0x2;
+        this.cpu.eip = result.entry;
+      }
+    } catch (err) {
+      if (err instanceof BootError || err instanceof MultibootError)
+        throw new ConfigError(`${this.config.kernel}: ${err.message}`);
+      throw err;
+    }
+  }
+
+  /** Lays the ACPI tables into RAM for direct boot (the firmware does it otherwise); returns the RSDP. */
+  private placeAcpiTables(): number {
+    let next = this.ram.size - ACPI_AREA_SIZE;
+    const placed = linkAcpiTables(
+      this.acpiBlobs.loader,
+      { "etc/acpi/tables": this.acpiBlobs.tables, "etc/acpi/rsdp": this.acpiBlobs.rsdp },
+      (name, size, align) => {
+        if (name === "etc/acpi/rsdp") return RSDP_ADDRESS;
+        const at = Math.ceil(next / Math.max(align, 16)) * Math.max(align, 16);
+        next = at + size;
+        if (next > this.ram.size) throw new ConfigError("the ACPI tables do not fit in their area");
+        return at;
+      },
+    );
+    for (const { address, bytes } of placed.values()) this.memory.writeBytes(address, bytes);
+    return RSDP_ADDRESS;
+  }
+
+  private bootOrder(): string {
+    // SeaBIOS's bootorder file: one device path per line, in order.
+    const disk = "/pci@i0cf8/ide@1,1/drive@0/disk@0";
+    const cdrom =
+      this.config.disks.length > 1
+        ? "/pci@i0cf8/ide@1,1/drive@1/disk@0"
+        : "/pci@i0cf8/ide@1,1/drive@1/disk@0";
+    return this.config.boot === "d" ? `${cdrom}\n${disk}\n` : `${disk}\n${cdrom}\n`;
+  }
+
+  private ideDrives(config: MachineConfig) {
+    const open = (path: string, snapshot: boolean): BlockBackend => {
+      let file: BlockBackend;
+      try {
+        file = new FileBlockBackend(path, { readOnly: snapshot });
+      } catch (err) {
+        throw new ConfigError(`--disk ${path}: ${(err as Error).message}`);
+      }
+      return snapshot ? new CowOverlay(file) : file;
+    };
+    const disks = config.disks.map((d) => IdeDrive.disk(open(d.path, d.snapshot)));
+    let cdrom: IdeDrive | undefined;
+    if (config.cdrom) {
+      try {
+        cdrom = IdeDrive.cdrom(new FileBlockBackend(config.cdrom, { readOnly: true }));
+      } catch (err) {
+        throw new ConfigError(`--cdrom ${config.cdrom}: ${(err as Error).message}`);
+      }
+    }
+    if (disks.length > 3 || (disks.length > 2 && cdrom))
+      throw new ConfigError("at most four IDE drives (three disks with a CD-ROM)");
+    // Primary master/slave take the disks; the CD-ROM is the secondary master, as with QEMU's -cdrom.
+    return {
+      primary: { ...(disks[0] ? { master: disks[0] } : {}), ...(disks[1] ? { slave: disks[1] } : {}) },
+      secondary: { ...(cdrom ? { master: cdrom } : disks[2] ? { master: disks[2] } : {}) },
+    };
+  }
+
+  // ---- wiring helpers --------------------------------------------------------------------------
+
+  private attachPci(slot: number, fn: number, device: PciFunction): void {
+    const mapped = new Map<number, Region | number>();
+    device.onBarChange((change: BarChange) => {
+      const key = change.index;
+      const old = mapped.get(key);
+      if (old !== undefined) {
+        if (typeof old === "number") this.ports.unregister(old);
+        else this.memory.removeRegion(old);
+        mapped.delete(key);
+      }
+      if (change.to === undefined) return;
+      const bar = change.bar;
+      const name = `${device.name}-bar${key}`;
+      try {
+        if (bar.kind === "io") {
+          this.ports.register(name, change.to, bar.size, bar.device);
+          mapped.set(key, change.to);
+        } else if (bar.kind === "rom") {
+          mapped.set(key, this.memory.addRom(name, change.to, bar.data));
+        } else if ("ram" in bar) {
+          mapped.set(key, this.memory.addRamBacked(name, change.to, bar.ram));
+        } else {
+          mapped.set(key, this.memory.addMmio(name, change.to, bar.size, bar.device));
+        }
+      } catch {
+        // The guest programmed a BAR over something else: like real hardware, the overlap
+        // simply does not decode for this function.
+      }
+    });
+    this.pciBus.attach(slot, fn, device);
+  }
+
+  private routeShadow(base: number, size: number, readToRam: boolean, writeToRam: boolean): void {
+    const rom = this.lowBios && base >= this.lowBios.base ? this.lowBios : null;
+    this.memory.route(base, size, readToRam ? this.ram : rom, writeToRam ? this.ram : null);
+  }
+
+  private vgaWindowRegion: Region | undefined;
+  private routeVgaWindow(ramVisible: boolean): void {
+    if (ramVisible) {
+      if (this.vgaWindowRegion) this.memory.removeRegion(this.vgaWindowRegion);
+      this.vgaWindowRegion = undefined;
+    } else if (!this.vgaWindowRegion) {
+      this.vgaWindowRegion = this.memory.addMmio(
+        "vga-window",
+        VGA_WINDOW,
+        VGA_WINDOW_SIZE,
+        this.vga.vga.legacyWindow,
+      );
+    }
+  }
+
+  private relocateLapic(base: number): void {
+    this.memory.removeRegion(this.lapicRegion);
+    this.lapicRegion = this.memory.addMmio("lapic", base, 0x1000, this.lapic);
+  }
+
+  private emit(stream: OutputStream, byte: number): void {
+    this.sinks[stream]?.(Uint8Array.of(byte));
+  }
+
+  /** A reset request from the guest: handled between instructions, or ends the run with --no-reboot. */
+  private requestReset(detail: string, kind: "reset" | "triple-fault" = "reset"): void {
+    if (this.config.noReboot) {
+      this.loop.stop({ kind, detail: `${detail}; not rebooting (--no-reboot)` });
+      return;
+    }
+    if (this.resetRequested) return;
+    this.resetRequested = true;
+    this.loop.post(() => {
+      this.resetRequested = false;
+      this.powerOn();
+    });
+  }
+
+  // ---- Machine ---------------------------------------------------------------------------------
+
+  serialInput(data: Uint8Array): void {
+    this.com[0]!.receive(data);
+  }
+
+  setOutput(stream: OutputStream, sink: ((data: Uint8Array) => void) | undefined): void {
+    this.sinks[stream] = sink;
+  }
+
+  monitor(command: string): string {
+    const words = command.trim().split(/\s+/);
+    if (words[0] === "system_reset") {
+      this.requestReset("reset from the monitor");
+      return "";
+    }
+    if (words[0] === "stop") {
+      this.loop.pause();
+      return "";
+    }
+    if (words[0] === "cont" || words[0] === "c") {
+      this.loop.resume();
+      return "";
+    }
+    return renderMonitor(this, command);
+  }
+
+  screenshot(): Uint8Array | undefined {
+    return this.vga.screenshot();
+  }
+
+  run(): Promise<ExitReason> {
+    return this.loop.run();
+  }
+}
