@@ -11,7 +11,14 @@ import type { PortDevice, Width } from "../../core/bus.ts";
 import type { IrqLine } from "../../core/irq.ts";
 import { field } from "../../core/persist.ts";
 import type { Scheduler, Timer } from "../../core/scheduler.ts";
-import { FIRST_EXTRA_WINDOW_INDEX, type IoBar, PciFunction, type PciFunctionState } from "../pci/function.ts";
+import {
+  FIRST_EXTRA_WINDOW_INDEX,
+  type IoBar,
+  PciFunction,
+  type PciFunctionState,
+  QEMU_SUBSYSTEM_ID,
+  QEMU_SUBSYSTEM_VENDOR_ID,
+} from "../pci/function.ts";
 
 /** PM timer frequency in Hz. */
 export const PM_TIMER_HZ = 3_579_545;
@@ -124,6 +131,8 @@ export class Piix4Pm extends PciFunction {
       revision: 0x03,
       classCode: 0x068000,
       interruptPin: 1,
+      subsystemVendorId: QEMU_SUBSYSTEM_VENDOR_ID,
+      subsystemId: QEMU_SUBSYSTEM_ID,
     });
     this.scheduler = options.scheduler;
     this.sci = options.sci;

@@ -368,7 +368,7 @@ function buildDsdt(config: AcpiConfig): Aml {
   const prt: Aml[] = [];
   for (let slot = 0; slot < 32; slot++) {
     for (let pin = 0; pin < 4; pin++) {
-      const link = slot === 1 && pin === 0 ? "LNKS" : links[(slot + pin) & 3]!;
+      const link = slot === 1 && pin === 0 ? "LNKS" : links[(slot + pin - 1) & 3]!;
       prt.push(pkg(int(((slot << 16) | 0xffff) >>> 0), int(pin), nameString(link), int(0)));
     }
   }

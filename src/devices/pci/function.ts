@@ -36,6 +36,14 @@ export const PCI_INTERRUPT_PIN = 0x3d;
 /** First byte of the device-specific area. */
 export const PCI_DEVICE_SPECIFIC = 0x40;
 
+/**
+ * Subsystem vendor/device QEMU gives its PCI functions (Red Hat, "QEMU virtual machine").
+ * SeaBIOS recognises the emulated board by these ids on the host bridge; use them for every
+ * function so the guest sees the same board as under QEMU.
+ */
+export const QEMU_SUBSYSTEM_VENDOR_ID = 0x1af4;
+export const QEMU_SUBSYSTEM_ID = 0x1100;
+
 /** Command bit 0: respond to I/O space accesses (I/O BARs decode). */
 export const PCI_COMMAND_IO = 0x0001;
 /** Command bit 1: respond to memory space accesses (memory BARs and the ROM decode). */

@@ -40,6 +40,8 @@ test("mechanism #1 reads ids at any width and offset; absent functions read all 
   assert.equal(ports.in32(0xcfc), 0x1237_8086);
   assert.equal(ports.in16(0xcfe), 0x1237);
   assert.equal(ports.in8(0xcfd), 0x80);
+  select(0, 0, 0x2c);
+  assert.equal(ports.in32(0xcfc), 0x1100_1af4, "QEMU's subsystem ids, which SeaBIOS checks");
   select(1, 0, 0x08);
   assert.equal(ports.in32(0xcfc) >>> 8, 0x060100);
   select(1, 0, 0x0c);
@@ -95,22 +97,45 @@ test("PIRQ routing sends INTx to the programmed ISA IRQ", () => {
     classCode: 0x020000,
     interruptPin: 1,
   });
-  bus.attach(3, 0, nic); // slot 3 INTA -> PIRQ (3 + 1 - 1) & 3 = PIRQD
+  bus.attach(3, 0, nic); // slot 3 INTA -> PIRQ (3 + 0 - 1) & 3 = PIRQC
   nic.setInterrupt(true);
   assert.ok(
     isaIrqs.every((l) => !l.level),
     "PIRQs start disabled",
   );
   select(1, 0, 0x60);
-  ports.out32(0xcfc, 0x0b0a_0580);
-  assert.equal(isaIrqs[11]!.level, true);
-  ports.out8(0xcff, 0x8b);
-  assert.equal(isaIrqs[11]!.level, false);
-  ports.out8(0xcff, 0x02); // IRQ 2 cannot be a PIRQ target
+  ports.out32(0xcfc, 0x0b0a_0580); // PIRQA off, B -> 5, C -> 10, D -> 11
+  assert.equal(isaIrqs[10]!.level, true);
+  ports.out8(0xcfe, 0x8a);
+  assert.equal(isaIrqs[10]!.level, false);
+  ports.out8(0xcfe, 0x02); // IRQ 2 cannot be a PIRQ target
   assert.ok(isaIrqs.every((l) => !l.level));
-  ports.out8(0xcff, 0x09);
+  ports.out8(0xcfe, 0x09);
   assert.equal(isaIrqs[9]!.level, true);
   nic.setInterrupt(false);
+  assert.equal(isaIrqs[9]!.level, false);
+  // Slot 2 INTA is PIRQB, slot 1 INTA (any function) is PIRQA, as QEMU's pc wires them.
+  const disk = new PciFunction({
+    name: "disk",
+    vendorId: 1,
+    deviceId: 3,
+    classCode: 0x010000,
+    interruptPin: 1,
+  });
+  const audio = new PciFunction({
+    name: "audio",
+    vendorId: 1,
+    deviceId: 4,
+    classCode: 0x040000,
+    interruptPin: 1,
+  });
+  bus.attach(2, 0, disk);
+  bus.attach(1, 5, audio);
+  ports.out8(0xcfc, 0x0b);
+  disk.setInterrupt(true);
+  assert.equal(isaIrqs[5]!.level, true);
+  audio.setInterrupt(true);
+  assert.equal(isaIrqs[11]!.level, true);
   assert.equal(isaIrqs[9]!.level, false);
 });
 

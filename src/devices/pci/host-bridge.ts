@@ -10,7 +10,12 @@
 
 import type { PortDevice, Width } from "../../core/bus.ts";
 import type { IrqLine } from "../../core/irq.ts";
-import { PciFunction, type PciFunctionState } from "./function.ts";
+import {
+  PciFunction,
+  type PciFunctionState,
+  QEMU_SUBSYSTEM_ID,
+  QEMU_SUBSYSTEM_VENDOR_ID,
+} from "./function.ts";
 
 /** Address register bit 31: configuration cycles enabled. */
 const CONFIG_ENABLE = 0x8000_0000;
@@ -192,7 +197,15 @@ export class I440fx extends PciFunction {
   private readonly onSmramChange: ((ramVisible: boolean) => void) | undefined;
 
   constructor(options: I440fxOptions) {
-    super({ name: "i440fx", vendorId: 0x8086, deviceId: 0x1237, revision: 0x02, classCode: 0x060000 });
+    super({
+      name: "i440fx",
+      vendorId: 0x8086,
+      deviceId: 0x1237,
+      revision: 0x02,
+      classCode: 0x060000,
+      subsystemVendorId: QEMU_SUBSYSTEM_VENDOR_ID,
+      subsystemId: QEMU_SUBSYSTEM_ID,
+    });
     this.onPamChange = options.onPamChange;
     this.onSmramChange = options.onSmramChange;
     const drb = new Array<number>(8).fill(Math.min(0xff, Math.ceil(options.ramSize / (8 << 20))));

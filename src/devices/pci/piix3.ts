@@ -3,12 +3,18 @@
 // (port 0xCF9).
 //
 // PCI INTx lines are wired to the four PIRQ inputs the way QEMU's `pc` board does: the function
-// in slot d asserting pin p (1 = INTA#) drives PIRQ (d + p - 1) mod 4. Each PIRQ route register
+// in slot d asserting INTx n (0 = INTA#) drives PIRQ (d + n - 1) mod 4, so slot 1's INTA# is
+// PIRQA and slot 2's is PIRQB. Each PIRQ route register
 // (0x60-0x63) selects the ISA IRQ it reaches, bit 7 disconnects it.
 
 import type { PortDevice, Width } from "../../core/bus.ts";
 import { type IrqLine, WiredOr } from "../../core/irq.ts";
-import { PciFunction, type PciFunctionState } from "./function.ts";
+import {
+  PciFunction,
+  type PciFunctionState,
+  QEMU_SUBSYSTEM_ID,
+  QEMU_SUBSYSTEM_VENDOR_ID,
+} from "./function.ts";
 import type { IntxRouter } from "./host-bridge.ts";
 
 /** First PIRQ route control register (PIRQRC[A]); B-D follow. */
@@ -62,7 +68,15 @@ export class Piix3 extends PciFunction implements IntxRouter {
   private resetControl = 0;
 
   constructor(options: Piix3Options) {
-    super({ name: "piix3", vendorId: 0x8086, deviceId: 0x7000, classCode: 0x060100, multiFunction: true });
+    super({
+      name: "piix3",
+      vendorId: 0x8086,
+      deviceId: 0x7000,
+      classCode: 0x060100,
+      multiFunction: true,
+      subsystemVendorId: QEMU_SUBSYSTEM_VENDOR_ID,
+      subsystemId: QEMU_SUBSYSTEM_ID,
+    });
     if (options.isaIrqs.length !== 16) throw new RangeError("PIIX3 needs sixteen ISA IRQ outputs");
     this.isaIrqs = options.isaIrqs;
     this.onElcrChange = options.onElcrChange;
@@ -113,9 +127,9 @@ export class Piix3 extends PciFunction implements IntxRouter {
     };
   }
 
-  /** IntxRouter: slot `slot`'s pin `pin` drives PIRQ (slot + pin - 1) mod 4. */
+  /** IntxRouter: slot `slot`'s interrupt pin `pin` (1 = INTA#) drives PIRQ (slot + pin - 2) mod 4. */
   connectIntx(slot: number, pin: number, line: IrqLine): void {
-    const input = this.pirqs[(slot + pin - 1) & 3]!.input(line.name);
+    const input = this.pirqs[(slot + pin - 2) & 3]!.input(line.name);
     line.connect((high) => input.set(high));
   }
 
