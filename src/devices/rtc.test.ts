@@ -144,8 +144,16 @@ test("flags can be polled with interrupts off", () => {
   assert.equal(read(0x0c) & 0x10, 0x10, "UF");
   assert.equal(irq8.level, false);
   assert.equal(read(0x0c) & 0x10, 0);
+  write(0x01, 0x03); // alarm at hh:mm:03 of any hour and minute
+  write(0x03, 0xc0);
+  write(0x05, 0xc0);
+  read(0x0c);
+  clock.skipTo(6 * S);
+  assert.equal(read(0x0c) & 0x20, 0x20, "AF polled without AIE");
+  clock.skipTo(7 * S);
+  assert.equal(read(0x0c) & 0x20, 0, "no alarm second since the last read");
   write(0x0a, 0x2f); // 2 Hz
-  clock.skipTo(2 * S);
+  clock.skipTo(8 * S);
   assert.equal(read(0x0c) & 0xc0, 0x40, "PF without PIE sets no IRQF");
 });
 

@@ -443,8 +443,8 @@ export class Rtc implements PortDevice, Persistent<RtcState> {
   }
 
   /**
-   * PF/AF/UF at guest time `now`: those timers set, plus the periodic and update-ended events
-   * that happened since the last read while their interrupts (and so their timers) were off.
+   * PF/AF/UF at guest time `now`: those timers set, plus the periodic, alarm and update-ended
+   * events that happened since the last read while their interrupts (and so their timers) were off.
    */
   private flagsAt(now: number): number {
     let flags = this.flags;
@@ -454,8 +454,17 @@ export class Rtc implements PortDevice, Persistent<RtcState> {
     if (period > 0 && Math.floor(this.cyclesAt(now) / period) > Math.floor(this.cyclesAt(since) / period)) {
       flags |= C_PF;
     }
-    if (Math.floor((now - this.baseNs) / NS_PER_S) > Math.floor((since - this.baseNs) / NS_PER_S)) {
+    const second = Math.floor((now - this.baseNs) / NS_PER_S);
+    const checkedSecond = Math.floor((since - this.baseNs) / NS_PER_S);
+    if (second > checkedSecond) {
       flags |= C_UF;
+      // With AIE set the update timer records AF itself.
+      if (
+        (this.cmos[REG_B]! & B_AIE) === 0 &&
+        this.alarmPassed(this.baseSeconds + checkedSecond, this.baseSeconds + second)
+      ) {
+        flags |= C_AF;
+      }
     }
     return flags;
   }
@@ -504,19 +513,32 @@ export class Rtc implements PortDevice, Persistent<RtcState> {
 
   private onUpdate(): void {
     this.flags |= C_UF;
-    this.storeTime(this.currentSeconds());
-    const cmos = this.cmos;
-    const matches = (alarm: number, value: number) =>
-      (alarm & ALARM_DONT_CARE) === ALARM_DONT_CARE || alarm === value;
-    if (
-      matches(cmos[SECONDS_ALARM]!, cmos[SECONDS]!) &&
-      matches(cmos[MINUTES_ALARM]!, cmos[MINUTES]!) &&
-      matches(cmos[HOURS_ALARM]!, cmos[HOURS]!)
-    ) {
-      this.flags |= C_AF;
-    }
+    if (this.alarmMatches(this.currentSeconds())) this.flags |= C_AF;
     this.updateIrq();
     this.reschedule();
+  }
+
+  /** True if the alarm registers match the time `seconds` (since 1970), field by field. */
+  private alarmMatches(seconds: number): boolean {
+    const secondOfDay = seconds - Math.floor(seconds / 86400) * 86400;
+    const cmos = this.cmos;
+    return (
+      this.alarmFieldMatches(cmos[SECONDS_ALARM]!, this.encode(secondOfDay % 60)) &&
+      this.alarmFieldMatches(cmos[MINUTES_ALARM]!, this.encode(Math.floor(secondOfDay / 60) % 60)) &&
+      this.alarmFieldMatches(cmos[HOURS_ALARM]!, this.encodeHour(Math.floor(secondOfDay / 3600)))
+    );
+  }
+
+  private alarmFieldMatches(alarm: number, value: number): boolean {
+    return (alarm & ALARM_DONT_CARE) === ALARM_DONT_CARE || alarm === value;
+  }
+
+  /** True if an update in seconds (from, to] hit the alarm; looks at most a day back. */
+  private alarmPassed(from: number, to: number): boolean {
+    for (let t = Math.max(from + 1, to - 86399); t <= to; t++) {
+      if (this.alarmMatches(t)) return true;
+    }
+    return false;
   }
 
   saveState(): RtcState {
