@@ -179,3 +179,93 @@ test("publishAcpiTables adds the three fw_cfg files", () => {
   assert.equal(files.get("etc/table-loader")!.length % 128, 0);
   assert.equal(new DataView(files.get("etc/table-loader")!.buffer).getUint32(0, true), 1, "ALLOCATE first");
 });
+
+/**
+ * Walks a DSDT the way a minimal firmware parser does (only scopes, devices, names, methods,
+ * regions and fields at the top of each scope), returning each device's _HID bytes and whether it
+ * has a _STA. Throws on anything else, so the DSDT stays within what such parsers accept.
+ */
+function walkDevices(aml: Uint8Array): Map<string, { hid: number[]; hasSta: boolean }> {
+  const devices = new Map<string, { hid: number[]; hasSta: boolean }>();
+  const pkgLen = (at: number): [number, number] => {
+    const lead = aml[at]!;
+    const extra = lead >> 6;
+    if (extra === 0) return [lead & 0x3f, 1];
+    let len = lead & 0x0f;
+    for (let i = 0; i < extra; i++) len |= aml[at + 1 + i]! << (4 + 8 * i);
+    return [len, 1 + extra];
+  };
+  const nameLen = (at: number): number => {
+    let i = at;
+    while (aml[i] === 0x5c || aml[i] === 0x5e) i++;
+    if (aml[i] === 0x2e) return i - at + 9;
+    if (aml[i] === 0x2f) return i - at + 2 + 4 * aml[i + 1]!;
+    if (aml[i] === 0) return i - at + 1;
+    return i - at + 4;
+  };
+  const seg = (at: number) => String.fromCharCode(...aml.subarray(at, at + 4));
+  const dataLen = (at: number): number => {
+    const op = aml[at]!;
+    if (op === 0 || op === 1 || op === 0xff) return 1;
+    if (op === 0x0a) return 2;
+    if (op === 0x0b) return 3;
+    if (op === 0x0c) return 5;
+    if (op === 0x0d) return aml.indexOf(0, at + 1) - at + 1;
+    if (op === 0x11 || op === 0x12) return 1 + pkgLen(at + 1)[0];
+    throw new Error(`unexpected data opcode 0x${op.toString(16)} at ${at}`);
+  };
+  const termList = (start: number, end: number, device: string | undefined): void => {
+    let at = start;
+    while (at < end) {
+      const op = aml[at]!;
+      if (op === 0x08) {
+        const n = nameLen(at + 1);
+        const name = seg(at + 1 + n - 4);
+        const valueAt = at + 1 + n;
+        if (device && name === "_HID") devices.get(device)!.hid = [...aml.subarray(valueAt, valueAt + 5)];
+        if (device && name === "_STA") devices.get(device)!.hasSta = true;
+        at = valueAt + dataLen(valueAt);
+      } else if (op === 0x10 || op === 0x14) {
+        const [len, lenBytes] = pkgLen(at + 1);
+        const nameAt = at + 1 + lenBytes;
+        if (op === 0x10) termList(nameAt + nameLen(nameAt), at + 1 + len, undefined);
+        else if (device && seg(nameAt + nameLen(nameAt) - 4) === "_STA") devices.get(device)!.hasSta = true;
+        at += 1 + len;
+      } else if (op === 0x5b && aml[at + 1] === 0x82) {
+        const [len, lenBytes] = pkgLen(at + 2);
+        const nameAt = at + 2 + lenBytes;
+        const n = nameLen(nameAt);
+        const name = seg(nameAt + n - 4);
+        devices.set(name, { hid: [], hasSta: false });
+        termList(nameAt + n, at + 2 + len, name);
+        at += 2 + len;
+      } else if (op === 0x5b && aml[at + 1] === 0x80) {
+        const regionAt = at + 2 + nameLen(at + 2) + 1;
+        const lengthAt = regionAt + dataLen(regionAt);
+        at = lengthAt + dataLen(lengthAt);
+      } else if (op === 0x5b && aml[at + 1] === 0x81) {
+        at += 2 + pkgLen(at + 2)[0];
+      } else {
+        throw new Error(`unexpected opcode 0x${op.toString(16)} at ${at}`);
+      }
+    }
+    if (at !== end) throw new Error(`term list overran its package: ${at} vs ${end}`);
+  };
+  termList(36, aml.length, undefined);
+  return devices;
+}
+
+test("a minimal firmware DSDT walk finds the ISA devices as present", () => {
+  const { blobs } = linked();
+  const at = blobs.offsets.DSDT!;
+  const dsdt = blobs.tables.subarray(at, at + new DataView(blobs.tables.buffer).getUint32(at + 4, true));
+  const devices = walkDevices(dsdt);
+  const pnp = (id: string) => eisaId(id);
+  assert.deepEqual(devices.get("KBD_"), { hid: pnp("PNP0303"), hasSta: false });
+  assert.deepEqual(devices.get("MOU_"), { hid: pnp("PNP0F13"), hasSta: false });
+  assert.deepEqual(devices.get("COM1"), { hid: pnp("PNP0501"), hasSta: false });
+  assert.deepEqual(devices.get("RTC_")?.hid, pnp("PNP0B00"));
+  assert.deepEqual(devices.get("PCI0")?.hid, pnp("PNP0A03"));
+  assert.deepEqual(devices.get("HPET")?.hid, pnp("PNP0103"));
+  assert.equal(devices.get("LNKA")?.hasSta, true);
+});

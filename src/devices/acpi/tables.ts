@@ -389,6 +389,8 @@ function buildDsdt(config: AcpiConfig): Aml {
       method("_SRS", 1, false, createDWordField(arg(0), 5, "PRRI"), store(ref("PRRI"), ref(pirq))),
     );
 
+  // No _STA on these: a device without one is present, which firmware DSDT parsers (SeaBIOS's,
+  // deciding whether to probe the PS/2 controller) can tell without evaluating a method.
   const isaDevices: Aml[] = [
     device(
       "RTC",
@@ -398,23 +400,16 @@ function buildDsdt(config: AcpiConfig): Aml {
     device(
       "KBD",
       name("_HID", eisaId("PNP0303")),
-      method("_STA", 0, false, returnValue(int(0x0f))),
       name(
         "_CRS",
         resourceTemplate(ioPort(0x60, 0x60, 0x01, 0x01), ioPort(0x64, 0x64, 0x01, 0x01), irqDescriptor([1])),
       ),
     ),
-    device(
-      "MOU",
-      name("_HID", eisaId("PNP0F13")),
-      method("_STA", 0, false, returnValue(int(0x0f))),
-      name("_CRS", resourceTemplate(irqDescriptor([12]))),
-    ),
+    device("MOU", name("_HID", eisaId("PNP0F13")), name("_CRS", resourceTemplate(irqDescriptor([12])))),
     device(
       "COM1",
       name("_HID", eisaId("PNP0501")),
       name("_UID", int(1)),
-      method("_STA", 0, false, returnValue(int(0x0f))),
       name("_CRS", resourceTemplate(ioPort(0x3f8, 0x3f8, 0x00, 0x08), irqDescriptor([4]))),
     ),
   ];
@@ -480,7 +475,6 @@ function buildDsdt(config: AcpiConfig): Aml {
         "HPET",
         name("_HID", eisaId("PNP0103")),
         name("_UID", int(0)),
-        method("_STA", 0, false, returnValue(int(0x0f))),
         name("_CRS", resourceTemplate(memory32Fixed(config.hpetAddress, 0x400, false))),
       ),
     );
