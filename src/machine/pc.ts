@@ -45,7 +45,7 @@ import { StdVga } from "../devices/vga/stdvga.ts";
 import { Cpu } from "../x86/cpu.ts";
 import { Fpu } from "../x86/fpu/fpu.ts";
 import { E820_ACPI, type E820Entry, encodeFwCfgE820, pcMemoryMap, splitRam } from "./e820.ts";
-import { BootError, loadLinux, notBootableMessage, parseBzImage } from "./linux-boot.ts";
+import { BootError, identifyKernelImage, loadLinux, notBootableMessage, parseBzImage } from "./linux-boot.ts";
 import { ConfigError, type Machine, type MachineConfig, type OutputStream } from "./machine.ts";
 import { renderMonitor } from "./monitor.ts";
 import { findMultibootHeader, loadMultiboot, MultibootError } from "./multiboot.ts";
@@ -124,12 +124,6 @@ class Pc implements Machine {
     const split = splitRam(config.memoryBytes);
     this.ram = this.memory.addRam("ram-below-4g", 0, split.below4g);
     if (split.above4g > 0) this.memory.addRam("ram-above-4g", 0x1_0000_0000, split.above4g);
-    this.directBoot = config.kernel ? this.parseKernel(config) : undefined;
-    const acpiBase = split.below4g - ACPI_AREA_SIZE;
-    this.e820 = pcMemoryMap(config.memoryBytes, {
-      ...(this.directBoot ? { extra: [{ base: acpiBase, length: ACPI_AREA_SIZE, type: E820_ACPI }] } : {}),
-    });
-
     // Firmware at the top of 4 GiB, its last 128 KiB also below 1 MiB.
     if (config.bios) {
       const image = readImage(config.bios, "--bios");
@@ -142,6 +136,12 @@ class Pc implements Machine {
       const low = Math.min(LOW_BIOS_WINDOW, image.length);
       this.lowBios = this.memory.addAlias("bios-low", 0x100000 - low, rom, image.length - low, low);
     }
+
+    this.directBoot = config.kernel ? this.parseKernel(config) : undefined;
+    const acpiBase = split.below4g - ACPI_AREA_SIZE;
+    this.e820 = pcMemoryMap(config.memoryBytes, {
+      ...(this.directBoot ? { extra: [{ base: acpiBase, length: ACPI_AREA_SIZE, type: E820_ACPI }] } : {}),
+    });
 
     this.clock = config.clock === "deterministic" ? new InstructionClock(1) : new RealTimeClock();
     this.scheduler = new Scheduler(this.clock);
@@ -369,11 +369,12 @@ class Pc implements Machine {
         if (config.initrd) throw new ConfigError("--initrd is for Linux kernels; this is a multiboot kernel");
         return { kind: "multiboot", kernel, cmdline };
       }
-      const message = notBootableMessage(config.kernel!, kernel);
+      // A damaged Linux kernel gets the loader's reason; anything else is named for what it is.
+      const kind = identifyKernelImage(kernel).kind;
       throw new ConfigError(
-        /looks like a Linux/i.test(message) || kernel.length > 0x202
+        kind === "bzimage" || kind === "zimage"
           ? `${config.kernel}: ${err.message}`
-          : message,
+          : notBootableMessage(config.kernel!, kernel),
       );
     }
   }
