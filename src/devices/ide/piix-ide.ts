@@ -222,6 +222,8 @@ class PiixIdeFunction extends PciFunction {
         { kind: "io", size: BUS_MASTER_PORTS, device: busMasterPorts },
       ],
     });
+    // Status: medium DEVSEL timing, fast back-to-back capable (read-only).
+    this.setConfigBytes(0x06, [0x80, 0x02]);
     // IDETIM (primary, secondary) and SIDETIM are plain read/write timing registers here.
     this.setConfigBytes(PIIX_IDETIM, [0, 0, 0, 0, 0], [0xff, 0xff, 0xff, 0xff, 0xff]);
   }

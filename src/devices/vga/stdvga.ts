@@ -75,6 +75,12 @@ export class StdVga implements Persistent<StdVgaState> {
     });
   }
 
+  /** Hard reset: VGA registers, VBE and configuration space (VRAM keeps its contents). */
+  reset(): void {
+    this.vga.reset();
+    this.pci.resetConfig();
+  }
+
   /** What the display shows now. */
   render(): Frame {
     return renderFrame(this.vga);
