@@ -106,7 +106,10 @@ export interface RamBar {
 
 export type PciBar = IoBar | MmioBar | RamBar;
 
-/** The expansion ROM as the builder sees it: read-only bytes, `size` rounded up to a power of two. */
+/**
+ * The expansion ROM as the builder sees it: read-only bytes, `size` rounded up to a power of two
+ * and at least a page, so that it always decodes at a page boundary.
+ */
 export interface RomBar {
   readonly kind: "rom";
   readonly size: number;
@@ -190,7 +193,7 @@ export class PciFunction implements Persistent<PciFunctionState> {
     for (const bar of bars) if (bar) checkBarSize(spec.name, bar);
     this.bars = [...bars, ...new Array<undefined>(6 - bars.length).fill(undefined)];
     if (spec.rom) {
-      const size = Math.max(0x800, nextPowerOfTwo(spec.rom.length));
+      const size = Math.max(0x1000, nextPowerOfTwo(spec.rom.length));
       this.rom = { kind: "rom", size, data: spec.rom };
     }
 
