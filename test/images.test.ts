@@ -20,6 +20,8 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
   buildGuestInitramfs,
+  defaultBootFiles,
+  ensureImages,
   gunzip,
   loadManifest,
   type Manifest,
@@ -164,7 +166,7 @@ describe("tsvisor images, against Debian's archive", () => {
     assert.ok(line("seabios", "bios.bin").endsWith("128.0 KiB"));
     assert.ok(line("seabios", "vgabios-stdvga.bin").includes(manifest.seabios.package.version));
     assert.ok(line("memtest86+", "memtest86+ia32.bin").includes(manifest.memtest.package.version));
-    assert.doesNotMatch(list.stdout, new RegExp(cache.replaceAll("/", "\\/") + "\\/packages"));
+    assert.ok(!list.stdout.includes(join(cache, "packages")), "paths only with --verbose");
 
     const verbose = tsvisor(["images", "list", "--verbose"], env);
     assert.equal(verbose.status, 0, verbose.stderr);
@@ -253,6 +255,30 @@ describe("tsvisor images, against Debian's archive", () => {
       /seabios \S+ \(all, [0-9.]+ KiB\): the cached \S+ is corrupt \(.*\); downloading it again/,
     );
     assert.equal(sha256Hex(readFileSync(deb.path)), deb.sha256);
+  });
+
+  test("a file deleted from an unpacked package shows as missing and fetch unpacks it again", () => {
+    const vmlinuz = manifest.kernelPae.vmlinuz;
+    rmSync(vmlinuz.path);
+    const list = tsvisor(["images", "list"], env);
+    assert.equal(list.status, 1);
+    assert.match(
+      list.stdout,
+      new RegExp(`^kernel-pae .* vmlinuz-${manifest.kernelPae.release}\\s+MISSING$`, "m"),
+    );
+    assert.match(list.stderr, /missing or changed; run 'tsvisor images fetch' to repair/);
+    const repair = tsvisor(["images", "fetch"], env);
+    assert.equal(repair.status, 0, repair.stderr);
+    assert.match(repair.stderr, new RegExp(`^${manifest.kernelPae.package.name}: unpacking$`, "m"));
+    assert.equal(sha256Hex(readFileSync(vmlinuz.path)), vmlinuz.sha256);
+  });
+
+  test("ensureImages returns the cached manifest without fetching", async () => {
+    const progress: string[] = [];
+    const ensured = await ensureImages({ cacheDir: cache, onProgress: (l) => progress.push(l) });
+    assert.deepEqual(progress, []);
+    assert.equal(ensured.kernel.vmlinuz.sha256, manifest.kernel.vmlinuz.sha256);
+    assert.equal(defaultBootFiles(ensured).initrd, manifest.kernel.initramfs.path);
   });
 
   test("a corrupt manifest makes list fail clearly and fetch repairs it", () => {

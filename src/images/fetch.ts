@@ -111,6 +111,38 @@ async function resolveKernelPackage(): Promise<string> {
   return kernel.replace(/:i386$/, "");
 }
 
+/** What an unpacked package's directory held when tsvisor unpacked it. */
+interface UnpackedMarker {
+  /** SHA-256 of the .deb it came from. */
+  readonly deb: string;
+  /** Regular files (relative path → size). */
+  readonly files: Record<string, number>;
+}
+
+function listFiles(root: string): Record<string, number> {
+  const files: Record<string, number> = {};
+  const walk = (relative: string) => {
+    for (const entry of readdirSync(join(root, relative), { withFileTypes: true })) {
+      const rel = relative === "" ? entry.name : `${relative}/${entry.name}`;
+      if (entry.isDirectory()) walk(rel);
+      else if (entry.isFile()) files[rel] = statSync(join(root, rel)).size;
+    }
+  };
+  walk("");
+  return files;
+}
+
+/** True if `root` was unpacked from the .deb with this hash and nothing in it went missing. */
+function unpackedIntact(root: string, debSha256: string): boolean {
+  try {
+    const marker = JSON.parse(readFileSync(join(root, UNPACKED_MARKER), "utf8")) as UnpackedMarker;
+    if (marker.deb !== debSha256 || typeof marker.files !== "object" || marker.files === null) return false;
+    return Object.entries(marker.files).every(([rel, size]) => statSync(join(root, rel)).size === size);
+  } catch {
+    return false;
+  }
+}
+
 interface Fetched {
   readonly pkg: ArchivePackage;
   readonly deb: FileRecord;
@@ -178,13 +210,15 @@ class Fetcher {
     }
   }
 
-  /** Unpacks the .deb (unless already unpacked from the same file) and returns where. */
+  /**
+   * Unpacks the .deb and returns where, unless it is already unpacked from the same file and
+   * every file it left is still there with its size.
+   */
   async unpack(pkg: ArchivePackage, debFile: string, deb: FileRecord, afterUnpack?: (root: string) => void) {
     const packages = join(this.cache, PACKAGE_DIR);
     mkdirSync(packages, { recursive: true });
     const root = join(packages, fileStem(pkg));
-    const marker = join(root, UNPACKED_MARKER);
-    if (existsSync(marker) && readFileSync(marker, "utf8").trim() === deb.sha256) return root;
+    if (unpackedIntact(root, deb.sha256)) return root;
     this.progress(`${pkg.name}: unpacking`);
     rmSync(root, { recursive: true, force: true });
     const temp = mkdtempSync(join(packages, ".unpack-"));
@@ -197,7 +231,8 @@ class Fetcher {
         );
       }
       afterUnpack?.(temp);
-      writeFileSync(join(temp, UNPACKED_MARKER), `${deb.sha256}\n`);
+      const marker: UnpackedMarker = { deb: deb.sha256, files: listFiles(temp) };
+      writeFileSync(join(temp, UNPACKED_MARKER), `${JSON.stringify(marker)}\n`);
       renameSync(temp, root);
     } catch (err) {
       rmSync(temp, { recursive: true, force: true });
@@ -309,82 +344,72 @@ export async function fetchImages(options: FetchOptions = {}): Promise<Manifest>
   const cache = options.cacheDir ?? defaultCacheDir();
   const progress = options.onProgress ?? (() => {});
   requireTools(["apt-get", "apt-cache", "dpkg-deb"]);
-  return withCacheLock(
-    cache,
-    async () => {
-      const fetcher = new Fetcher(cache, progress);
-      const kernelName = await resolveKernelPackage();
-      const paeName = `${kernelName}-pae`;
-      const indexModules = (root: string) => {
-        const release = kernelRelease(root, kernelName);
-        progress(`indexing the modules of ${release}`);
-        indexKernelModules(join(root, "lib", "modules", release));
-      };
-      const specs = [
-        `${kernelName}:i386`,
-        `${paeName}:i386`,
-        BUSYBOX_PACKAGE,
-        SEABIOS_PACKAGE,
-        MEMTEST_PACKAGE,
-      ];
-      const candidates = await showCandidates(specs);
-      const kernelCandidate = candidates.get(specs[0]!)!;
-      const paeCandidate = candidates.get(specs[1]!)!;
-      if (paeCandidate.version !== kernelCandidate.version) {
-        throw new ImagesError(
-          `${paeName} is at version ${paeCandidate.version} but ${kernelName} at ${kernelCandidate.version}; run 'sudo apt-get update' and try again`,
-        );
-      }
-      const fetched: Fetched[] = [];
-      for (const spec of specs) {
-        const kernelPackage = spec.startsWith("linux-image-");
-        fetched.push(
-          await fetcher.fetch(spec, candidates.get(spec)!, kernelPackage ? indexModules : undefined),
-        );
-      }
-      const [kernel, pae, busybox, seabios, memtest] = fetched as [
-        Fetched,
-        Fetched,
-        Fetched,
-        Fetched,
-        Fetched,
-      ];
-      const busyboxBinary = requiredFile(busybox.root, "bin/busybox", busybox.pkg.name);
-      const busyboxBytes = readFileSync(busyboxBinary.path);
-      progress("building the default initramfs");
-      const memtestFiles: Record<string, FileRecord> = {};
-      for (const dir of ["boot", "usr/lib/memtest86+"]) {
-        const full = join(memtest.root, dir);
-        if (!existsSync(full)) continue;
-        for (const name of readdirSync(full).sort()) {
-          if (/^memtest86\+.*\.(bin|iso|efi)$/.test(name))
-            memtestFiles[name] = describeFile(join(full, name));
-        }
-      }
-      if (Object.keys(memtestFiles).length === 0) {
-        throw new ImagesError(`the package ${memtest.pkg.name} has no memtest86+ image`);
-      }
-      const manifest: Manifest = {
-        format: MANIFEST_FORMAT,
-        cacheDir: cache,
-        fetchedAt: new Date().toISOString(),
-        kernel: kernelImage(cache, kernel, busyboxBytes),
-        kernelPae: kernelImage(cache, pae, busyboxBytes),
-        busybox: { package: packageRecord(busybox), binary: busyboxBinary },
-        seabios: {
-          package: packageRecord(seabios),
-          bios: requiredFile(seabios.root, "usr/share/seabios/bios.bin", seabios.pkg.name),
-          bios256k: requiredFile(seabios.root, "usr/share/seabios/bios-256k.bin", seabios.pkg.name),
-          vgabiosStdvga: requiredFile(seabios.root, "usr/share/seabios/vgabios-stdvga.bin", seabios.pkg.name),
-        },
-        memtest: { package: packageRecord(memtest), files: memtestFiles },
-      };
-      saveManifest(manifest);
-      pruneCache(manifest);
-      return manifest;
+  return withCacheLock(cache, () => fetchLocked(cache, progress), lockOptions(progress));
+}
+
+function lockOptions(progress: (line: string) => void) {
+  return {
+    onWait: (pid: number) => progress(`waiting for process ${pid}, which is updating the image cache`),
+  };
+}
+
+/** The work of fetchImages, with the cache lock held. */
+async function fetchLocked(cache: string, progress: (line: string) => void): Promise<Manifest> {
+  const fetcher = new Fetcher(cache, progress);
+  const kernelName = await resolveKernelPackage();
+  const paeName = `${kernelName}-pae`;
+  const indexModules = (root: string) => {
+    const release = kernelRelease(root, kernelName);
+    progress(`indexing the modules of ${release}`);
+    indexKernelModules(join(root, "lib", "modules", release));
+  };
+  const specs = [`${kernelName}:i386`, `${paeName}:i386`, BUSYBOX_PACKAGE, SEABIOS_PACKAGE, MEMTEST_PACKAGE];
+  const candidates = await showCandidates(specs);
+  const kernelCandidate = candidates.get(specs[0]!)!;
+  const paeCandidate = candidates.get(specs[1]!)!;
+  if (paeCandidate.version !== kernelCandidate.version) {
+    throw new ImagesError(
+      `${paeName} is at version ${paeCandidate.version} but ${kernelName} at ${kernelCandidate.version}; run 'sudo apt-get update' and try again`,
+    );
+  }
+  const fetched: Fetched[] = [];
+  for (const spec of specs) {
+    const kernelPackage = spec.startsWith("linux-image-");
+    fetched.push(await fetcher.fetch(spec, candidates.get(spec)!, kernelPackage ? indexModules : undefined));
+  }
+  const [kernel, pae, busybox, seabios, memtest] = fetched as [Fetched, Fetched, Fetched, Fetched, Fetched];
+  const busyboxBinary = requiredFile(busybox.root, "bin/busybox", busybox.pkg.name);
+  const busyboxBytes = readFileSync(busyboxBinary.path);
+  progress("building the default initramfs");
+  const memtestFiles: Record<string, FileRecord> = {};
+  for (const dir of ["boot", "usr/lib/memtest86+"]) {
+    const full = join(memtest.root, dir);
+    if (!existsSync(full)) continue;
+    for (const name of readdirSync(full).sort()) {
+      if (/^memtest86\+.*\.(bin|iso|efi)$/.test(name)) memtestFiles[name] = describeFile(join(full, name));
+    }
+  }
+  if (Object.keys(memtestFiles).length === 0) {
+    throw new ImagesError(`the package ${memtest.pkg.name} has no memtest86+ image`);
+  }
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT,
+    cacheDir: cache,
+    fetchedAt: new Date().toISOString(),
+    kernel: kernelImage(cache, kernel, busyboxBytes),
+    kernelPae: kernelImage(cache, pae, busyboxBytes),
+    busybox: { package: packageRecord(busybox), binary: busyboxBinary },
+    seabios: {
+      package: packageRecord(seabios),
+      bios: requiredFile(seabios.root, "usr/share/seabios/bios.bin", seabios.pkg.name),
+      bios256k: requiredFile(seabios.root, "usr/share/seabios/bios-256k.bin", seabios.pkg.name),
+      vgabiosStdvga: requiredFile(seabios.root, "usr/share/seabios/vgabios-stdvga.bin", seabios.pkg.name),
     },
-    { onWait: (pid) => progress(`waiting for process ${pid}, which is updating the image cache`) },
-  );
+    memtest: { package: packageRecord(memtest), files: memtestFiles },
+  };
+  saveManifest(manifest);
+  pruneCache(manifest);
+  return manifest;
 }
 
 /** Quick check that the files a manifest names are still there with the recorded sizes. */
@@ -415,8 +440,16 @@ export function manifestFilesPresent(manifest: Manifest): boolean {
  */
 export async function ensureImages(options: FetchOptions = {}): Promise<Manifest> {
   const cache = options.cacheDir ?? defaultCacheDir();
-  const current = readManifest(cache);
-  if (current.status === "ok" && manifestFilesPresent(current.manifest)) return current.manifest;
-  if (current.status === "corrupt") options.onProgress?.(`${current.reason}; fetching again`);
-  return fetchImages({ ...options, cacheDir: cache });
+  const progress = options.onProgress ?? (() => {});
+  const usable = () => {
+    const current = readManifest(cache);
+    if (current.status === "ok" && manifestFilesPresent(current.manifest)) return current.manifest;
+    if (current.status === "corrupt") progress(`${current.reason}; fetching again`);
+    return undefined;
+  };
+  const ready = usable();
+  if (ready) return ready;
+  requireTools(["apt-get", "apt-cache", "dpkg-deb"]);
+  // Another process may have fetched while we waited for the lock: look again before fetching.
+  return withCacheLock(cache, async () => usable() ?? fetchLocked(cache, progress), lockOptions(progress));
 }
