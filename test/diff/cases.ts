@@ -85,6 +85,8 @@ interface CaseOptions {
   readonly undefinedFlags?: number;
   readonly undefinedRegisters?: number;
   readonly sdmExceptions?: DiffCase["sdmExceptions"];
+  readonly ring3?: boolean;
+  readonly cleanup?: readonly string[];
 }
 
 export class CaseBuilder {
@@ -117,6 +119,8 @@ export class CaseBuilder {
       undefinedRegisters: options.undefinedRegisters ?? 0,
       paging: this.paging,
       sdmExceptions: options.sdmExceptions,
+      ring3: options.ring3,
+      cleanup: options.cleanup,
     });
   }
 
@@ -712,6 +716,143 @@ function exceptions(b: CaseBuilder): void {
   }
 }
 
+/** IOPL field of EFLAGS. */
+const IOPL3 = 0x3000;
+
+/** Ring 3 through IRET, privileged instructions there, call gates, SYSENTER/SYSEXIT. */
+function privilege(b: CaseBuilder): void {
+  const user = (text: string, code: string[], iopl = 0, extra: CaseOptions = {}): void =>
+    b.add(`ring 3: ${text}`, code, { flags: b.flags(iopl), ring3: true, ...extra });
+  user("arithmetic runs as usual", ["add eax, ecx", "mov edx, cs", "mov ebx, ss"]);
+  user("cli with IOPL 0 raises #GP(0)", ["cli"]);
+  user("cli with IOPL 3 is allowed", ["cli", "sti"], IOPL3);
+  user("in with IOPL 0 and no I/O bitmap raises #GP(0)", ["mov dx, 0x80", "in al, dx"]);
+  user("hlt raises #GP(0)", ["hlt"]);
+  user("mov from cr0 raises #GP(0)", ["mov eax, cr0"]);
+  user("lgdt raises #GP(0)", [`lgdt [${hex(WINDOW_BASE)}]`]);
+  user("int through a DPL-0 gate raises #GP(vector*8+2)", ["int 0x10"]);
+  user("int3 through a DPL-0 gate raises #GP", ["int3"]);
+  user("popf cannot change IF or IOPL", ["push dword 0x3202", "popfd", "pushfd", "pop eax"]);
+  user(
+    "popf with IOPL 3 changes IF but not IOPL",
+    ["push dword 0x0202", "popfd", "pushfd", "pop eax", "cli"],
+    IOPL3,
+  );
+  user("pushf/popf of IOPL at CPL 3 keeps IOPL", ["push dword 0x0002", "popfd", "pushfd", "pop ebx"], IOPL3);
+  user("loading a DPL-0 data selector raises #GP(selector)", [`mov ax, ${SEL.data32}`, "mov ds, ax"]);
+  user("loading a DPL-0 stack selector raises #GP(selector)", [`mov ax, ${SEL.data32}`, "mov ss, ax"]);
+  user("far return to ring 0 raises #GP(selector)", [`push dword ${SEL.code32}`, "push dword 0", "retf"]);
+  user("iret within ring 3", [
+    "pushfd",
+    `push dword ${SEL.code32user}`,
+    "push dword @t",
+    "iretd",
+    "@t:",
+    "mov ecx, esp",
+  ]);
+  user("call gate to ring 0 switches stacks", [`call ${SEL.callGateUser}:0`, "mov edi, esp"]);
+  user("call gate with two parameters copies them", [
+    "push dword 0x1111",
+    "push dword 0x2222",
+    `call ${SEL.callGateParams}:0`,
+    "mov edi, esp",
+  ]);
+  user("call gate with DPL 0 raises #GP(selector)", [`call ${SEL.callGate}:0`]);
+  user("sysenter and sysexit round trip", [
+    "mov ebp, esp",
+    "mov ebx, @back",
+    "sysenter",
+    "@back:",
+    "mov eax, cs",
+    "mov edx, ss",
+  ]);
+  user("sysexit at CPL 3 raises #GP(0)", ["sysexit"]);
+  b.add("call gate at the same privilege", [`call ${SEL.callGate}:0`, "mov edi, esp"]);
+}
+
+/** Hardware task switches through a TSS descriptor, by JMP and by CALL (nested, back by IRET). */
+function tasks(b: CaseBuilder): void {
+  b.add("jmp to a TSS switches tasks and back", [
+    "mov dword [fs:0x184], task2_jmp",
+    "call init_task2",
+    `jmp ${SEL.tss2}:0`,
+    "str ecx",
+    `mov edx, [gdt + ${SEL.tss2} + 4]`,
+    `mov esi, [gdt + ${SEL.tss1} + 4]`,
+    // A task switch sets CR0.TS; report it and clear it for the cases that follow.
+    "mov edi, cr0",
+    "clts",
+  ]);
+  b.add("call to a TSS nests the task; iret returns", [
+    "mov dword [fs:0x184], task2_call",
+    "call init_task2",
+    `call ${SEL.tss2}:0`,
+    "str ecx",
+    `mov edx, [gdt + ${SEL.tss2} + 4]`,
+    "pushfd",
+    "pop esi",
+    "mov edi, cr0",
+    "clts",
+  ]);
+  b.add("jmp to a busy TSS raises #GP(selector)", [`jmp ${SEL.tss1}:0`]);
+}
+
+/** x87 arithmetic with exact IEEE results (transcendentals differ between QEMU and hardware). */
+function x87(b: CaseBuilder): void {
+  const base = b.memoryBase;
+  const m = base.reg;
+  const r: (number | undefined)[] = [];
+  r[3] = base.value;
+  const programs: [string, string[]][] = [
+    ["fld1 + fldpi", ["fld1", "fldpi", "faddp st1", `fstp qword [${m}]`]],
+    ["fild / fsqrt / fstp", [`fild dword [${m}]`, "fabs", "fsqrt", `fstp qword [${m}+8]`]],
+    [
+      "single-precision divide and status word",
+      [`fld dword [${m}]`, `fld dword [${m}+4]`, "fdivp st1", "fnstsw ax", `fstp dword [${m}+8]`],
+    ],
+    [
+      "double multiply, round to int",
+      [`fld qword [${m}]`, `fmul qword [${m}+8]`, "frndint", `fistp dword [${m}+16]`, "fnstsw ax"],
+    ],
+    [
+      "compare with fcomi",
+      [`fld dword [${m}]`, `fld dword [${m}+4]`, "fcomip st1", "fstp st0", "setc al", "setz ah"],
+    ],
+    [
+      "fucom and fnstsw",
+      [`fld dword [${m}]`, `fld dword [${m}+4]`, "fucom st1", "fnstsw ax", "fstp st0", "fstp st0"],
+    ],
+    ["fxam of a loaded value", [`fld qword [${m}]`, "fxam", "fnstsw ax", "fstp st0"]],
+    [
+      "round toward zero",
+      [
+        "fnstcw [esp-4]",
+        "mov word [esp-2], 0x0f7f",
+        "fldcw [esp-2]",
+        `fld dword [${m}]`,
+        `fistp word [${m}+20]`,
+        "fldcw [esp-4]",
+      ],
+    ],
+    ["packed BCD store", [`fild word [${m}]`, `fbstp tword [${m}+24]`]],
+    ["80-bit load and store", [`fld tword [${m}]`, `fstp tword [${m}+32]`, "fnstsw ax"]],
+    [
+      "stack overflow sets C1 and IE",
+      ["fld1", "fld1", "fld1", "fld1", "fld1", "fld1", "fld1", "fld1", "fld1", "fnstsw ax"],
+    ],
+    ["fnstenv layout", ["fld1", `fnstenv [${m}]`]],
+  ];
+  for (const [text, code] of programs) {
+    for (let k = 0; k < 3; k++) b.add(`x87: ${text}`, ["fninit", ...code], { registers: r });
+  }
+  b.add("x87 with CR0.TS raises #NM", ["mov eax, cr0", "or eax, 8", "mov cr0, eax", "fld1"], {
+    cleanup: ["clts"],
+  });
+  b.add("x87 with CR0.EM raises #NM", ["mov eax, cr0", "or eax, 4", "mov cr0, eax", "fninit"], {
+    cleanup: ["mov eax, cr0", "and eax, ~4", "mov cr0, eax"],
+  });
+}
+
 /** The page-table experiments (32-bit protected mode with paging enabled by the harness). */
 function paging(b: CaseBuilder): void {
   const pte = (n: number): string => `dword [${hex(TEST_PAGE_TABLE + n * 4)}]`;
@@ -797,6 +938,9 @@ export function generateCases(seed: number, scale = 1): DiffCase[] {
   control(b);
   miscellaneous(b);
   exceptions(b);
+  privilege(b);
+  tasks(b);
+  x87(b);
   b.paging = true;
   paging(b);
   b.paging = false;

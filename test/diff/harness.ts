@@ -44,6 +44,13 @@ export interface DiffCase {
    * tsvisor is checked against these instead of against QEMU.
    */
   readonly sdmExceptions?: readonly { readonly vector: number; readonly error: number }[];
+  /**
+   * Runs the code under test at CPL 3 (32-bit protected mode only): the harness enters ring 3
+   * through IRET with these EFLAGS (IOPL included) and comes back through `int 0x20`.
+   */
+  readonly ring3?: boolean;
+  /** Lines run after the dump, to undo state the case changed (CR0.TS, MSRs...). */
+  readonly cleanup?: readonly string[];
   /** Runs with paging on (32-bit protected mode only; see `paging_on` below). */
   readonly paging?: boolean;
 }
@@ -61,6 +68,21 @@ const V_EFLAGS = 0x124;
 const V_RESUME = 0x128;
 const V_XREC = 0x140; // vector, error, eip, cs, eflags, cr2
 const V_XREGS = 0x160;
+/** Where ring-3 cases continue in ring 0 after `int 0x20`. */
+const V_RESUME0 = 0x12c;
+/** One dword of scratch for handlers that run before FS is usable. */
+const V_SCRATCH = 0x180;
+/** EIP the second task starts at (see init_task2). */
+const V_TASK_EIP = 0x184;
+
+/** The TSS of the harness's own task, and of the task the task-switch cases switch to. */
+export const TSS1 = 0x81000;
+export const TSS2 = 0x82000;
+/** Ring-0 stack for interrupts and gates from ring 3 (TSS1.ESP0), and for SYSENTER. */
+const RING0_STACK = WINDOW_BASE + 0xe000;
+const SYSENTER_STACK = WINDOW_BASE + 0xd000;
+/** The vector of the DPL-3 trap gate that takes ring-3 cases back to ring 0. */
+export const RETURN_VECTOR = 0x20;
 /** The harness stack, as an offset from WINDOW_BASE (the 16-bit modes share SS with the cases). */
 const HARNESS_STACK = 0xf000;
 
@@ -79,6 +101,26 @@ function emitCase(c: DiffCase, bits: 16 | 32): string[] {
   const sp = bits === 32 ? WINDOW_BASE + TEST_STACK : TEST_STACK;
   const hs = bits === 32 ? WINDOW_BASE + HARNESS_STACK : HARNESS_STACK;
   const resume = `c${c.id}_resume`;
+  const resume0 = `c${c.id}_resume0`;
+  const ring3 = bits === 32 && c.ring3 === true;
+  // Ring-3 entry: user data segments, then IRET to the code under test with the case's EFLAGS.
+  const enterRing3 = ring3
+    ? [
+        "push eax",
+        `mov ax, ${SEL.data32user}`,
+        "mov ds, ax",
+        "mov es, ax",
+        "mov gs, ax",
+        "pop eax",
+        `push dword ${SEL.data32user}`,
+        `push dword ${hex(sp)}`,
+        `push dword ${hex(c.eflags)}`,
+        `push dword ${SEL.code32user}`,
+        `push dword c${c.id}_user`,
+        "iretd",
+        `c${c.id}_user:`,
+      ]
+    : [];
   const lines = [
     `; case ${c.id}: ${c.text.replace(/\n/g, " ")}`,
     `mov dword [fs:${V_ID}], ${c.id}`,
@@ -94,9 +136,12 @@ function emitCase(c: DiffCase, bits: 16 | 32): string[] {
     `mov ebp, ${hex(regs[4]!)}`,
     `mov esi, ${hex(regs[5]!)}`,
     `mov edi, ${hex(regs[6]!)}`,
+    ...(ring3 ? [`mov dword [fs:${V_RESUME0}], ${resume0}`] : []),
     `mov esp, ${hex(sp)}`,
+    ...enterRing3,
     ...c.code.map((l) => localise(l, c.id)),
     `${resume}:`,
+    ...(ring3 ? [`int ${RETURN_VECTOR}`, `${resume0}:`] : []),
     `mov [fs:${V_REGS}], eax`,
     `mov [fs:${V_REGS + 4}], ecx`,
     `mov [fs:${V_REGS + 8}], edx`,
@@ -109,6 +154,7 @@ function emitCase(c: DiffCase, bits: 16 | 32): string[] {
     "pushfd",
     `pop dword [fs:${V_EFLAGS}]`,
     `call dump${bits}`,
+    ...(c.cleanup ?? []).map((l) => localise(l, c.id)),
   ];
   return lines;
 }
@@ -130,7 +176,8 @@ function helpers(bits: 16 | 32): string[] {
     "add eax, 101",
     "rol al, 1",
     `inc ${si}`,
-    `cmp ${si}, ${WINDOW_BYTES}`,
+    // The whole 256 bytes below the variables: stack pops may read past the dumped part.
+    `cmp ${si}, ${V_ID}`,
     `jb .fill${bits}`,
     "ret",
     // out_bytes: writes CX bytes from fs:SI to the debug console.
@@ -162,6 +209,15 @@ function helpers(bits: 16 | 32): string[] {
     // The common exception path. On entry the stub has pushed the vector and an error code
     // (real or dummy) above the CPU's frame. Records, restores registers, returns to the resume label.
     `exception${bits}:`,
+    ...(bits === 32
+      ? [
+          // From ring 3, FS arrives null: reload it without touching registers or the stack.
+          `mov [ss:${hex(WINDOW_BASE + V_SCRATCH)}], eax`,
+          `mov ax, ${SEL.window32}`,
+          "mov fs, ax",
+          `mov eax, [ss:${hex(WINDOW_BASE + V_SCRATCH)}]`,
+        ]
+      : []),
     ...["eax", "ecx", "edx", "ebx", "ebp", "esi", "edi"].map((r, i) => `mov [fs:${V_XREGS + i * 4}], ${r}`),
     ...(bits === 32
       ? [
@@ -277,6 +333,98 @@ function pagingHelpers(): string[] {
   ];
 }
 
+/**
+ * Ring changes and tasks: the DPL-3 return gate, call-gate targets, the SYSENTER entry and the
+ * second task's entry points. None of them may disturb the registers the case will dump.
+ */
+function privilegeHelpers(): string[] {
+  return [
+    // int 0x20 from ring 3: back to ring 0 at the case's resume0 label with the user ESP.
+    "ring0_return:",
+    `mov [ss:${hex(WINDOW_BASE + V_SCRATCH)}], eax`,
+    `mov ax, ${SEL.window32}`,
+    "mov fs, ax",
+    `mov eax, [ss:${hex(WINDOW_BASE + V_SCRATCH)}]`,
+    "mov esp, [esp+12]",
+    `jmp [fs:${V_RESUME0}]`,
+    // Call-gate targets: report the frame the gate built, then return to the caller.
+    "gate_target:",
+    "mov eax, [esp]",
+    "mov ebx, [esp+4]",
+    "mov ecx, [esp+8]",
+    "mov edx, [esp+12]",
+    "mov esi, esp",
+    "retf",
+    "gate_target_params:",
+    "mov eax, [esp+8]",
+    "mov ebx, [esp+12]",
+    "mov ecx, [esp+16]",
+    "mov edx, [esp+20]",
+    "mov esi, esp",
+    "retf 8",
+    // SYSENTER: the caller passes its ESP in EBP and its return address in EBX.
+    "sysenter_target:",
+    "mov esi, esp",
+    "mov edi, cs",
+    "mov ecx, ebp",
+    "mov edx, ebx",
+    "sysexit",
+    // Fills TSS2 for a task that starts at [fs:V_TASK_EIP] and marks its descriptor available.
+    "init_task2:",
+    "pushfd",
+    "push eax",
+    "push edi",
+    "push ecx",
+    `mov edi, ${hex(TSS2)}`,
+    "xor eax, eax",
+    "mov ecx, 26",
+    ".clear:",
+    "mov [edi], eax",
+    "add edi, 4",
+    "dec ecx",
+    "jnz .clear",
+    "mov eax, cr3",
+    `mov [${hex(TSS2 + 28)}], eax`,
+    `mov eax, [fs:${V_TASK_EIP}]`,
+    `mov [${hex(TSS2 + 32)}], eax`,
+    `mov dword [${hex(TSS2 + 36)}], 0x2`,
+    ...[0x11111111, 0x22222222, 0x33333333, 0x44444444].map(
+      (v, i) => `mov dword [${hex(TSS2 + 40 + i * 4)}], ${hex(v)}`,
+    ),
+    `mov dword [${hex(TSS2 + 56)}], ${hex(WINDOW_BASE + 0xc000)}`,
+    ...[0x55555555, 0x66666666, 0x77777777].map((v, i) => `mov dword [${hex(TSS2 + 60 + i * 4)}], ${hex(v)}`),
+    `mov word [${hex(TSS2 + 72)}], ${SEL.data32}`,
+    `mov word [${hex(TSS2 + 76)}], ${SEL.code32}`,
+    `mov word [${hex(TSS2 + 80)}], ${SEL.data32}`,
+    `mov word [${hex(TSS2 + 84)}], ${SEL.data32}`,
+    `mov word [${hex(TSS2 + 88)}], ${SEL.window32}`,
+    `mov word [${hex(TSS2 + 92)}], ${SEL.data32}`,
+    `mov word [${hex(TSS2 + 102)}], 104`,
+    `mov byte [gdt + ${SEL.tss2} + 5], 0x89`,
+    "pop ecx",
+    "pop edi",
+    "pop eax",
+    "popfd",
+    "ret",
+    // The second task records what it started with in the window, then goes back.
+    "task2_jmp:",
+    `mov [${hex(WINDOW_BASE)}], eax`,
+    `mov [${hex(WINDOW_BASE + 4)}], esp`,
+    "pushfd",
+    `pop dword [${hex(WINDOW_BASE + 8)}]`,
+    "str ax",
+    `mov [${hex(WINDOW_BASE + 12)}], ax`,
+    `jmp ${SEL.tss1}:0`,
+    "task2_call:",
+    `mov [${hex(WINDOW_BASE)}], ebx`,
+    "pushfd",
+    `pop dword [${hex(WINDOW_BASE + 8)}]`,
+    `mov ax, [${hex(TSS2)}]`,
+    `mov [${hex(WINDOW_BASE + 12)}], ax`,
+    "iretd",
+  ];
+}
+
 /** Interrupt stubs: push a dummy error code when the CPU pushes none, then the vector. */
 function stubs(prefix: string, bits: 16 | 32, errorCodes: boolean): string[] {
   const lines: string[] = [];
@@ -300,6 +448,15 @@ export const SEL = {
   data32user: 0x43,
   readOnly: 0x50,
   window32: 0x58,
+  tss1: 0x48,
+  sysCode: 0x60,
+  sysData: 0x68,
+  sysCodeUser: 0x73,
+  sysDataUser: 0x7b,
+  tss2: 0x80,
+  callGateUser: 0x8b,
+  callGate: 0x90,
+  callGateParams: 0x9b,
 } as const;
 
 function descriptor(base: number, limit: number, access: number, flags: number): string {
@@ -307,6 +464,18 @@ function descriptor(base: number, limit: number, access: number, flags: number):
   const hi =
     (base & 0xff000000) | ((flags & 0xf) << 20) | (limit & 0xf0000) | (access << 8) | ((base >>> 16) & 0xff);
   return `dd ${hex(lo)}, ${hex(hi)}`;
+}
+
+/** Code that writes a 32-bit call gate into GDT slot `slot` (targets are known only at run time). */
+function callGate(slot: number, target: string, dpl: number, params: number): string[] {
+  return [
+    `mov eax, ${target}`,
+    `mov [gdt + ${slot}], ax`,
+    `mov word [gdt + ${slot + 2}], ${SEL.code32}`,
+    `mov word [gdt + ${slot + 4}], ${hex(0x8c00 | (dpl << 13) | params)}`,
+    "shr eax, 16",
+    `mov [gdt + ${slot + 6}], ax`,
+  ];
 }
 
 /** Assembles the whole program's source from its cases. */
@@ -325,6 +494,10 @@ export function programSource(cases: readonly DiffCase[]): string {
     "dd mb_header, mb_header, 0, 0, start",
     "start:",
     "cli",
+    // Mask both PICs: cases may set IF, and the firmware left the timer running (QEMU).
+    "mov al, 0xff",
+    "out 0x21, al",
+    "out 0xa1, al",
     `mov esp, ${hex(WINDOW_BASE + HARNESS_STACK)}`,
     "lgdt [gdt_descriptor]",
     `jmp ${SEL.code32}:.flat`,
@@ -348,7 +521,35 @@ export function programSource(cases: readonly DiffCase[]): string {
     "inc ecx",
     "cmp ecx, 32",
     "jb .idt",
+    // Vector 0x20: a DPL-3 trap gate that brings ring-3 cases home.
+    "mov eax, ring0_return",
+    `mov [idt + ${RETURN_VECTOR * 8}], ax`,
+    `mov word [idt + ${RETURN_VECTOR * 8 + 2}], ${SEL.code32}`,
+    `mov word [idt + ${RETURN_VECTOR * 8 + 4}], 0xef00`,
+    "shr eax, 16",
+    `mov [idt + ${RETURN_VECTOR * 8 + 6}], ax`,
     "lidt [idt_descriptor]",
+    // Call gates (type 0xC) to the gate targets.
+    ...callGate(0x88, "gate_target", 3, 0),
+    ...callGate(0x90, "gate_target", 0, 0),
+    ...callGate(0x98, "gate_target_params", 3, 2),
+    // The harness's TSS: ring-0 stack for entries from ring 3, no I/O bitmap.
+    `mov dword [${hex(TSS1 + 4)}], ${hex(RING0_STACK)}`,
+    `mov dword [${hex(TSS1 + 8)}], ${SEL.data32}`,
+    `mov word [${hex(TSS1 + 102)}], 104`,
+    `mov ax, ${SEL.tss1}`,
+    "ltr ax",
+    // SYSENTER_CS, SYSENTER_ESP, SYSENTER_EIP.
+    "xor edx, edx",
+    "mov ecx, 0x174",
+    `mov eax, ${SEL.sysCode}`,
+    "wrmsr",
+    "mov ecx, 0x175",
+    `mov eax, ${hex(SYSENTER_STACK)}`,
+    "wrmsr",
+    "mov ecx, 0x176",
+    "mov eax, sysenter_target",
+    "wrmsr",
     // Copy the 16-bit code below 1 MiB.
     "mov esi, section..low.start",
     `mov edi, ${hex(LOW_CODE)}`,
@@ -392,6 +593,7 @@ export function programSource(cases: readonly DiffCase[]): string {
     "jmp .halt",
     ...helpers(32),
     ...pagingHelpers(),
+    ...privilegeHelpers(),
     ...stubs("pm32_stub", 32, true),
     "stub_table:",
     ...Array.from({ length: 32 }, (_, v) => `dd pm32_stub${v}`),
@@ -406,21 +608,29 @@ export function programSource(cases: readonly DiffCase[]): string {
     descriptor(WINDOW_BASE, 0x3f, 0x92, 0x4), // 0x30 data, 64-byte limit
     descriptor(0, 0xfffff, 0xfa, 0xc), // 0x38 ring-3 flat code
     descriptor(0, 0xfffff, 0xf2, 0xc), // 0x40 ring-3 flat data
-    "dq 0", // 0x48 reserved for a TSS
+    descriptor(TSS1, 0x67, 0x89, 0x0), // 0x48 the harness's TSS
     descriptor(WINDOW_BASE, 0xffff, 0x90, 0x4), // 0x50 read-only data over the window
     descriptor(WINDOW_BASE, 0xfffff, 0x92, 0xc), // 0x58 32-bit data over the window (FS)
+    descriptor(0, 0xfffff, 0x9a, 0xc), // 0x60 SYSENTER_CS: ring-0 code
+    descriptor(0, 0xfffff, 0x92, 0xc), // 0x68 its stack
+    descriptor(0, 0xfffff, 0xfa, 0xc), // 0x70 SYSEXIT: ring-3 code
+    descriptor(0, 0xfffff, 0xf2, 0xc), // 0x78 its stack
+    descriptor(TSS2, 0x67, 0x89, 0x0), // 0x80 the second task's TSS
+    "dq 0", // 0x88 call gate, DPL 3, to gate_target (filled in at start)
+    "dq 0", // 0x90 call gate, DPL 0, to gate_target
+    "dq 0", // 0x98 call gate, DPL 3, two parameters, to gate_target_params
     "gdt_end:",
     "gdt_descriptor:",
     "dw gdt_end - gdt - 1",
     "dd gdt",
     "idt_descriptor:",
-    "dw 32*8 - 1",
+    "dw 33*8 - 1",
     "dd idt",
     "real_idt_descriptor:",
     "dw 0x3ff",
     "dd 0",
     "align 8",
-    "idt: times 32*8 db 0",
+    "idt: times 33*8 db 0",
     // The 16-bit part: assembled for offset 0 of a segment based at LOW_CODE.
     "section .low vstart=0 follows=.text",
     "BITS 16",
