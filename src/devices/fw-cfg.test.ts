@@ -74,6 +74,11 @@ test("files are listed in the big-endian directory", () => {
   assert.equal(new DataView(entry.buffer).getUint32(8, true), 0x9fc00);
   assert.equal(new DataView(entry.buffer).getUint32(16, true), 1);
   assert.equal(findFile(dir, "etc/boot-fail-wait")!.size, 4);
+  const order = findFile(dir, "bootorder")!;
+  assert.equal(
+    new TextDecoder().decode(readItem(order.key, order.size)),
+    "/pci@i0cf8/ide@1,1/drive@0/disk@0\0",
+  );
   assert.throws(() => fw.addFile("x".repeat(56), new Uint8Array(1)));
 });
 

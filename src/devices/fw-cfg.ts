@@ -185,9 +185,12 @@ export class FwCfg implements PortDevice, Persistent<FwCfgState> {
     this.addFile("etc/e820", out);
   }
 
-  /** `bootorder`: one OpenFirmware device path per line, first to try first. */
+  /**
+   * `bootorder`: OpenFirmware device paths separated by newlines, first to try first, NUL
+   * terminated as QEMU writes it (a trailing newline would read as an empty last entry).
+   */
   setBootOrder(paths: readonly string[]): void {
-    this.addFile("bootorder", new TextEncoder().encode(paths.map((p) => `${p}\n`).join("")));
+    this.addFile("bootorder", new TextEncoder().encode(`${paths.join("\n")}\0`));
   }
 
   /** `etc/boot-fail-wait`: seconds to wait before rebooting when nothing booted. */
