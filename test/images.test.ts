@@ -3,7 +3,7 @@
 // listing, the initramfs and the error paths that are cheap to provoke.
 
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import {
   chmodSync,
   existsSync,
@@ -25,6 +25,7 @@ import {
   gunzip,
   loadManifest,
   type Manifest,
+  memtestImage,
   readNewcCpio,
 } from "../src/images/index.ts";
 import { sha256Hex } from "../src/images/manifest.ts";
@@ -236,6 +237,68 @@ describe("tsvisor images, against Debian's archive", () => {
     const customFiles = new Map(readNewcCpio(gunzip(custom)).map((r) => [r.name, r]));
     assert.equal(new TextDecoder().decode(customFiles.get("init")!.data), "#!/bin/sh\n/test/hello.sh\n");
     assert.ok(customFiles.has("test/hello.sh"));
+  });
+
+  test("the default initramfs boots Debian's kernel in QEMU: ready line, shell, modprobe, CD-ROM", async (t) => {
+    const qemu = spawnSync("qemu-system-i386", ["--version"]);
+    if (qemu.error) {
+      t.skip("qemu-system-i386 is not installed (scripts/setup-host.sh installs it)");
+      return;
+    }
+    const iso = memtestImage(manifest, "iso");
+    assert.ok(iso, "memtest86+ has an ISO image to use as a CD");
+    const vm = spawn(
+      "qemu-system-i386",
+      [
+        ...["-m", "256", "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio"],
+        ...["-kernel", manifest.kernel.vmlinuz.path, "-initrd", manifest.kernel.initramfs.path],
+        ...["-append", "console=ttyS0 panic=-1 quiet"],
+        ...["-drive", `file=${iso.path},media=cdrom,readonly=on`],
+      ],
+      { stdio: ["pipe", "pipe", "pipe"] },
+    );
+    let console = "";
+    const waiters: { pattern: RegExp; resolve: (m: RegExpExecArray) => void }[] = [];
+    vm.stdout.on("data", (chunk: Buffer) => {
+      console += chunk.toString("latin1");
+      for (const w of [...waiters]) {
+        const m = w.pattern.exec(console);
+        if (m) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(m);
+        }
+      }
+    });
+    const exited = new Promise<void>((resolve) => vm.on("exit", () => resolve()));
+    // A safety net only: each step normally takes a second or two under QEMU's TCG.
+    const waitFor = (pattern: RegExp) =>
+      Promise.race([
+        new Promise<RegExpExecArray>((resolve) => waiters.push({ pattern, resolve })),
+        exited.then(() => assert.fail(`QEMU exited before ${pattern}; console:\n${console}`)),
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error(`no ${pattern} on the console:\n${console}`)), 180_000).unref(),
+        ),
+      ]);
+    try {
+      const ready = await waitFor(/TSVISOR-GUEST-READY (\S+)\r?\n/);
+      assert.equal(ready[1], manifest.kernel.release);
+      // "$((1+1))" is expanded by the guest's shell, so the echoed command line cannot match.
+      vm.stdin.write(
+        "modprobe ata_piix && modprobe sr_mod && modprobe isofs && mount -t iso9660 -o ro /dev/sr0 /mnt && echo CDROM-$((1+1))\n",
+      );
+      await waitFor(/CDROM-2/);
+      vm.stdin.write("modprobe ext4 && modprobe e1000 && modprobe virtio_net && echo MODULES-$((2+2))\n");
+      await waitFor(/MODULES-4/);
+      vm.stdin.write("sleep 30 &\njobs; echo JOBS-$((3+3))\n");
+      const jobs = await waitFor(/\[1\]\+\s+Running\s+sleep 30[\s\S]*JOBS-6/);
+      assert.ok(jobs, "job control works on the console shell");
+      vm.stdin.write("exit\n");
+      await waitFor(/starting another/);
+      vm.stdin.write("poweroff -f\n");
+      await exited;
+    } finally {
+      vm.kill();
+    }
   });
 
   test("fetching again reuses the cache", () => {
