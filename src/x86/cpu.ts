@@ -253,6 +253,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   private a20Mask = -1;
   /** Interrupts are inhibited for one instruction (after MOV SS, POP SS, STI). */
   shadow = false;
+  /** Set when the block loop must return to the run loop (pins, HLT, TF, shadow, shutdown). */
+  private attention = false;
   /** A #DB trap is due after the current instruction (data breakpoint or TF). */
   private debugTrapDr6 = 0;
   instructionCount = 0;
@@ -347,10 +349,12 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   setIntr(high: boolean): void {
     this.intr = high;
+    if (high) this.attention = true;
   }
 
   nmi(): void {
     this.nmiPending = true;
+    this.attention = true;
   }
 
   setA20(enabled: boolean): void {
@@ -611,6 +615,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   setFlagsRaw(value: number): void {
     this.flagsRaw = (value & 0x3f7fd5) | FLAGS_FIXED;
     this.lazyMask = 0;
+    if (value & TF || (value & IF && this.intr)) this.attention = true;
   }
 
   /** Sets or clears one arithmetic flag, materialising the others. */
@@ -691,6 +696,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     }
     this.dataBreakpoints = data;
     this.updateNeeds();
+    this.attention = true;
   }
 
   // ---- segments ---------------------------------------------------------------------------
@@ -1319,9 +1325,10 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       if (this.halted) break;
       const single =
         this.shadow || this.trace !== undefined || (this.flagsRaw & TF) !== 0 || (this.dr[7]! & 0xff) !== 0;
+      this.attention = false;
       try {
         if (single) this.stepOne();
-        else this.runBlock(end - this.instructionCount);
+        else this.runBlocks(end);
       } catch (e) {
         if (e !== GUEST_FAULT) throw e;
         this.handleFault();
@@ -1390,20 +1397,36 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     }
   }
 
-  private runBlock(budget: number): void {
-    const block = this.fetchBlock(MAX_BLOCK_INSNS);
-    const insns = block.insns;
-    const n = Math.min(insns.length, budget);
-    const code32 = this.code32;
-    for (let k = 0; k < n; k++) {
-      const insn = insns[k]!;
-      this.instrStart = this.eip;
-      this.eip = code32 ? (this.eip + insn.length) >>> 0 : (this.eip + insn.length) & 0xffff;
-      insn.handler(this, insn);
-      this.instructionCount++;
-      if (!block.valid) break;
+  /** Runs decoded blocks back to back until `end` or until something needs the run loop. */
+  private runBlocks(end: number): void {
+    while (!this.attention) {
+      const budget = end - this.instructionCount;
+      if (budget <= 0) break;
+      const block = this.fetchBlock(MAX_BLOCK_INSNS);
+      const insns = block.insns;
+      const n = Math.min(insns.length, budget);
+      const code32 = this.code32;
+      for (let k = 0; k < n; k++) {
+        const insn = insns[k]!;
+        this.instrStart = this.eip;
+        this.eip = code32 ? (this.eip + insn.length) >>> 0 : (this.eip + insn.length) & 0xffff;
+        insn.handler(this, insn);
+        this.instructionCount++;
+        if (!block.valid) break;
+      }
+      this.flagsRaw &= ~RF;
     }
-    this.flagsRaw &= ~RF;
+  }
+
+  /** Makes the run loop look at pins, flags and modes before the next block. */
+  requestAttention(): void {
+    this.attention = true;
+  }
+
+  /** Inhibits interrupts until after the next instruction (MOV SS, POP SS, STI). */
+  setShadow(): void {
+    this.shadow = true;
+    this.attention = true;
   }
 
   /** The decoded block at CS:EIP (decoding it if needed). */
@@ -1411,7 +1434,12 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     const eip = this.eip >>> 0;
     if (eip > this.segLimit[CS]!) this.gp(0);
     const lin = (this.segBase[CS]! + eip) | 0;
-    const phys = this.translate(lin, ACCESS_FETCH, this.user);
+    const e = this.tlb[lin >>> 12]!;
+    const need = this.user ? TLB_VALID | TLB_USER : TLB_VALID;
+    const phys =
+      (e & need) === need && !(e & TLB_NX)
+        ? (e >>> 9) * 4096 + (lin & 4095)
+        : this.translate(lin, ACCESS_FETCH, this.user);
     const slot = (phys ^ (phys >>> 13) ^ (this.code32 ? 0x8000 : 0)) & (BLOCK_CACHE_SIZE - 1);
     const cached = this.blockCache[slot];
     if (
@@ -1542,6 +1570,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   enterShutdown(reason: string): void {
     this.shutdown = true;
+    this.attention = true;
     this.halted = true;
     this.onShutdown?.(reason);
   }

@@ -935,7 +935,7 @@ export function cli(cpu: Cpu): void {
 }
 export function sti(cpu: Cpu): void {
   if (cpu.protectedMode && cpu.cpl > cpu.iopl) cpu.gp(0);
-  if (!(cpu.flagsRaw & IF)) cpu.shadow = true;
+  if (!(cpu.flagsRaw & IF)) cpu.setShadow();
   cpu.flagsRaw |= IF;
 }
 

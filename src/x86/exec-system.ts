@@ -57,7 +57,7 @@ function requireCpl0(cpu: Cpu): void {
 export function movSegE(cpu: Cpu, i: Insn): void {
   if (i.reg === CS || i.reg > GS) cpu.ud();
   loadSegment(cpu, i.reg, cpu.getE(i, 2));
-  if (i.reg === SS) cpu.shadow = true;
+  if (i.reg === SS) cpu.setShadow();
 }
 
 /** 8C: MOV r/m16, Sreg (a register destination takes the operand size, zero-extended). */
@@ -83,7 +83,7 @@ export function popSeg(cpu: Cpu, i: Insn): void {
   const v = cpu.peek(i.opsize, 0) & 0xffff;
   loadSegment(cpu, seg, v);
   cpu.addSp(i.opsize);
-  if (seg === SS) cpu.shadow = true;
+  if (seg === SS) cpu.setShadow();
 }
 
 /** C4 LES, C5 LDS, 0F B2 LSS, 0F B4 LFS, 0F B5 LGS. */
@@ -169,6 +169,7 @@ export function int1(cpu: Cpu): void {
 export function hlt(cpu: Cpu): void {
   if (cpu.protectedMode && cpu.cpl !== 0) cpu.gp(0);
   cpu.halted = true;
+  cpu.requestAttention();
 }
 
 // ---- port I/O -------------------------------------------------------------------------------
