@@ -660,6 +660,87 @@ describe("block backends", () => {
   });
 });
 
+/** Completes requests only when the test says so, as a backend on another thread would. */
+class DeferredBackend implements BlockBackend {
+  readonly queue: (() => void)[] = [];
+  readonly inner: MemoryBlockBackend;
+  constructor(inner: MemoryBlockBackend) {
+    this.inner = inner;
+  }
+  get sectorCount(): number {
+    return this.inner.sectorCount;
+  }
+  get readOnly(): boolean {
+    return this.inner.readOnly;
+  }
+  read(sector: number, count: number, into: Uint8Array, done: BlockCallback): void {
+    this.queue.push(() => this.inner.read(sector, count, into, done));
+  }
+  write(sector: number, count: number, from: Uint8Array, done: BlockCallback): void {
+    const copy = from.slice(0, count * 512);
+    this.queue.push(() => this.inner.write(sector, count, copy, done));
+  }
+  flush(done: BlockCallback): void {
+    this.queue.push(() => done(undefined));
+  }
+  runAll(): number {
+    let n = 0;
+    while (this.queue.length > 0) {
+      this.queue.shift()!();
+      n++;
+    }
+    return n;
+  }
+}
+
+describe("asynchronous backends", () => {
+  it("a PIO read shows BSY until the backend completes", () => {
+    const image = diskImage(64);
+    const backend = new DeferredBackend(image);
+    const r = rig({ master: IdeDrive.disk(backend) });
+    lba28(r.primary, 3, 1);
+    out(r.primary, 7, 0x20);
+    assert.equal(altStatus(r.primary) & 0x88, 0x80);
+    assert.equal(r.irq14.level, false);
+    assert.equal(backend.runAll(), 1);
+    assert.equal(altStatus(r.primary) & 0x88, 0x08);
+    assert.equal(r.irq14.level, true);
+    assert.deepEqual(readBytes(r.primary, 512), image.bytes.subarray(3 * 512, 4 * 512));
+  });
+
+  it("a long DMA read continues chunk by chunk as completions arrive", () => {
+    const image = diskImage(400);
+    const backend = new DeferredBackend(image);
+    const r = rig({ master: IdeDrive.disk(backend) });
+    const engine = bm(r, 0);
+    prdTable(r.memory, 0x1000, [
+      [0x20000, 0],
+      [0x30000, 0],
+      [0x40000, 300 * 512 - 0x20000],
+    ]);
+    engine.setTable(0x1000);
+    lba48(r.primary, 50, 300);
+    out(r.primary, 7, 0x25);
+    engine.start(true);
+    assert.equal(backend.runAll(), 3, "three 128-sector chunks");
+    assert.equal(r.irq14.level, true);
+    assert.deepEqual(r.memory.readBytes(0x20000, 300 * 512), image.bytes.subarray(50 * 512, 350 * 512));
+    assert.equal(engine.status() & 5, BM_STATUS_INTERRUPT);
+  });
+
+  it("a software reset makes a late completion harmless", () => {
+    const backend = new DeferredBackend(diskImage(64));
+    const r = rig({ master: IdeDrive.disk(backend) });
+    lba28(r.primary, 3, 1);
+    out(r.primary, 7, 0x20);
+    r.primary.controlBlock.ioWrite(0, 1, 0x04);
+    r.primary.controlBlock.ioWrite(0, 1, 0x00);
+    backend.runAll();
+    assert.equal(inb(r.primary, 7), 0x50);
+    assert.equal(r.irq14.level, false);
+  });
+});
+
 describe("IDE state", () => {
   it("a PIO read saved half-way continues after loading", () => {
     const disk = diskImage(64);
