@@ -56,6 +56,8 @@ const LATCH_WORD = 3;
 
 export interface PitChannelState {
   mode: number;
+  /** The mode field as written (6 and 7 included). */
+  modeBits: number;
   bcd: boolean;
   rw: number;
   count: number;
@@ -78,6 +80,8 @@ export interface PitChannelState {
 class PitChannel {
   /** Counter mode 0-5. */
   mode = 0;
+  /** The mode field as written (6 and 7 alias 2 and 3 but read back as written). */
+  modeBits = 0;
   bcd = false;
   rw = RW_WORD;
   /** Initial count as a number of clocks (0 already mapped to 0x10000 / 10000). */
@@ -184,7 +188,7 @@ class PitChannel {
       (this.out(tick) ? STATUS_OUT : 0) |
       (this.nullCount ? STATUS_NULL_COUNT : 0) |
       (this.rw << 4) |
-      (this.mode << 1) |
+      (this.modeBits << 1) |
       (this.bcd ? 1 : 0)
     );
   }
@@ -224,6 +228,7 @@ export class Pit implements PortDevice, Persistent<PitState> {
     for (let i = 0; i < 3; i++) {
       const ch = this.channels[i]!;
       ch.mode = 3;
+      ch.modeBits = 3;
       ch.bcd = false;
       ch.rw = RW_WORD;
       ch.gate = i !== 2;
@@ -375,9 +380,9 @@ export class Pit implements PortDevice, Persistent<PitState> {
       return;
     }
     ch.rw = rw;
-    let mode = (value >> 1) & 7;
-    if (mode > 5) mode -= 4; // 6 and 7 are aliases of modes 2 and 3
-    ch.mode = mode;
+    const mode = (value >> 1) & 7;
+    ch.modeBits = mode;
+    ch.mode = mode > 5 ? mode - 4 : mode; // 6 and 7 are aliases of modes 2 and 3
     ch.bcd = (value & 1) !== 0;
     ch.writeHighNext = false;
     ch.readHighNext = false;
@@ -471,6 +476,7 @@ export class Pit implements PortDevice, Persistent<PitState> {
     return {
       channels: this.channels.map((ch) => ({
         mode: ch.mode,
+        modeBits: ch.modeBits,
         bcd: ch.bcd,
         rw: ch.rw,
         count: ch.count,
@@ -507,6 +513,7 @@ export class Pit implements PortDevice, Persistent<PitState> {
       if (typeof s !== "object" || s === null) throw new StateError(`pit: channel ${i} is not an object`);
       const ch = this.channels[i]!;
       ch.mode = int(s.mode, 0, 5, "mode");
+      ch.modeBits = s.modeBits === undefined ? ch.mode : int(s.modeBits, 0, 7, "modeBits");
       ch.bcd = s.bcd === true;
       ch.rw = int(s.rw, 1, 3, "rw");
       ch.count = int(s.count, 1, 0x10000, "count");

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { PortBus } from "../core/bus.ts";
 import { IrqLine } from "../core/irq.ts";
 import { saveVersioned } from "../core/persist.ts";
 import { InstructionClock, Scheduler } from "../core/scheduler.ts";
@@ -234,4 +235,38 @@ test("state round-trips, keeping time and pending interrupts", () => {
   b.runTo(100 * S + 0.6 * S);
   assert.equal(b.irq8.level, true, "update timer re-armed with the saved phase");
   assert.throws(() => b.rtc.loadState({ ...saved.state, cmos: [1, 2] }, 1));
+});
+
+/**
+ * Runs a port script: `oPP=VV` writes VV to port PP, `iPP` reads PP (`iPP&MM` masks the value
+ * first), `flush` reads port 0x60 while port 0x64 says data is waiting. Returns the reads in hex.
+ */
+function replay(bus: PortBus, script: string): string {
+  const reads: string[] = [];
+  for (const step of script.split(" ")) {
+    if (step === "flush") {
+      for (let i = 0; i < 32 && bus.in8(0x64) & 1; i++) bus.in8(0x60);
+      continue;
+    }
+    const [, kind, port, arg] = /^([oi])([0-9a-f]+)(?:[=&]([0-9a-f]+))?$/.exec(step)!;
+    const value = arg === undefined ? 0xff : Number.parseInt(arg, 16);
+    if (kind === "o") bus.out8(Number.parseInt(port!, 16), value);
+    else reads.push((bus.in8(Number.parseInt(port!, 16)) & value).toString(16).padStart(2, "0"));
+  }
+  return reads.join(" ");
+}
+
+// Expected reads come from QEMU: the script was run on QEMU 7.2's pc machine by a multiboot
+// program making exactly these port accesses with interrupts off and printing every read to
+// debugcon.
+// QEMU reads the same values.
+test("port script: RTC/CMOS register behaviour", () => {
+  const bus = new PortBus();
+  bus.register("rtc", 0x70, 2, new Rtc(new Scheduler(new InstructionClock(1)), new IrqLine("irq8")));
+  const script = [
+    "o70=0a o71=26 i71&7f o70=0b i71 o71=06 i71 o71=02 i71 o70=0d i71 o70=40 o71=a5 i71 o70=8d i71 i70",
+    "o70=0b o71=82 i71 o71=92 i71 o70=00 o71=45 i71 o70=0b o71=02 o70=0d",
+  ].join(" ");
+  const expected = ["26 02 06 02 80 a5 80 ff 82 82 45"].join(" ");
+  assert.equal(replay(bus, script), expected);
 });

@@ -263,10 +263,14 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
     return this.fifoEnabled ? FIFO_SIZE : 1;
   }
 
-  /** Puts a byte into the receive FIFO; a full FIFO overruns (the byte is lost, OE set). */
+  /**
+   * Puts a byte into the receive FIFO. On overrun (OE) a full FIFO loses the new byte, while
+   * the single holding register of FIFO-less mode is overwritten by it.
+   */
   private pushRx(byte: number): void {
     if (this.rxCount >= this.rxCapacity) {
       this.lsr |= LSR_OE;
+      if (!this.fifoEnabled) this.rxBuffer[this.rxHead] = byte;
       return;
     }
     this.rxBuffer[(this.rxHead + this.rxCount) % FIFO_SIZE] = byte;
