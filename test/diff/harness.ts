@@ -44,6 +44,21 @@ export interface DiffCase {
    * tsvisor is checked against these instead of against QEMU.
    */
   readonly sdmExceptions?: readonly { readonly vector: number; readonly error: number }[];
+  /** Window byte ranges [from, to) the SDM leaves undefined (reserved fields): not compared. */
+  readonly undefinedWindow?: readonly (readonly [number, number])[];
+  /**
+   * Where QEMU is known to compute some bits differently from the SDM (README.md, "Deviations"):
+   * those bits are checked against `value` (the SDM's answer) when given, else not compared.
+   */
+  readonly qemuDeviation?: {
+    readonly note: string;
+    readonly registerBits?: readonly {
+      readonly index: number;
+      readonly mask: number;
+      readonly value?: number;
+    }[];
+    readonly flags?: { readonly mask: number; readonly value?: number };
+  };
   /**
    * Runs the code under test at CPL 3 (32-bit protected mode only): the harness enters ring 3
    * through IRET with these EFLAGS (IOPL included) and comes back through `int 0x20`.

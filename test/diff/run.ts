@@ -198,21 +198,39 @@ export function compareCase(
   }
   if (!expected) return [`case ${c.id} (${c.text}): no reference result`];
   const problems: string[] = [];
+  const deviation = c.qemuDeviation;
   for (let i = 0; i < 8; i++) {
     if (c.undefinedRegisters & (1 << i)) continue;
-    if (expected.registers[i] !== actual.registers[i]) {
+    let mask = 0xffffffff;
+    for (const bits of deviation?.registerBits ?? []) {
+      if (bits.index !== i) continue;
+      mask &= ~bits.mask;
+      if (bits.value !== undefined && (actual.registers[i]! & bits.mask) !== bits.value) {
+        problems.push(
+          `${REGISTER_NAMES[i]} bits ${hex(bits.mask)} = ${hex(actual.registers[i]! & bits.mask)}, the SDM requires ${hex(bits.value)} (${deviation!.note})`,
+        );
+      }
+    }
+    if (((expected.registers[i]! ^ actual.registers[i]!) & mask) !== 0) {
       problems.push(
         `${REGISTER_NAMES[i]} ${hex(actual.registers[i]!)}, expected ${hex(expected.registers[i]!)}`,
       );
     }
   }
-  const mask = COMPARED_FLAGS & ~c.undefinedFlags;
+  const flagRule = deviation?.flags;
+  if (flagRule?.value !== undefined && (actual.eflags & flagRule.mask) !== flagRule.value) {
+    problems.push(
+      `eflags bits ${hex(flagRule.mask)} = ${hex(actual.eflags & flagRule.mask)}, the SDM requires ${hex(flagRule.value)} (${deviation!.note})`,
+    );
+  }
+  const mask = COMPARED_FLAGS & ~c.undefinedFlags & ~(flagRule?.mask ?? 0);
   if ((expected.eflags & mask) !== (actual.eflags & mask)) {
     problems.push(
       `eflags ${hex(actual.eflags & mask)}, expected ${hex(expected.eflags & mask)} (compared bits ${hex(mask)})`,
     );
   }
   for (let i = 0; i < WINDOW_BYTES; i++) {
+    if (c.undefinedWindow?.some(([from, to]) => i >= from && i < to)) continue;
     if (expected.window[i] !== actual.window[i]) {
       problems.push(
         `memory window+0x${i.toString(16)} = 0x${actual.window[i]?.toString(16)}, expected 0x${expected.window[i]?.toString(16)}`,
