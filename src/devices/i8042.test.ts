@@ -129,6 +129,10 @@ test("LEDs, echo, disabled scanning and unknown commands", () => {
   assert.deepEqual(drain(), [0xfa, 0x15]);
   data(0x01);
   assert.deepEqual(drain(), [0xfe]);
+  data(0xed);
+  data(0xf2); // a command where the LED byte should be
+  assert.deepEqual(drain(), [0xfa, 0xfa, 0xab, 0x83]);
+  assert.deepEqual(leds, [5], "LEDs untouched");
 });
 
 test("a disabled keyboard interface holds its data", () => {

@@ -347,7 +347,8 @@ export class Ps2Keyboard {
   write(byte: number): void {
     byte &= 0xff;
     const pending = this.pendingCommand;
-    if (pending !== 0) {
+    // No parameter is 0x80 or above: such a byte is a new command that cancels the old one.
+    if (pending !== 0 && byte < 0x80) {
       this.pendingCommand = 0;
       switch (pending) {
         case 0xed:
@@ -374,6 +375,7 @@ export class Ps2Keyboard {
       this.onData();
       return;
     }
+    this.pendingCommand = 0;
     switch (byte) {
       case 0xed: // set LEDs
       case 0xf0: // get/set scan code set

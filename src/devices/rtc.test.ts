@@ -270,3 +270,12 @@ test("port script: RTC/CMOS register behaviour", () => {
   const expected = ["26 02 06 02 80 a5 80 ff 82 82 45"].join(" ");
   assert.equal(replay(bus, script), expected);
 });
+
+test("enabling PIE with PF already set raises IRQ 8 at once", () => {
+  const { read, write, clock, irq8 } = setup();
+  read(0x0c);
+  clock.skipTo(S / 10); // many 1024 Hz periods
+  write(0x0b, 0x42);
+  assert.equal(irq8.level, true);
+  assert.equal(read(0x0c) & 0xc0, 0xc0);
+});

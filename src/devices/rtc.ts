@@ -291,6 +291,7 @@ export class Rtc implements PortDevice, Persistent<RtcState> {
       case CMOS_CENTURY:
         if (this.running) {
           // Setting one field of a running clock: the others keep their current values.
+          this.foldFlags();
           const phase = this.phaseNs();
           this.storeTime(this.currentSeconds());
           this.cmos[index] = value;
@@ -303,12 +304,14 @@ export class Rtc implements PortDevice, Persistent<RtcState> {
         }
         return;
       case REG_A:
+        this.foldFlags();
         this.cmos[REG_A] = value & ~A_UIP;
         this.updateRunning(true);
         return;
       case REG_B:
         // SET stops updates and clears UIE.
         if (value & B_SET) value &= ~B_UIE;
+        this.foldFlags();
         this.cmos[REG_B] = value;
         this.updateRunning(false);
         this.updateIrq();
@@ -467,6 +470,16 @@ export class Rtc implements PortDevice, Persistent<RtcState> {
       }
     }
     return flags;
+  }
+
+  /**
+   * Records the lazily computed flags before a change of rate, enables or time base would make
+   * them come out differently (and so that enabling an interrupt sees a flag already set).
+   */
+  private foldFlags(): void {
+    const now = this.scheduler.now();
+    this.flags = this.flagsAt(now);
+    this.flagsCheckedNs = now;
   }
 
   private readRegisterC(): number {

@@ -295,8 +295,10 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
       }
       this.updateIrq();
     }
-    // A full FIFO is re-checked when the guest reads RBR.
-    if (this.hostCount > 0 && this.rxCount < this.rxCapacity) this.rxFeedTimer.setIn(this.charTimeNs());
+    // A full FIFO is re-checked when the guest reads RBR, loopback when it ends.
+    if (this.hostCount > 0 && this.rxCount < this.rxCapacity && (this.mcr & MCR_LOOP) === 0) {
+      this.rxFeedTimer.setIn(this.charTimeNs());
+    }
   }
 
   private popRx(): number {
