@@ -33,6 +33,7 @@ import { buildInitramfs, DEFAULT_GUEST_MODULES, indexKernelModules, loadModuleIn
 import {
   describeFile,
   type FileRecord,
+  formatSize,
   type InitramfsRecord,
   type KernelImage,
   MANIFEST_FORMAT,
@@ -61,14 +62,8 @@ export interface FetchOptions {
 const DEB_DIR = "debs";
 const PACKAGE_DIR = "packages";
 const INITRAMFS_DIR = "initramfs";
-/** Written into an unpacked package's directory: the SHA-256 of the .deb it came from. */
+/** Written into an unpacked package's directory: which .deb it came from and what it held. */
 const UNPACKED_MARKER = ".tsvisor-unpacked";
-
-function formatSize(bytes: number): string {
-  if (bytes >= 1024 * 1024) return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
-  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${bytes} B`;
-}
 
 /** A name safe as one path component: apt's own escaping of the epoch colon, and nothing else odd. */
 function fileStem(pkg: ArchivePackage): string {

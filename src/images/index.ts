@@ -29,6 +29,7 @@ export {
   type DefaultBootFiles,
   defaultBootFiles,
   type FileRecord,
+  formatSize,
   type InitramfsRecord,
   type KernelImage,
   loadManifest,

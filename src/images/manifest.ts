@@ -101,6 +101,13 @@ export function memtestImage(manifest: Manifest, kind: "bin" | "iso" | "efi"): F
   return files[`memtest86+ia32.${kind}`] ?? files[`memtest86+.${kind}`] ?? files[`memtest86+x64.${kind}`];
 }
 
+/** Human size: "5.4 MiB", "39.0 KiB", "83 B". */
+export function formatSize(bytes: number): string {
+  if (bytes >= 1024 * 1024) return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${bytes} B`;
+}
+
 export function sha256Hex(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
 }

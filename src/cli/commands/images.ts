@@ -6,6 +6,7 @@ import {
   cacheDir,
   type FileRecord,
   fetchImages,
+  formatSize,
   ImagesError,
   type KernelImage,
   type Manifest,
@@ -75,13 +76,6 @@ async function fetchCommand(args: string[]): Promise<number> {
     );
   }
   return 0;
-}
-
-/** Human size: "5.4 MiB", "39.0 KiB", "83 B". */
-export function formatSize(bytes: number): string {
-  if (bytes >= 1024 * 1024) return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
-  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${bytes} B`;
 }
 
 interface Row {
