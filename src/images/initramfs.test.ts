@@ -123,6 +123,10 @@ test("extra files are added or replace defaults, and /init can be replaced", () 
             { path: "/data.bin", data: new Uint8Array([1, 2, 3]) },
           ],
           init: "#!/bin/sh\necho custom init\npoweroff -f\n",
+          extraEntries: [
+            { type: "symlink", path: "/usr/bin/hello", target: "/opt/test/run.sh" },
+            { type: "block", path: "/dev/vda", major: 254, minor: 0, mode: 0o660 },
+          ],
         }),
       ),
     );
@@ -134,6 +138,9 @@ test("extra files are added or replace defaults, and /init can be replaced", () 
     assert.deepEqual([...files.get("data.bin")!.data], [1, 2, 3]);
     assert.equal(dec.decode(files.get("init")!.data), "#!/bin/sh\necho custom init\npoweroff -f\n");
     assert.equal(files.get("init")!.mode, S_IFREG | 0o755);
+    assert.equal(dec.decode(files.get("usr/bin/hello")!.data), "/opt/test/run.sh");
+    assert.equal(files.get("usr/bin/hello")!.mode & S_IFMT, S_IFLNK);
+    assert.deepEqual([files.get("dev/vda")!.rdevMajor, files.get("dev/vda")!.rdevMinor], [254, 0]);
   });
 });
 

@@ -158,6 +158,8 @@ export interface InitramfsOptions {
   readonly extraFiles?: readonly ExtraFile[];
   /** Replaces the default /init script. */
   readonly init?: string | Uint8Array;
+  /** Any other archive entries (symlinks, device nodes, directories), added after extraFiles. */
+  readonly extraEntries?: readonly CpioEntry[];
   /** Applets to link in /bin (default DEFAULT_APPLETS). */
   readonly applets?: readonly string[];
 }
@@ -247,6 +249,7 @@ export function initramfsContents(options: InitramfsOptions): InitramfsContents 
   for (const extra of options.extraFiles ?? []) {
     put({ type: "file", path: extra.path, data: bytes(extra.data), mode: extra.mode ?? 0o644 });
   }
+  for (const entry of options.extraEntries ?? []) put(entry);
   return { entries: [...files.values()], modules, missingModules };
 }
 
@@ -287,6 +290,7 @@ export interface GuestInitramfsOptions {
   /** Modules to ship (default DEFAULT_GUEST_MODULES); their dependencies are added. */
   readonly modules?: readonly string[];
   readonly extraFiles?: readonly ExtraFile[];
+  readonly extraEntries?: readonly CpioEntry[];
   readonly init?: string | Uint8Array;
 }
 
@@ -313,6 +317,7 @@ export function buildGuestInitramfs(manifest: Manifest, options: GuestInitramfsO
       names: options.modules ?? DEFAULT_GUEST_MODULES,
     },
     extraFiles: options.extraFiles,
+    extraEntries: options.extraEntries,
     init: options.init,
   });
 }
