@@ -107,7 +107,7 @@ export function writeGate(
 
 export const GDT_BASE = 0x800;
 export const IDT_BASE = 0x1000;
-/** Exception recorder stubs: vector v's handler at STUB_BASE + 8v stores v at RECORD and halts. */
+/** Exception recorder stubs: vector v's handler at STUB_BASE + 16v stores v at RECORD and halts. */
 export const STUB_BASE = 0x3000;
 export const RECORD = 0x4f0;
 export const TSS_BASE = 0x5000;
@@ -126,36 +126,48 @@ export const SEL_DATA16 = 0x38;
  */
 export function startProtected(m: TestMachine, code: Uint8Array, at = 0x10000): void {
   const mem = m.memory;
-  writeDescriptor(mem, GDT_BASE, 0, 0, 0, 0);
-  writeDescriptor(mem, GDT_BASE + 0x08, 0, 0xfffff, 0x9b, 0xc);
-  writeDescriptor(mem, GDT_BASE + 0x10, 0, 0xfffff, 0x93, 0xc);
-  writeDescriptor(mem, GDT_BASE + 0x18, 0, 0xfffff, 0xfb, 0xc);
-  writeDescriptor(mem, GDT_BASE + 0x20, 0, 0xfffff, 0xf3, 0xc);
-  writeDescriptor(mem, GDT_BASE + 0x28, TSS_BASE, 0x67, 0x89, 0);
-  writeDescriptor(mem, GDT_BASE + 0x30, 0, 0xffff, 0x9b, 0);
-  writeDescriptor(mem, GDT_BASE + 0x38, 0, 0xffff, 0x93, 0);
-  mem.write32(TSS_BASE + 4, 0x90000);
-  mem.write32(TSS_BASE + 8, SEL_DATA0);
-  mem.write16(TSS_BASE + 0x66, 0x68);
+  writeStandardGdt(mem);
   for (let v = 0; v < 256; v++) {
-    writeGate(mem, IDT_BASE + v * 8, SEL_CODE0, STUB_BASE + v * 8, 0xee);
-    // mov byte [RECORD], v ; hlt ; jmp $-1
-    mem.writeBytes(STUB_BASE + v * 8, Uint8Array.of(0xc6, 0x05, RECORD & 0xff, RECORD >> 8, 0, 0, v, 0xf4));
+    writeGate(mem, IDT_BASE + v * 8, SEL_CODE0, STUB_BASE + v * 16, 0xee);
+    // mov byte [ss:RECORD], v ; hlt (SS: data segments may be null after leaving virtual-8086 mode)
+    mem.writeBytes(
+      STUB_BASE + v * 16,
+      Uint8Array.of(0x36, 0xc6, 0x05, RECORD & 0xff, RECORD >> 8, 0, 0, v, 0xf4),
+    );
   }
   mem.write8(RECORD, 0xff);
-  m.cpu.gdtr = { base: GDT_BASE, limit: 0x3f };
+  m.cpu.gdtr = { base: GDT_BASE, limit: 0xff };
   m.cpu.idtr = { base: IDT_BASE, limit: 0x7ff };
   startFlat32(m, code, at);
   m.cpu.setSegment(7, { selector: SEL_TSS, base: TSS_BASE, limit: 0x67, attributes: 0x8b });
 }
 
+/**
+ * The GDT the protected-mode tests share (limit 0xff: entries 0x40-0xf8 are free for tests): null,
+ * ring-0 flat code 0x08 and data 0x10, ring-3 flat code 0x1b and data 0x23, the busy 32-bit TSS
+ * 0x28 (ring-0 stack 0x10:0x90000), 16-bit code 0x30 and data 0x38 (64 KiB at 0).
+ */
+export function writeStandardGdt(mem: PhysicalMemory): void {
+  for (let k = 0; k < 0x100; k += 4) mem.write32(GDT_BASE + k, 0);
+  writeDescriptor(mem, GDT_BASE + 0x08, 0, 0xfffff, 0x9b, 0xc);
+  writeDescriptor(mem, GDT_BASE + 0x10, 0, 0xfffff, 0x93, 0xc);
+  writeDescriptor(mem, GDT_BASE + 0x18, 0, 0xfffff, 0xfb, 0xc);
+  writeDescriptor(mem, GDT_BASE + 0x20, 0, 0xfffff, 0xf3, 0xc);
+  writeDescriptor(mem, GDT_BASE + 0x28, TSS_BASE, 0x67, 0x8b, 0);
+  writeDescriptor(mem, GDT_BASE + 0x30, 0, 0xffff, 0x9b, 0);
+  writeDescriptor(mem, GDT_BASE + 0x38, 0, 0xffff, 0x93, 0);
+  mem.write32(TSS_BASE + 4, 0x90000);
+  mem.write32(TSS_BASE + 8, SEL_DATA0);
+  mem.write16(TSS_BASE + 0x66, 0x68);
+}
+
 /** Real mode with an IVT whose handlers record the vector at RECORD and halt. */
 export function startRealWithIvt(m: TestMachine, code: Uint8Array, at = 0x1000): void {
   for (let v = 0; v < 256; v++) {
-    m.memory.write16(v * 4, STUB_BASE + v * 8);
+    m.memory.write16(v * 4, STUB_BASE + v * 16);
     m.memory.write16(v * 4 + 2, 0);
     // mov byte [RECORD], v ; hlt
-    m.memory.writeBytes(STUB_BASE + v * 8, Uint8Array.of(0xc6, 0x06, RECORD & 0xff, RECORD >> 8, v, 0xf4));
+    m.memory.writeBytes(STUB_BASE + v * 16, Uint8Array.of(0xc6, 0x06, RECORD & 0xff, RECORD >> 8, v, 0xf4));
   }
   m.memory.write8(RECORD, 0xff);
   startReal(m, code, at);
