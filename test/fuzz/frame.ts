@@ -85,14 +85,9 @@ mov esp, 0x90000
 ; the low blob (code slot, real-mode trampoline) to 0x20000
 mov esi, section..low.start
 mov edi, 0x20000
-mov ecx, low_end
-.copy:
-mov al, [esi]
-mov [edi], al
-inc esi
-inc edi
-dec ecx
-jnz .copy
+mov ecx, 0x1100 / 4 ; the slot and the trampoline
+cld
+rep movsd
 ; vector stubs to 0x30000: mov al, v / out 0xf4, al / cli / hlt
 mov edi, 0x30000
 xor ecx, ecx
@@ -169,6 +164,7 @@ mov ss, ax
 mov sp, 0xf000
 xor eax, eax
 jmp 0x2000:0
+times 0x1100 - ($ - slot) db 0
 low_end:
 `;
 }
