@@ -1,0 +1,245 @@
+// Paging (4 KiB, 4 MiB, PAE with NX), #PF error codes, accessed/dirty bits, TLB flushing, the A20
+// gate, and invalidation of decoded code when it is written.
+
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  assemble,
+  makeMachine,
+  recorded,
+  run16,
+  run32,
+  runToHalt,
+  startProtected,
+  type TestMachine,
+} from "./test-support.ts";
+
+const PD = 0x100000;
+const PT0 = 0x101000;
+const ENABLE = "mov eax, 0x100000\nmov cr3, eax\nmov eax, cr0\nor eax, 0x80010000\nmov cr0, eax\n";
+
+/** Identity-maps 0-4 MiB with user read/write pages through one page table. */
+function identity4M(m: TestMachine): void {
+  for (let k = 0; k < 1024; k += 1) m.memory.write32(PD + k * 4, 0);
+  m.memory.write32(PD, PT0 | 7);
+  for (let p = 0; p < 1024; p++) m.memory.write32(PT0 + p * 4, (p << 12) | 7);
+}
+function pte(page: number): number {
+  return PT0 + page * 4;
+}
+function pageFault(m: TestMachine): { error: number; cr2: number } {
+  assert.equal(recorded(m), 14);
+  return { error: m.memory.read32(m.cpu.esp), cr2: m.cpu.cr2 >>> 0 };
+}
+
+describe("4 KiB paging", () => {
+  it("a not-present page: #PF with CR2 and error code 0", () => {
+    const m = run32(`${ENABLE}mov eax, [0x400123]\nhlt`, identity4M);
+    assert.deepEqual(pageFault(m), { error: 0, cr2: 0x400123 });
+  });
+  it("a supervisor write to a read-only page with CR0.WP: error P|W", () => {
+    const m = run32(`${ENABLE}mov [0x7000], eax\nhlt`, (mm) => {
+      identity4M(mm);
+      mm.memory.write32(pte(7), 0x7000 | 5);
+    });
+    assert.deepEqual(pageFault(m), { error: 3, cr2: 0x7000 });
+  });
+  it("without CR0.WP the supervisor may write read-only pages", () => {
+    const m = run32(
+      "mov eax, 0x100000\nmov cr3, eax\nmov eax, cr0\nor eax, 0x80000000\nmov cr0, eax\nmov dword [0x7000], 9\nhlt",
+      (mm) => {
+        identity4M(mm);
+        mm.memory.write32(pte(7), 0x7000 | 5);
+      },
+    );
+    assert.equal(recorded(m), 0xff);
+    assert.equal(m.memory.read32(0x7000), 9);
+  });
+  it("user access to a supervisor page: error P|U (read) and P|W|U (write)", () => {
+    const toRing3 = "push 0x23\npush 0x70000\npush 2\npush 0x1b\npush ring3\niretd\nring3:\n";
+    const setup = (mm: TestMachine) => {
+      identity4M(mm);
+      mm.memory.write32(pte(7), 0x7000 | 3);
+    };
+    let m = run32(`${ENABLE}${toRing3}mov eax, [ss:0x7004]\nhlt`, setup);
+    assert.deepEqual(pageFault(m), { error: 5, cr2: 0x7004 });
+    m = run32(`${ENABLE}${toRing3}mov [ss:0x7008], eax\nhlt`, setup);
+    assert.deepEqual(pageFault(m), { error: 7, cr2: 0x7008 });
+  });
+  it("sets accessed on reads and dirty on writes", () => {
+    const m = run32(`${ENABLE}mov eax, [0x8000]\nmov [0x9000], eax\nhlt`, identity4M);
+    assert.equal(m.memory.read32(pte(8)) & 0x60, 0x20);
+    assert.equal(m.memory.read32(pte(9)) & 0x60, 0x60);
+    assert.equal(m.memory.read32(PD) & 0x20, 0x20);
+  });
+  it("a write crossing into a missing page faults before writing anything", () => {
+    const m = run32(`${ENABLE}mov eax, 0x11223344\nmov [0x3ffffe], eax\nhlt`, (mm) => {
+      identity4M(mm);
+      mm.memory.write16(0x3ffffe, 0xaaaa);
+    });
+    assert.deepEqual(pageFault(m), { error: 2, cr2: 0x400000 });
+    assert.equal(m.memory.read16(0x3ffffe), 0xaaaa);
+  });
+  it("keeps stale translations until INVLPG or a CR3 write", () => {
+    const m = run32(
+      `${ENABLE}mov al, [0x9000]
+       mov [0x2000], al
+       mov dword [${pte(9)}], 0xa007
+       mov al, [0x9000]
+       mov [0x2001], al
+       invlpg [0x9000]
+       mov al, [0x9000]
+       mov [0x2002], al
+       mov dword [${pte(9)}], 0x9007
+       mov eax, cr3
+       mov cr3, eax
+       mov al, [0x9000]
+       mov [0x2003], al
+       hlt`,
+      (mm) => {
+        identity4M(mm);
+        mm.memory.write8(0x9000, 0x11);
+        mm.memory.write8(0xa000, 0x22);
+      },
+    );
+    assert.deepEqual([...m.memory.readBytes(0x2000, 4)], [0x11, 0x11, 0x22, 0x11]);
+  });
+  it("global pages survive CR3 writes while CR4.PGE is set", () => {
+    const m = run32(
+      `mov eax, cr4
+       or eax, 0x80
+       mov cr4, eax
+       ${ENABLE}mov al, [0x9000]
+       mov al, [0xb000]
+       mov dword [${pte(9)}], 0xa107
+       mov dword [${pte(0xb)}], 0xa007
+       mov eax, cr3
+       mov cr3, eax
+       mov al, [0x9000]
+       mov [0x2000], al
+       mov al, [0xb000]
+       mov [0x2001], al
+       hlt`,
+      (mm) => {
+        identity4M(mm);
+        mm.memory.write32(pte(9), 0x9107);
+        mm.memory.write8(0x9000, 0x11);
+        mm.memory.write8(0xa000, 0x22);
+        mm.memory.write8(0xb000, 0x33);
+      },
+    );
+    assert.deepEqual([...m.memory.readBytes(0x2000, 2)], [0x11, 0x22]);
+  });
+});
+
+describe("large pages and PAE", () => {
+  it("4 MiB pages with CR4.PSE", () => {
+    const m = run32(
+      `mov eax, cr4
+       or eax, 0x10
+       mov cr4, eax
+       ${ENABLE}mov dword [0xc00010], 0x5a5a5a5a
+       mov eax, [0x800010]
+       hlt`,
+      (mm) => {
+        identity4M(mm);
+        mm.memory.write32(PD + 2 * 4, 0x400000 | 0x83);
+        mm.memory.write32(PD + 3 * 4, 0x400000 | 0x83);
+      },
+    );
+    assert.equal(recorded(m), 0xff);
+    assert.equal(m.cpu.eax, 0x5a5a5a5a);
+    assert.equal(m.memory.read32(PD + 3 * 4) & 0x60, 0x60);
+  });
+  it("PAE with EFER.NXE: fetching from a no-execute page faults with I/D set", () => {
+    const PDPT = 0x102000;
+    const PAE_PD = 0x103000;
+    const PAE_PT = 0x104000;
+    const m = run32(
+      `mov ecx, 0xc0000080
+       rdmsr
+       or eax, 0x800
+       wrmsr
+       mov eax, cr4
+       or eax, 0x20
+       mov cr4, eax
+       mov eax, ${PDPT}
+       mov cr3, eax
+       mov eax, cr0
+       or eax, 0x80000000
+       mov cr0, eax
+       mov eax, [0x9000]
+       mov [0x2000], eax
+       jmp 0x9000`,
+      (mm) => {
+        mm.memory.write32(PDPT, PAE_PD | 1);
+        mm.memory.write32(PAE_PD, PAE_PT | 7);
+        for (let p = 0; p < 512; p++) mm.memory.write32(PAE_PT + p * 8, (p << 12) | 7);
+        mm.memory.write32(PAE_PT + 9 * 8 + 4, 0x80000000);
+        mm.memory.write32(0x9000, 0x90909090);
+      },
+    );
+    assert.equal(m.memory.read32(0x2000), 0x90909090, "NX pages stay readable");
+    assert.deepEqual(pageFault(m), { error: 0x11, cr2: 0x9000 });
+  });
+  it("CPUID advertises NX and EFER accepts only NXE", () => {
+    const m = run32(
+      "mov eax, 0x80000001\ncpuid\nmov ecx, 0xc0000080\nmov eax, 0x100\nxor edx, edx\nwrmsr\nhlt",
+    );
+    assert.ok(m.cpu.edx === 0 || (m.cpu.edx & (1 << 20)) !== 0);
+    assert.equal(recorded(m), 13);
+  });
+});
+
+describe("A20 and self-modifying code", () => {
+  it("with A20 masked, addresses above 1 MiB wrap", () => {
+    const m = makeMachine();
+    m.cpu.setA20(false);
+    m.memory.write8(0x0010, 0x5a);
+    const code = assemble("mov ax, 0xffff\nmov ds, ax\nmov al, [0x20]\nhlt", 16, 0x1000);
+    m.memory.writeBytes(0x1000, code);
+    m.cpu.setSegment(1, { selector: 0, base: 0, limit: 0xffff, attributes: 0x9b });
+    m.cpu.eip = 0x1000;
+    runToHalt(m.cpu);
+    assert.equal(m.cpu.eax & 0xff, 0x5a);
+    m.cpu.setA20(true);
+    m.memory.write8(0x100010, 0xa5);
+    m.cpu.eip = 0x1000;
+    m.cpu.halted = false;
+    runToHalt(m.cpu);
+    assert.equal(m.cpu.eax & 0xff, 0xa5);
+  });
+  it("a store into the current block changes what executes next", () => {
+    const m = run32("mov byte [target+1], 0x42\ntarget: mov al, 0x11\nhlt");
+    assert.equal(m.cpu.eax & 0xff, 0x42);
+  });
+  it("code rewritten after it was cached runs in its new form", () => {
+    const m = run32(
+      `mov ecx, 3
+       again:
+       call fn
+       add ebx, eax
+       mov byte [fn+1], 10
+       loop again
+       hlt
+       fn: mov eax, 1
+       ret`,
+    );
+    assert.equal(m.cpu.ebx, 1 + 10 + 10);
+  });
+  it("DMA-style writes (PhysicalMemory.writeBytes) invalidate decoded code", () => {
+    const m = makeMachine();
+    startProtected(m, assemble("mov eax, 1\nhlt", 32, 0x10000));
+    runToHalt(m.cpu);
+    assert.equal(m.cpu.eax, 1);
+    m.memory.writeBytes(0x10000, assemble("mov eax, 2\nhlt", 32, 0x10000));
+    m.cpu.eip = 0x10000;
+    m.cpu.halted = false;
+    runToHalt(m.cpu);
+    assert.equal(m.cpu.eax, 2);
+  });
+  it("real-mode code runs after the BIOS-style jump at the reset vector", () => {
+    const m = run16("mov ax, 0x1234\nhlt");
+    assert.equal(m.cpu.eax & 0xffff, 0x1234);
+  });
+});
