@@ -113,3 +113,18 @@ test("state round-trips", () => {
   assert.equal(b.sci.level, true);
   assert.equal(b.ports.in32(0x628), 0x1234_5678);
 });
+
+test("firmware defaults map the PM block where the ACPI tables say", () => {
+  const clock = new InstructionClock(1);
+  const pm = new Piix4Pm({ scheduler: new Scheduler(clock), sci: new IrqLine("sci") });
+  const changes: BarChange[] = [];
+  pm.onBarChange((c) => changes.push(c));
+  pm.applyFirmwareDefaults();
+  assert.deepEqual(
+    changes.map((c) => [c.index, c.to]),
+    [[7, 0x600]],
+  );
+  assert.equal(pm.configRead(0x3c, 1), 9);
+  assert.equal(pm.configRead(0x90, 4), 0x701);
+  assert.equal(pm.configRead(0xd2, 1), 0x09);
+});

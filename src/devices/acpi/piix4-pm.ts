@@ -14,6 +14,7 @@ import type { Scheduler, Timer } from "../../core/scheduler.ts";
 import {
   FIRST_EXTRA_WINDOW_INDEX,
   type IoBar,
+  PCI_INTERRUPT_LINE,
   PciFunction,
   type PciFunctionState,
   QEMU_SUBSYSTEM_ID,
@@ -73,6 +74,15 @@ const DEVACTB_APMC_EN = 0x0200_0000;
 /** Config 0x80 (PMREGMISC): bit 0 (PMIOSE) enables the PM I/O block. */
 const PIIX4_PMREGMISC = 0x80;
 const PMIOSE = 0x01;
+
+/** Config 0x90 (SMBBA): SMBus host interface I/O base. */
+const PIIX4_SMBUS_BASE = 0x90;
+/** Config 0xD2 (SMBHSTCFG). */
+const PIIX4_SMBUS_HOST_CONFIG = 0xd2;
+/** SMBHSTCFG bit 0: SMBus host interface enabled. */
+const SMBUS_HOST_ENABLE = 0x01;
+/** SMBHSTCFG bits 3:1 = 100: SMBus interrupts go to SMI (what firmware selects). */
+const SMBUS_INTERRUPT_SMI = 0x08;
 
 /** Timer ticks per PM1 timer status event: bit 23 changes every 2^23 ticks. */
 const TIMER_EVENT_TICKS = 1 << 23;
@@ -179,6 +189,19 @@ export class Piix4Pm extends PciFunction {
       },
     };
     this.armTimerEvent();
+  }
+
+  /**
+   * Programs the function as PC firmware does (SeaBIOS: SCI line 9, PM I/O block at `pmBase`
+   * and enabled, SMBus host interface at `pmBase` + 0x100), for boots that skip the firmware;
+   * the ACPI tables' PM addresses must match `pmBase`.
+   */
+  applyFirmwareDefaults(pmBase = 0x600): void {
+    this.configWrite(PCI_INTERRUPT_LINE, 1, 9);
+    this.configWrite(PIIX4_PMBA, 4, (pmBase & 0xffc0) | 1);
+    this.configWrite(PIIX4_PMREGMISC, 1, PMIOSE);
+    this.configWrite(PIIX4_SMBUS_BASE, 4, ((pmBase + 0x100) & 0xfff0) | 1);
+    this.configWrite(PIIX4_SMBUS_HOST_CONFIG, 1, SMBUS_HOST_ENABLE | SMBUS_INTERRUPT_SMI);
   }
 
   /** The host's power button: sets PWRBTN_STS and raises the SCI if the guest enabled it. */

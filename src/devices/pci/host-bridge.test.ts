@@ -172,3 +172,13 @@ test("state round-trips", () => {
     [0xf0000, 0x10000, true, true],
   );
 });
+
+test("PIIX3 firmware defaults: PIRQs to 10/10/11/11, level-triggered", () => {
+  const { piix3, elcr } = board();
+  piix3.applyFirmwareDefaults();
+  assert.deepEqual(
+    [0, 1, 2, 3].map((n) => piix3.pirqRoute(n)),
+    [10, 10, 11, 11],
+  );
+  assert.equal(elcr.at(-1), 0x0c00);
+});

@@ -133,6 +133,19 @@ export class Piix3 extends PciFunction implements IntxRouter {
     line.connect((high) => input.set(high));
   }
 
+  /**
+   * Programs the PIRQ routes and the ELCR as PC firmware leaves them (SeaBIOS: PIRQA-D to IRQ
+   * 10, 10, 11, 11, those IRQs level-triggered), for boots that skip the firmware.
+   */
+  applyFirmwareDefaults(irqs: readonly number[] = [10, 10, 11, 11]): void {
+    let elcr = this.elcr;
+    irqs.slice(0, 4).forEach((irq, n) => {
+      this.configWrite(PIIX3_PIRQRC + n, 1, irq & PIRQ_ROUTE_IRQ);
+      elcr |= 1 << (irq & PIRQ_ROUTE_IRQ);
+    });
+    this.setElcr(elcr & ELCR_WRITABLE);
+  }
+
   /** The ISA IRQ PIRQ `n` (0-3) reaches, or undefined when disconnected. */
   pirqRoute(n: number): number | undefined {
     const route = this.config[PIIX3_PIRQRC + n]!;
