@@ -896,7 +896,7 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
       const q = r.quotientLow;
       this.setConditions(
         (r.incomplete ? SW_C2 : 0) |
-          (r.incomplete ? 0 : (q & 4 ? SW_C0 : 0) | (q & 2 ? SW_C1 : 0) | (q & 1 ? SW_C3 : 0)),
+          (r.incomplete ? 0 : (q & 4 ? SW_C0 : 0) | (q & 2 ? SW_C3 : 0) | (q & 1 ? SW_C1 : 0)),
       );
       this.finish(false);
     } else {

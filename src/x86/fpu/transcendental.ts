@@ -87,8 +87,9 @@ function fromFixed(env: FpEnv, sign: number, v: bigint, bits: number): F80 {
   return roundToF80(env, sign, (v << 2n) | 1n, -bits - 2, 64);
 }
 
+/** Fixed-point product, truncated toward zero (so alternating series terms reach 0). */
 function multiply(a: bigint, b: bigint, bits: bigint): bigint {
-  return (a * b) >> bits;
+  return (a * b) / (1n << bits);
 }
 
 /** atanh(t) for |t| <= 1/2, fixed point. */
