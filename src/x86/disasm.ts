@@ -2,10 +2,13 @@
 // monitor. Intel syntax in the style of `ndisasm`: lower case, hexadecimal `0x` numbers, size
 // keywords on memory operands whose size no register operand implies, jump targets as addresses.
 //
-// The tables below follow the opcode maps of the SDM (Vol. 2, Appendix A): each entry is a
-// mnemonic and operand specifiers in the SDM's notation (E = ModRM r/m, G = ModRM reg, I =
-// immediate, J = relative target, b/w/d/v = byte/word/dword/operand-size). They are this file's
-// own: the CPU's opcode table (opcodes.ts) carries execution data, not operand syntax.
+// Instructions come from the CPU's opcode table (opcodes.ts: mnemonic and operands in the SDM's
+// notation), so the disassembler shows exactly what the decoder executes; opcodes the table does
+// not have are shown as "db". This file adds only presentation (ndisasm's condition names, size
+// suffixes and keywords) and the x87 instruction names, which the table leaves to the FPU unit
+// (ESC0-ESC7). MMX instructions are not named yet and come out as "db".
+
+import { ONE_BYTE, type OpEntry, TWO_BYTE } from "./opcodes.ts";
 
 export interface Disassembly {
   /** The instruction in Intel syntax, e.g. "add dword [ebx+0x4],byte +0x1". */
@@ -43,6 +46,7 @@ type Spec =
   | "Rd" // 32-bit register in ModRM r/m
   | "Zb" // byte register in the opcode's low bits
   | "Zv" // operand-size register in the opcode's low bits
+  | "Zd" // 32-bit register in the opcode's low bits
   | "AL"
   | "CL"
   | "DX"
@@ -63,245 +67,117 @@ interface Entry {
 
 const e = (m: string, ...ops: Spec[]): Entry => ({ m, ops });
 
-const ALU = ["add", "or", "adc", "sbb", "and", "sub", "xor", "cmp"];
-const SHIFTS = ["rol", "ror", "rcl", "rcr", "shl", "shr", "sal", "sar"];
-const CONDITIONS = ["o", "no", "c", "nc", "z", "nz", "na", "a", "s", "ns", "pe", "po", "l", "nl", "ng", "g"];
+// ---- presentation of the CPU's opcode table -----------------------------------------------
 
-/** One-byte opcode map. Undefined slots are prefixes, groups (handled below) or invalid. */
-const ONE: (Entry | undefined)[] = new Array(256);
-ALU.forEach((m, i) => {
-  const b = i * 8;
-  ONE[b] = e(m, "Eb", "Gb");
-  ONE[b + 1] = e(m, "Ev", "Gv");
-  ONE[b + 2] = e(m, "Gb", "Eb");
-  ONE[b + 3] = e(m, "Gv", "Ev");
-  ONE[b + 4] = e(m, "AL", "Ib");
-  ONE[b + 5] = e(m, "eAX", "Iv");
-});
-Object.assign(ONE, {
-  6: e("push", "ES"),
-  7: e("pop", "ES"),
-  14: e("push", "CS"),
-  22: e("push", "SS"),
-  23: e("pop", "SS"),
-  30: e("push", "DS"),
-  31: e("pop", "DS"),
-  39: e("daa"),
-  47: e("das"),
-  55: e("aaa"),
-  63: e("aas"),
-  96: e("pusha*"),
-  97: e("popa*"),
-  98: e("bound", "Gv", "M"),
-  99: e("arpl", "Ew", "Gw"),
-  104: e("push", "IvS"),
-  105: e("imul", "Gv", "Ev", "IvS"),
-  106: e("push", "Ibs"),
-  107: e("imul", "Gv", "Ev", "Ibs"),
-  108: e("insb"),
-  109: e("insw|insd"),
-  110: e("outsb"),
-  111: e("outsw|outsd"),
-  132: e("test", "Eb", "Gb"),
-  133: e("test", "Ev", "Gv"),
-  134: e("xchg", "Gb", "Eb"),
-  135: e("xchg", "Gv", "Ev"),
-  136: e("mov", "Eb", "Gb"),
-  137: e("mov", "Ev", "Gv"),
-  138: e("mov", "Gb", "Eb"),
-  139: e("mov", "Gv", "Ev"),
-  140: e("mov", "Ev", "Sw"),
-  141: e("lea", "Gv", "M"),
-  142: e("mov", "Sw", "Ev"),
-  144: e("nop"),
-  152: e("cbw|cwde"),
-  153: e("cwd|cdq"),
-  154: e("call", "Ap"),
-  155: e("wait"),
-  156: e("pushf*"),
-  157: e("popf*"),
-  158: e("sahf"),
-  159: e("lahf"),
-  160: e("mov", "AL", "Ob"),
-  161: e("mov", "eAX", "Ov"),
-  162: e("mov", "Ob", "AL"),
-  163: e("mov", "Ov", "eAX"),
-  164: e("movsb"),
-  165: e("movsw|movsd"),
-  166: e("cmpsb"),
-  167: e("cmpsw|cmpsd"),
-  168: e("test", "AL", "Ib"),
-  169: e("test", "eAX", "Iv"),
-  170: e("stosb"),
-  171: e("stosw|stosd"),
-  172: e("lodsb"),
-  173: e("lodsw|lodsd"),
-  174: e("scasb"),
-  175: e("scasw|scasd"),
-  194: e("ret", "Iw"),
-  195: e("ret"),
-  196: e("les", "Gv", "M"),
-  197: e("lds", "Gv", "M"),
-  200: e("enter", "Iw", "Ib"),
-  201: e("leave"),
-  202: e("retf", "Iw"),
-  203: e("retf"),
-  204: e("int3"),
-  205: e("int", "Ib"),
-  206: e("into"),
-  207: e("iret*"),
-  212: e("aam", "Ib"),
-  213: e("aad", "Ib"),
-  214: e("salc"),
-  215: e("xlatb"),
-  224: e("loopne", "Jb"),
-  225: e("loope", "Jb"),
-  226: e("loop", "Jb"),
-  227: e("jcxz", "Jb"),
-  228: e("in", "AL", "Ib"),
-  229: e("in", "eAX", "Ib"),
-  230: e("out", "Ib", "AL"),
-  231: e("out", "Ib", "eAX"),
-  232: e("call", "Jv"),
-  233: e("jmp", "Jv"),
-  234: e("jmp", "Ap"),
-  235: e("jmp short", "Jb"),
-  236: e("in", "AL", "DX"),
-  237: e("in", "eAX", "DX"),
-  238: e("out", "DX", "AL"),
-  239: e("out", "DX", "eAX"),
-  241: e("int1"),
-  244: e("hlt"),
-  245: e("cmc"),
-  248: e("clc"),
-  249: e("stc"),
-  250: e("cli"),
-  251: e("sti"),
-  252: e("cld"),
-  253: e("std"),
-});
-for (let r = 0; r < 8; r++) {
-  ONE[0x40 + r] = e("inc", "Zv");
-  ONE[0x48 + r] = e("dec", "Zv");
-  ONE[0x50 + r] = e("push", "Zv");
-  ONE[0x58 + r] = e("pop", "Zv");
-  if (r > 0) ONE[0x90 + r] = e("xchg", "eAX", "Zv");
-  ONE[0xb0 + r] = e("mov", "Zb", "Ib");
-  ONE[0xb8 + r] = e("mov", "Zv", "Iv");
-}
-CONDITIONS.forEach((cc, i) => {
-  ONE[0x70 + i] = e(`j${cc}`, "Jb");
-});
-
-/** ModRM-reg groups: opcode → eight entries (undefined = invalid). */
-const GROUPS: Record<number, readonly (Entry | undefined)[]> = {
-  128: ALU.map((m) => e(m, "Eb", "Ib")),
-  129: ALU.map((m) => e(m, "Ev", "Iv")),
-  131: ALU.map((m) => e(m, "Ev", "Ibs")),
-  143: [e("pop", "Ev")],
-  192: SHIFTS.map((m) => e(m, "Eb", "IbB")),
-  193: SHIFTS.map((m) => e(m, "Ev", "IbB")),
-  198: [e("mov", "Eb", "Ib")],
-  199: [e("mov", "Ev", "Iv")],
-  208: SHIFTS.map((m) => e(m, "Eb", "1")),
-  209: SHIFTS.map((m) => e(m, "Ev", "1")),
-  210: SHIFTS.map((m) => e(m, "Eb", "CL")),
-  211: SHIFTS.map((m) => e(m, "Ev", "CL")),
-  246: [
-    e("test", "Eb", "Ib"),
-    e("test", "Eb", "Ib"),
-    ...["not", "neg", "mul", "imul", "div", "idiv"].map((m) => e(m, "Eb")),
-  ],
-  247: [
-    e("test", "Ev", "Iv"),
-    e("test", "Ev", "Iv"),
-    ...["not", "neg", "mul", "imul", "div", "idiv"].map((m) => e(m, "Ev")),
-  ],
-  254: [e("inc", "Eb"), e("dec", "Eb")],
-  255: [
-    e("inc", "Ev"),
-    e("dec", "Ev"),
-    e("call", "Ev"),
-    e("call far", "Mp"),
-    e("jmp", "Ev"),
-    e("jmp far", "Mp"),
-    e("push", "Ev"),
-  ],
-  256: [e("sldt", "Ev"), e("str", "Ev"), e("lldt", "Ew"), e("ltr", "Ew"), e("verr", "Ew"), e("verw", "Ew")],
-  257: [
-    e("sgdt", "M"),
-    e("sidt", "M"),
-    e("lgdt", "M"),
-    e("lidt", "M"),
-    e("smsw", "Ev"),
-    undefined,
-    e("lmsw", "Ew"),
-    e("invlpg", "M"),
-  ],
-  442: [
-    undefined,
-    undefined,
-    undefined,
-    undefined,
-    ...["bt", "bts", "btr", "btc"].map((m) => e(m, "Ev", "IbB")),
-  ],
-  455: [undefined, e("cmpxchg8b", "Mq")],
+/** Condition-code suffixes as the table writes them → as ndisasm writes them. */
+const CONDITION_NAMES: Record<string, string> = {
+  O: "o",
+  NO: "no",
+  B: "c",
+  AE: "nc",
+  E: "z",
+  NE: "nz",
+  BE: "na",
+  A: "a",
+  S: "s",
+  NS: "ns",
+  P: "pe",
+  NP: "po",
+  L: "l",
+  GE: "nl",
+  LE: "ng",
+  G: "g",
 };
+/** Mnemonics written differently from the table's name. */
+const RENAMED: Record<string, string> = { CALLF: "call", JMPF: "jmp", XLAT: "xlatb" };
+/** String instructions whose size suffix follows the operand size. */
+const SIZED_STRINGS = new Set(["MOVS", "CMPS", "STOS", "LODS", "SCAS", "INS", "OUTS"]);
+/** Instructions whose default-size form has no suffix and whose other size does (pusha/pushad). */
+const SUFFIX_WHEN_NOT_DEFAULT = new Set(["PUSHA", "POPA", "PUSHF", "POPF", "IRET"]);
+/** Opcodes whose immediate ndisasm writes with its size: "push dword 0x1", "rol eax,byte 0x3". */
+const SIZED_IMMEDIATE = new Set([0x68, 0x69, 0xc0, 0xc1, 0x1ba]);
 
-/** Two-byte (0F xx) opcode map. */
-const TWO: (Entry | undefined)[] = new Array(256);
-Object.assign(TWO, {
-  2: e("lar", "Gv", "Ew"),
-  3: e("lsl", "Gv", "Ew"),
-  6: e("clts"),
-  8: e("invd"),
-  9: e("wbinvd"),
-  11: e("ud2"),
-  32: e("mov", "Rd", "Cd"),
-  33: e("mov", "Rd", "Dd"),
-  34: e("mov", "Cd", "Rd"),
-  35: e("mov", "Dd", "Rd"),
-  48: e("wrmsr"),
-  49: e("rdtsc"),
-  50: e("rdmsr"),
-  51: e("rdpmc"),
-  52: e("sysenter"),
-  53: e("sysexit"),
-  160: e("push", "FS"),
-  161: e("pop", "FS"),
-  162: e("cpuid"),
-  163: e("bt", "Ev", "Gv"),
-  164: e("shld", "Ev", "Gv", "Ib"),
-  165: e("shld", "Ev", "Gv", "CL"),
-  168: e("push", "GS"),
-  169: e("pop", "GS"),
-  170: e("rsm"),
-  171: e("bts", "Ev", "Gv"),
-  172: e("shrd", "Ev", "Gv", "Ib"),
-  173: e("shrd", "Ev", "Gv", "CL"),
-  175: e("imul", "Gv", "Ev"),
-  176: e("cmpxchg", "Eb", "Gb"),
-  177: e("cmpxchg", "Ev", "Gv"),
-  178: e("lss", "Gv", "M"),
-  179: e("btr", "Ev", "Gv"),
-  180: e("lfs", "Gv", "M"),
-  181: e("lgs", "Gv", "M"),
-  182: e("movzx", "Gv", "Eb"),
-  183: e("movzx", "Gv", "Ew"),
-  187: e("btc", "Ev", "Gv"),
-  188: e("bsf", "Gv", "Ev"),
-  189: e("bsr", "Gv", "Ev"),
-  190: e("movsx", "Gv", "Eb"),
-  191: e("movsx", "Gv", "Ew"),
-  192: e("xadd", "Eb", "Gb"),
-  193: e("xadd", "Ev", "Gv"),
-});
-CONDITIONS.forEach((cc, i) => {
-  TWO[0x40 + i] = e(`cmov${cc}`, "Gv", "Ev");
-  TWO[0x80 + i] = e(`j${cc} near`, "Jv");
-  TWO[0x90 + i] = e(`set${cc}`, "Eb");
-});
-for (let r = 0; r < 8; r++) TWO[0xc8 + r] = e("bswap", "Zv");
+/** The table's operand notation → this file's (string operands are implied by the mnemonic). */
+function operandSpec(operand: string, opcode: number, mnemonic: string): Spec | undefined {
+  switch (operand) {
+    case "Xb":
+    case "Xv":
+    case "Yb":
+    case "Yv":
+      return undefined;
+    case "Iz":
+    case "Iv":
+      return SIZED_IMMEDIATE.has(opcode) ? "IvS" : "Iv";
+    case "Ib":
+      return SIZED_IMMEDIATE.has(opcode) ? "IbB" : "Ib";
+    case "Jz":
+      return "Jv";
+    case "Ma":
+    case "Ms":
+      return "M";
+    case "Zd":
+      return "Zd";
+    case "Ew":
+      // MOV Sw, r/m and SLDT/STR/SMSW to a register: the register is named by the operand size
+      // (the CPU reads or zero-extends the low 16 bits).
+      return opcode === 0x8e || mnemonic === "SLDT" || mnemonic === "STR" || mnemonic === "SMSW"
+        ? "Ev"
+        : "Ew";
+    default:
+      return operand as Spec;
+  }
+}
+
+/** How one table entry is written; undefined for what this file cannot show (MMX). */
+function present(entry: OpEntry, opcode: number): Entry | undefined {
+  const name = entry.mnemonic;
+  if (name === "MMX" || name.startsWith("ESC") || name === "(group)" || name === "(bad)") return undefined;
+  const isString = STRING_OPCODES.has(opcode);
+  const ops = isString
+    ? []
+    : entry.operands.map((o) => operandSpec(o, opcode, name)).filter((o): o is Spec => o !== undefined);
+  // XCHG is symmetric; ndisasm puts the accumulator or the register first.
+  if (name === "XCHG") ops.reverse();
+  let m: string;
+  const condition = /^(J|SET|CMOV)([A-Z]+)$/.exec(name);
+  if (condition && CONDITION_NAMES[condition[2]!] && name !== "JMP") {
+    m = `${condition[1]!.toLowerCase()}${CONDITION_NAMES[condition[2]!]}`;
+    if (condition[1] === "J" && opcode > 0xff) m += " near";
+  } else if (SIZED_STRINGS.has(name)) {
+    const base = name.toLowerCase();
+    m = `${base}w|${base}d`;
+  } else if (SUFFIX_WHEN_NOT_DEFAULT.has(name)) {
+    m = `${name.toLowerCase()}*`;
+  } else if (name === "CBW") {
+    m = "cbw|cwde";
+  } else if (name === "CWD") {
+    m = "cwd|cdq";
+  } else if (name === "JMP" && opcode === 0xeb) {
+    m = "jmp short";
+  } else if ((name === "CALLF" || name === "JMPF") && ops[0] === "Mp") {
+    m = `${RENAMED[name]} far`;
+  } else {
+    m = RENAMED[name] ?? name.toLowerCase();
+  }
+  return { m, ops };
+}
+
+const presented = new Map<OpEntry, Entry | undefined>();
+
+/** The table entry for `opcode` (after ModRM for groups), as this file writes it. */
+function lookup(opcode: number, modrm: number | undefined): Entry | undefined {
+  const top = opcode > 0xff ? TWO_BYTE[opcode & 0xff] : ONE_BYTE[opcode];
+  if (!top) return undefined;
+  let entry: OpEntry | undefined = top;
+  if (top.group) {
+    if (modrm === undefined) return undefined;
+    const reg = (modrm >> 3) & 7;
+    entry = ((modrm >> 6 === 3 && top.groupReg) || top.group)[reg];
+    if (!entry) return undefined;
+  }
+  if (!presented.has(entry)) presented.set(entry, present(entry, opcode));
+  return presented.get(entry);
+}
 
 // ---- x87 --------------------------------------------------------------------------------
 
@@ -625,21 +501,19 @@ function decode(bytes: Uint8Array, offset: number, mode: 16 | 32, address: numbe
       text = t;
     }
   } else {
-    let entry: Entry | undefined;
     let opcode = b;
-    if (b === 0x0f) {
-      opcode = 0x100 | r.u8();
-      entry = TWO[opcode & 0xff];
-    } else entry = ONE[b];
+    if (b === 0x0f) opcode = 0x100 | r.u8();
     let m: ModRM | undefined;
-    const group = GROUPS[opcode];
-    if (group) {
+    const isGroup = (opcode > 0xff ? TWO_BYTE[opcode & 0xff] : ONE_BYTE[opcode])?.group !== undefined;
+    let entry: Entry | undefined;
+    if (isGroup) {
+      const modrmByte = r.bytes[r.p];
       m = readModRM(r, addr32, segment);
-      entry = group[m.reg];
-      // Groups whose members need a memory operand (or a register one).
+      entry = lookup(opcode, modrmByte);
+      // Group members that need a memory operand do not exist with a register one.
       if (entry && (entry.ops[0] === "M" || entry.ops[0] === "Mp" || entry.ops[0] === "Mq") && !m.memory)
         entry = undefined;
-    }
+    } else entry = lookup(opcode, undefined);
     if (rep === "rep" && opcode === 0x90) entry = e("pause");
     // With an operand-size prefix, 90 is written as the exchange it encodes.
     else if (operandPrefix && opcode === 0x90) entry = e("xchg", "eAX", "eAX");
@@ -720,6 +594,10 @@ function decode(bytes: Uint8Array, offset: number, mode: 16 | 32, address: numbe
           break;
         case "Zv":
           operands.push(register(opsize, opcode & 7));
+          break;
+        case "Zd":
+          operands.push(REG32[opcode & 7]!);
+          usesOpsize = true;
           break;
         case "AL":
           operands.push("al");
