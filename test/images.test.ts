@@ -380,6 +380,17 @@ describe("tsvisor images error paths", () => {
     assert.match(help.stdout, /usage: tsvisor images <fetch\|list>/);
   });
 
+  test("a cache path that is not a directory is a clear error", () => {
+    const file = join(scratch, "not-a-directory");
+    writeFileSync(file, "");
+    assertCleanError(
+      tsvisor(["images", "fetch"], { TSVISOR_CACHE: file }),
+      1,
+      /cannot create the image cache/,
+    );
+    assertCleanError(tsvisor(["images", "list"], { TSVISOR_CACHE: file }), 1, /cannot read .*manifest.json/);
+  });
+
   test("missing Debian tools are named", () => {
     const run = tsvisor(["images", "fetch"], {
       TSVISOR_CACHE: join(scratch, "no-tools"),

@@ -42,7 +42,11 @@ export async function withCacheLock<T>(
   work: () => Promise<T>,
   options: CacheLockOptions = {},
 ): Promise<T> {
-  mkdirSync(dir, { recursive: true });
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new ImagesError(`cannot create the image cache ${dir}: ${(err as Error).message}`);
+  }
   const lock = join(dir, ".lock");
   const deadline = Date.now() + (options.timeoutMs ?? 15 * 60_000);
   let told = false;

@@ -339,7 +339,25 @@ export async function fetchImages(options: FetchOptions = {}): Promise<Manifest>
   const cache = options.cacheDir ?? defaultCacheDir();
   const progress = options.onProgress ?? (() => {});
   requireTools(["apt-get", "apt-cache", "dpkg-deb"]);
-  return withCacheLock(cache, () => fetchLocked(cache, progress), lockOptions(progress));
+  return withCacheLock(
+    cache,
+    () => fetchLocked(cache, progress).catch(fileSystemError(cache)),
+    lockOptions(progress),
+  );
+}
+
+/** Host file-system failures (disk full, no permission) become a user error naming the cache. */
+function fileSystemError(cache: string) {
+  return (err: unknown): never => {
+    if (
+      err instanceof Error &&
+      typeof (err as NodeJS.ErrnoException).code === "string" &&
+      !(err instanceof ImagesError)
+    ) {
+      throw new ImagesError(`cannot update the image cache in ${cache}: ${err.message}`);
+    }
+    throw err;
+  };
 }
 
 function lockOptions(progress: (line: string) => void) {
@@ -446,5 +464,9 @@ export async function ensureImages(options: FetchOptions = {}): Promise<Manifest
   if (ready) return ready;
   requireTools(["apt-get", "apt-cache", "dpkg-deb"]);
   // Another process may have fetched while we waited for the lock: look again before fetching.
-  return withCacheLock(cache, async () => usable() ?? fetchLocked(cache, progress), lockOptions(progress));
+  return withCacheLock(
+    cache,
+    async () => usable() ?? fetchLocked(cache, progress).catch(fileSystemError(cache)),
+    lockOptions(progress),
+  );
 }
