@@ -182,3 +182,16 @@ test("PIIX3 firmware defaults: PIRQs to 10/10/11/11, level-triggered", () => {
   );
   assert.equal(elcr.at(-1), 0x0c00);
 });
+
+test("config address register state round-trips", () => {
+  const bus = new PciBus();
+  bus.attach(0, 0, new I440fx({ ramSize: 64 << 20 }));
+  const a = new PciConfigPorts(bus);
+  a.ioWrite(0, 4, 0x8000_0000);
+  const b = new PciConfigPorts(bus);
+  b.loadState(structuredClone(a.saveState()), 1);
+  assert.equal(b.ioRead(4, 2), 0x8086);
+  b.reset();
+  assert.equal(b.ioRead(4, 2), 0xffff);
+  assert.throws(() => b.loadState({ address: "x" } as never, 1));
+});

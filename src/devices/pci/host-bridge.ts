@@ -10,6 +10,7 @@
 
 import type { PortDevice, Width } from "../../core/bus.ts";
 import type { IrqLine } from "../../core/irq.ts";
+import { field, type Persistent } from "../../core/persist.ts";
 import {
   PciFunction,
   type PciFunctionState,
@@ -92,7 +93,12 @@ export class PciBus {
  * Ports 0xCF8-0xCFF. Offset 1 (port 0xCF9) is the PIIX3's reset control register; byte accesses
  * there are handed to `resetControl` so that one device can own the whole range.
  */
-export class PciConfigPorts implements PortDevice {
+export interface PciConfigPortsState {
+  /** The configuration address register (0xCF8). */
+  readonly address: number;
+}
+
+export class PciConfigPorts implements PortDevice, Persistent<PciConfigPortsState> {
   readonly stateVersion = 1;
   private address = 0;
   private readonly bus: PciBus;
@@ -128,12 +134,18 @@ export class PciConfigPorts implements PortDevice {
     return (this.address >>> 16) & 0xff ? -1 : (this.address >>> 8) & 0xff;
   }
 
-  saveState(): { address: number } {
+  /** Power-on reset: configuration cycles disabled. */
+  reset(): void {
+    this.address = 0;
+  }
+
+  saveState(): PciConfigPortsState {
     return { address: this.address };
   }
 
-  loadState(state: { address: number }, _version: number): void {
-    this.address = (Number(state.address) & CONFIG_ADDRESS_MASK) >>> 0;
+  loadState(state: PciConfigPortsState, _version: number): void {
+    const address = field(state as unknown as Record<string, unknown>, "address", "number");
+    this.address = (address & CONFIG_ADDRESS_MASK) >>> 0;
   }
 }
 
