@@ -133,7 +133,8 @@ async function buildConfig(values: RunValues): Promise<MachineConfig> {
   if (values.cdrom) config.cdrom = readableFile(values.cdrom, "--cdrom");
   if (values.bios) config.bios = readableFile(values.bios, "--bios");
   if (values["vga-bios"]) config.vgaBios = readableFile(values["vga-bios"], "--vga-bios");
-  if (!config.kernel && config.disks.length === 0 && !config.cdrom) await useDefaultGuest(config);
+  if (!config.kernel && config.disks.length === 0 && !config.cdrom && !config.bios)
+    await useDefaultGuest(config);
   if (!config.bios || !config.vgaBios) await useDefaultFirmware(config);
   return config;
 }
