@@ -158,7 +158,8 @@ test("timer one-shot and periodic follow guest time and the divider", () => {
   assert.equal(scheduler.nextDeadline(), Number.POSITIVE_INFINITY, "one-shot stops");
 
   w(APIC_TIMER_DIVIDE, 0xb); // divide by 1
-  w(APIC_LVT_TIMER, 0x2_0041); // periodic
+  w(APIC_LVT_TIMER, 0x6_1041); // periodic; the TSC-deadline mode bit and delivery status are read-only
+  assert.equal(r(APIC_LVT_TIMER), 0x2_0041);
   w(APIC_TIMER_INITIAL, 5000);
   let fired = 0;
   for (let i = 1; i <= 3; i++) {

@@ -147,7 +147,7 @@ const LVT_LINT0_INDEX = 3;
 const LVT_LINT1_INDEX = 4;
 const LVT_ERROR_INDEX = 5;
 /** Writable LVT bits per entry: vector, delivery mode, polarity, trigger, mask, timer mode. */
-const LVT_WRITE_MASKS = [0x3_10ff, 0x1_07ff, 0x1_07ff, 0x1_a7ff, 0x1_a7ff, 0x1_00ff];
+const LVT_WRITE_MASKS = [0x3_00ff, 0x1_07ff, 0x1_07ff, 0x1_a7ff, 0x1_a7ff, 0x1_00ff];
 
 export class LocalApic implements MmioDevice, InterruptAcknowledge, Persistent<LocalApicState> {
   readonly stateVersion = 1;
