@@ -68,6 +68,10 @@ export interface DiffCase {
   readonly cleanup?: readonly string[];
   /** Runs with paging on (32-bit protected mode only; see `paging_on` below). */
   readonly paging?: boolean;
+  /** Runs with PAE paging on (32-bit protected mode only; see `pae_on` below). */
+  readonly pae?: boolean;
+  /** Ring-0 lines run before a ring-3 case enters ring 3 (page-table edits, INVLPG). */
+  readonly setup?: readonly string[];
 }
 
 /** Page directory and the page table the paging cases edit (identity maps everything else). */
@@ -75,6 +79,10 @@ export const PAGE_DIRECTORY = 0x200000;
 export const TEST_PAGE_TABLE = 0x202000;
 /** Linear address the test page table maps (initially nothing). */
 export const TEST_LINEAR = 0x800000;
+/** PAE: page-directory-pointer table, the directory, and the test table for 8-10 MiB. */
+export const PAE_PDPT = 0x203000;
+export const PAE_DIRECTORY = 0x204000;
+export const PAE_TEST_TABLE = 0x205000;
 
 /** Offsets (from WINDOW_BASE, through FS) of the harness variables. */
 const V_ID = 0x100;
@@ -153,6 +161,7 @@ function emitCase(c: DiffCase, bits: 16 | 32): string[] {
     `mov edi, ${hex(regs[6]!)}`,
     ...(ring3 ? [`mov dword [fs:${V_RESUME0}], ${resume0}`] : []),
     `mov esp, ${hex(sp)}`,
+    ...(c.setup ?? []).map((l) => localise(l, c.id)),
     ...enterRing3,
     ...c.code.map((l) => localise(l, c.id)),
     `${resume}:`,
@@ -326,8 +335,45 @@ function pagingHelpers(): string[] {
     "and eax, 0x7ffeffff",
     "mov cr0, eax",
     "mov eax, cr4",
-    "and eax, ~0x10",
+    "and eax, ~0x30",
     "mov cr4, eax",
+    "ret",
+    // PAE: PDPT entry 0 → a page directory of 2 MiB pages identity-mapping 0-8 MiB, PDE 4 → the
+    // PAE test table for 8-10 MiB, everything else not present.
+    "pae_on:",
+    `mov edi, ${hex(PAE_PDPT)}`,
+    "xor eax, eax",
+    "mov ecx, 3*1024",
+    ".pzero:",
+    "mov [edi], eax",
+    "add edi, 4",
+    "dec ecx",
+    "jnz .pzero",
+    `mov dword [${hex(PAE_PDPT)}], ${hex(PAE_DIRECTORY | 1)}`,
+    ...[0, 1, 2, 3].map((k) => `mov dword [${hex(PAE_DIRECTORY + k * 8)}], ${hex((k << 21) | 0x87)}`),
+    `mov dword [${hex(PAE_DIRECTORY + 4 * 8)}], ${hex(PAE_TEST_TABLE | 7)}`,
+    "mov eax, cr4",
+    "or eax, 0x20",
+    "mov cr4, eax",
+    `mov eax, ${hex(PAE_PDPT)}`,
+    "mov cr3, eax",
+    "mov eax, cr0",
+    "or eax, 0x80000000",
+    "mov cr0, eax",
+    "ret",
+    "pae_reset:",
+    "pushfd",
+    "push eax",
+    "mov eax, cr0",
+    "and eax, ~0x10000",
+    "mov cr0, eax",
+    ...[0, 4, 8, 12, 16, 20].map((k) => `mov dword [${hex(PAE_TEST_TABLE + k)}], 0`),
+    `mov dword [${hex(PAE_DIRECTORY + 5 * 8)}], 0`,
+    `mov dword [${hex(PAE_DIRECTORY + 5 * 8 + 4)}], 0`,
+    "mov eax, cr3",
+    "mov cr3, eax",
+    "pop eax",
+    "popfd",
     "ret",
     "paging_reset:",
     "pushfd",
@@ -495,8 +541,9 @@ function callGate(slot: number, target: string, dpl: number, params: number): st
 
 /** Assembles the whole program's source from its cases. */
 export function programSource(cases: readonly DiffCase[]): string {
-  const pm32 = cases.filter((c) => c.mode === "pm32" && !c.paging);
+  const pm32 = cases.filter((c) => c.mode === "pm32" && !c.paging && !c.pae);
   const paged = cases.filter((c) => c.mode === "pm32" && c.paging);
+  const pae = cases.filter((c) => c.mode === "pm32" && c.pae);
   const real = cases.filter((c) => c.mode === "real");
   const pm16 = cases.filter((c) => c.mode === "pm16");
   const out: string[] = [
@@ -581,6 +628,11 @@ export function programSource(cases: readonly DiffCase[]): string {
   if (paged.length > 0) {
     out.push("call paging_on");
     for (const c of paged) out.push(...emitCase(c, 32));
+    out.push("call paging_off");
+  }
+  if (pae.length > 0) {
+    out.push("call pae_on");
+    for (const c of pae) out.push(...emitCase(c, 32));
     out.push("call paging_off");
   }
   out.push(
