@@ -781,6 +781,79 @@ function privilege(b: CaseBuilder): void {
   b.add("call gate at the same privilege", [`call ${SEL.callGate}:0`, "mov edi, esp"]);
 }
 
+/** Segment loads and descriptor checks: not-present, expand-down, the LDT, LAR/LSL/VERR/VERW. */
+function descriptors(b: CaseBuilder): void {
+  b.add("loading a not-present data segment raises #NP(selector)", [
+    `mov ax, ${SEL.notPresent}`,
+    "mov es, ax",
+  ]);
+  b.add("a null selector loads into ES without a fault", ["xor eax, eax", "mov es, ax", "mov edx, es"]);
+  b.add("expand-down segment: offsets above the limit are valid", [
+    `mov ax, ${SEL.expandDown}`,
+    "mov es, ax",
+    "mov eax, [es:0x20]",
+  ]);
+  // QEMU does not check data limits (see README.md), so the SDM decides.
+  b.add(
+    "expand-down segment: offsets at or below the limit raise #GP(0)",
+    [`mov ax, ${SEL.expandDown}`, "mov es, ax", "mov eax, [es:0x8]"],
+    { sdmExceptions: [{ vector: 13, error: 0 }] },
+  );
+  b.add("LDT: load LDTR, then a data segment through it", [
+    `mov ax, ${SEL.ldt}`,
+    "lldt ax",
+    `mov ax, ${SEL.ldtData}`,
+    "mov es, ax",
+    "mov ecx, es",
+    "sldt edx",
+    "xor eax, eax",
+    "lldt ax",
+  ]);
+  b.add(
+    "LDT: a not-present segment through it raises #NP(selector)",
+    [`mov ax, ${SEL.ldt}`, "lldt ax", `mov ax, ${SEL.ldtNotPresent}`, "mov es, ax"],
+    { cleanup: ["xor eax, eax", "lldt ax"] },
+  );
+  b.add("LDT: a selector with TI=1 and a null LDTR raises #GP(selector)", [
+    "xor eax, eax",
+    "lldt ax",
+    "mov ax, 0x0c",
+    "mov es, ax",
+  ]);
+  const selectors = [
+    SEL.code32,
+    SEL.data32,
+    SEL.code16,
+    SEL.small,
+    SEL.code32user,
+    SEL.readOnly,
+    SEL.tss1,
+    SEL.tss2,
+    SEL.callGateUser,
+    SEL.notPresent,
+    SEL.expandDown,
+    SEL.ldt,
+    0x1234,
+    0,
+  ];
+  for (const selector of selectors) {
+    b.add(`lar/lsl/verr/verw of ${hex(selector)}`, [
+      `mov ebx, ${hex(selector)}`,
+      "xor eax, eax",
+      "xor ecx, ecx",
+      "lar eax, bx",
+      "setz dl",
+      "lsl ecx, bx",
+      "setz dh",
+      "verr bx",
+      "setz byte [fs:0]",
+      "verw bx",
+    ]);
+  }
+  b.add("arpl raises the RPL", ["mov ax, 0x10", "mov cx, 0x13", "arpl ax, cx"]);
+  b.add("arpl keeps a higher RPL", ["mov ax, 0x13", "mov cx, 0x10", "arpl ax, cx"]);
+}
+
 /** Hardware task switches through a TSS descriptor, by JMP and by CALL (nested, back by IRET). */
 function tasks(b: CaseBuilder): void {
   b.add("jmp to a TSS switches tasks and back", [
@@ -1062,6 +1135,7 @@ export function generateCases(seed: number, scale = 1): DiffCase[] {
   miscellaneous(b);
   exceptions(b);
   privilege(b);
+  descriptors(b);
   tasks(b);
   x87(b);
   b.paging = true;

@@ -518,7 +518,16 @@ export const SEL = {
   callGateUser: 0x8b,
   callGate: 0x90,
   callGateParams: 0x9b,
+  notPresent: 0xa0,
+  expandDown: 0xa8,
+  ldt: 0xb0,
+  /** Selectors in the LDT (TI = 1). */
+  ldtData: 0x0c,
+  ldtNotPresent: 0x14,
 } as const;
+
+/** The local descriptor table the LDT cases load. */
+export const LDT_TABLE = 0x83000;
 
 function descriptor(base: number, limit: number, access: number, flags: number): string {
   const lo = ((base & 0xffff) << 16) | (limit & 0xffff);
@@ -595,6 +604,13 @@ export function programSource(cases: readonly DiffCase[]): string {
     ...callGate(0x88, "gate_target", 3, 0),
     ...callGate(0x90, "gate_target", 0, 0),
     ...callGate(0x98, "gate_target_params", 3, 2),
+    // The LDT: null, flat data (selector 0x0c), a not-present data segment (0x14).
+    `mov dword [${hex(LDT_TABLE)}], 0`,
+    `mov dword [${hex(LDT_TABLE + 4)}], 0`,
+    `mov dword [${hex(LDT_TABLE + 8)}], 0x0000ffff`,
+    `mov dword [${hex(LDT_TABLE + 12)}], 0x00cf9200`,
+    `mov dword [${hex(LDT_TABLE + 16)}], 0x0000ffff`,
+    `mov dword [${hex(LDT_TABLE + 20)}], 0x00cf1200`,
     // The harness's TSS: ring-0 stack for entries from ring 3, no I/O bitmap.
     `mov dword [${hex(TSS1 + 4)}], ${hex(RING0_STACK)}`,
     `mov dword [${hex(TSS1 + 8)}], ${SEL.data32}`,
@@ -686,6 +702,9 @@ export function programSource(cases: readonly DiffCase[]): string {
     "dq 0", // 0x88 call gate, DPL 3, to gate_target (filled in at start)
     "dq 0", // 0x90 call gate, DPL 0, to gate_target
     "dq 0", // 0x98 call gate, DPL 3, two parameters, to gate_target_params
+    descriptor(WINDOW_BASE, 0xfffff, 0x12, 0xc), // 0xa0 data, not present
+    descriptor(WINDOW_BASE, 0x000f, 0x96, 0x0), // 0xa8 expand-down data: offsets 0x10-0xffff
+    descriptor(LDT_TABLE, 0x17, 0x82, 0x0), // 0xb0 the LDT
     "gdt_end:",
     "gdt_descriptor:",
     "dw gdt_end - gdt - 1",
