@@ -81,6 +81,11 @@ export class StdVga implements Persistent<StdVgaState> {
     this.pci.resetConfig();
   }
 
+  /** Standard 80x25 text mode without a VGA BIOS (see Vga.setTextMode). */
+  setTextMode(font?: Uint8Array, fontHeight?: number): void {
+    this.vga.setTextMode(font, fontHeight);
+  }
+
   /** What the display shows now. */
   render(): Frame {
     return renderFrame(this.vga);

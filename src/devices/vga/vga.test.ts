@@ -489,6 +489,27 @@ describe("rendering", () => {
   });
 });
 
+describe("text mode without a BIOS", () => {
+  it("programs 80x25 colour text with the EGA palette and an optional font", () => {
+    const { vga } = makeVga();
+    const font = new Uint8Array(256 * 16);
+    font.fill(0xff, 0x48 * 16, 0x49 * 16); // 'H' is a solid block
+    vga.setTextMode(font);
+    vga.legacyWindow.mmioWrite(TEXT_BASE, 2, 0x1e48); // yellow on blue
+    vga.legacyWindow.mmioWrite(TEXT_BASE + 2, 2, 0x0769);
+    const lines = textContent(vga).split("\n");
+    assert.equal(lines.length, 25);
+    assert.equal(lines[0], "Hi");
+    assert.equal(lines[24], "");
+    const frame = renderFrame(vga, 0);
+    assert.equal(frame.width, 720);
+    assert.equal(frame.height, 400);
+    assert.deepEqual(Array.from(frame.rgba.subarray(0, 4)), [0xff, 0xff, 0x55, 255]);
+    assert.deepEqual(Array.from(frame.rgba.subarray(8 * 4, 9 * 4)), [0, 0, 0xaa, 255]);
+    assert.deepEqual(Array.from(frame.rgba.subarray(9 * 4, 10 * 4)), [0, 0, 0, 255], "no glyph for 'i'");
+  });
+});
+
 describe("PNG", () => {
   function parse(png: Uint8Array): { width: number; height: number; rgba: Uint8Array } {
     const view = new DataView(png.buffer, png.byteOffset, png.byteLength);

@@ -94,6 +94,18 @@ const ST1_DISPLAY_DISABLED = 0x01;
 /** Input status 1: vertical retrace. */
 const ST1_VERTICAL_RETRACE = 0x08;
 
+// Register values of the standard mode 3 (80x25 text, 720x400), from the VGA mode tables.
+const MODE3_SEQUENCER = [0x03, 0x00, 0x03, 0x00, 0x02];
+const MODE3_GRAPHICS = [0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x0e, 0x00, 0xff];
+const MODE3_CRTC = [
+  0x5f, 0x4f, 0x50, 0x82, 0x55, 0x81, 0xbf, 0x1f, 0x00, 0x4f, 0x0d, 0x0e, 0x00, 0x00, 0x00, 0x00, 0x9c, 0x8e,
+  0x8f, 0x28, 0x1f, 0x96, 0xb9, 0xa3, 0xff,
+];
+const MODE3_ATTRIBUTE = [
+  0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x14, 0x07, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f, 0x0c, 0x00,
+  0x0f, 0x08, 0x00,
+];
+
 /** Expands a 4-bit plane mask to one byte per plane (plane 0 in the low byte). */
 const PLANE_MASK = new Uint32Array(16);
 for (let i = 0; i < 16; i++) {
@@ -238,6 +250,41 @@ export class Vga implements Persistent<VgaState> {
     this.vbe[VBE_INDEX_ID] = VBE_ID5;
     this.vbe[VBE_INDEX_BPP] = 8;
     this.vbe[VBE_INDEX_VIDEO_MEMORY_64K] = this.vram.length >>> 16;
+  }
+
+  /**
+   * Programs the standard 80x25 colour text mode (mode 3: 9x16 cells, the EGA palette) and
+   * clears the screen, as a VGA BIOS would. For machines that start a guest without running
+   * the VGA BIOS. `font` (256 glyphs of `fontHeight` bytes, one bit per pixel) is loaded into
+   * plane 2; without one, characters render blank but `textContent` still reads them.
+   */
+  setTextMode(font?: Uint8Array, fontHeight = 16): void {
+    this.reset();
+    this.misc = 0x67;
+    this.sr.set(MODE3_SEQUENCER);
+    this.gr.set(MODE3_GRAPHICS);
+    this.cr.set(MODE3_CRTC);
+    this.ar.set(MODE3_ATTRIBUTE);
+    this.arIndex = AR_PAS;
+    for (let i = 0; i < 64; i++) {
+      // EGA colour i is rgbRGB: the upper-case bits give 2/3 intensity, the lower-case 1/3.
+      this.palette[i * 3] = ((i >> 2) & 1) * 0x2a + ((i >> 5) & 1) * 0x15;
+      this.palette[i * 3 + 1] = ((i >> 1) & 1) * 0x2a + ((i >> 4) & 1) * 0x15;
+      this.palette[i * 3 + 2] = (i & 1) * 0x2a + ((i >> 3) & 1) * 0x15;
+    }
+    for (let cell = 0; cell < 80 * 25; cell++) {
+      this.vram[cell * 4] = 0x20;
+      this.vram[cell * 4 + 1] = 0x07;
+    }
+    if (font) {
+      const height = Math.max(1, Math.min(32, fontHeight));
+      for (let ch = 0; ch < 256; ch++) {
+        for (let line = 0; line < 32; line++) {
+          const bits = line < height ? (font[ch * height + line] ?? 0) : 0;
+          this.vram[(ch * 32 + line) * 4 + 2] = bits;
+        }
+      }
+    }
   }
 
   get vramSize(): number {
