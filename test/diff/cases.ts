@@ -92,6 +92,7 @@ interface CaseOptions {
   readonly undefinedWindow?: DiffCase["undefinedWindow"];
   readonly qemuDeviation?: DiffCase["qemuDeviation"];
   readonly setup?: readonly string[];
+  readonly undefinedBits?: DiffCase["undefinedBits"];
 }
 
 export class CaseBuilder {
@@ -126,6 +127,7 @@ export class CaseBuilder {
       paging: this.paging,
       pae: this.pae,
       setup: options.setup,
+      undefinedBits: options.undefinedBits,
       sdmExceptions: options.sdmExceptions,
       ring3: options.ring3,
       cleanup: options.cleanup,
@@ -836,19 +838,30 @@ function descriptors(b: CaseBuilder): void {
     0x1234,
     0,
   ];
+  // LAR's bits 16-19 are undefined (the SDM's mask is 00FxFF00H).
+  // The CPU sets a descriptor's accessed bit whenever it loads it; QEMU skips that on some far
+  // transfers (IRET to ring 3), so LAR's accessed bit (EAX bit 8) is not compared.
+  const accessed = {
+    note: "QEMU does not always set the descriptor's accessed bit",
+    registerBits: [{ index: 0, mask: 0x100 }],
+  };
   for (const selector of selectors) {
-    b.add(`lar/lsl/verr/verw of ${hex(selector)}`, [
-      `mov ebx, ${hex(selector)}`,
-      "xor eax, eax",
-      "xor ecx, ecx",
-      "lar eax, bx",
-      "setz dl",
-      "lsl ecx, bx",
-      "setz dh",
-      "verr bx",
-      "setz byte [fs:0]",
-      "verw bx",
-    ]);
+    b.add(
+      `lar/lsl/verr/verw of ${hex(selector)}`,
+      [
+        `mov ebx, ${hex(selector)}`,
+        "xor eax, eax",
+        "xor ecx, ecx",
+        "lar eax, bx",
+        "setz dl",
+        "lsl ecx, bx",
+        "setz dh",
+        "verr bx",
+        "setz byte [fs:0]",
+        "verw bx",
+      ],
+      { qemuDeviation: accessed, undefinedBits: [{ index: 0, mask: 0x000f0000 }] },
+    );
   }
   b.add("arpl raises the RPL", ["mov ax, 0x10", "mov cx, 0x13", "arpl ax, cx"]);
   b.add("arpl keeps a higher RPL", ["mov ax, 0x13", "mov cx, 0x10", "arpl ax, cx"]);

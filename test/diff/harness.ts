@@ -44,6 +44,8 @@ export interface DiffCase {
    * tsvisor is checked against these instead of against QEMU.
    */
   readonly sdmExceptions?: readonly { readonly vector: number; readonly error: number }[];
+  /** Register bits the SDM leaves undefined (e.g. LAR's bits 16-19): not compared. */
+  readonly undefinedBits?: readonly { readonly index: number; readonly mask: number }[];
   /** Window byte ranges [from, to) the SDM leaves undefined (reserved fields): not compared. */
   readonly undefinedWindow?: readonly (readonly [number, number])[];
   /**

@@ -202,6 +202,7 @@ export function compareCase(
   for (let i = 0; i < 8; i++) {
     if (c.undefinedRegisters & (1 << i)) continue;
     let mask = 0xffffffff;
+    for (const bits of c.undefinedBits ?? []) if (bits.index === i) mask &= ~bits.mask;
     for (const bits of deviation?.registerBits ?? []) {
       if (bits.index !== i) continue;
       mask &= ~bits.mask;
