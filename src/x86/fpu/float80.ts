@@ -121,9 +121,21 @@ function lsbExponent(a: F80): number {
   return (a.exp === 0 ? 1 : a.exp) - EXP_BIAS - 63;
 }
 
+/** Number of significant bits of x > 0. */
 export function bitLength(x: bigint): number {
-  // x > 0
-  return x.toString(2).length;
+  if (x < 0x20000000000000n) return bitsOf(Number(x));
+  const approx = Number(x);
+  if (approx < 2 ** 1000) {
+    // Number(x) may round up across a power of two: correct by one if needed.
+    const guess = Math.floor(Math.log2(approx)) + 1;
+    return x >> BigInt(guess - 1) === 0n ? guess - 1 : x >> BigInt(guess) !== 0n ? guess + 1 : guess;
+  }
+  return x.toString(16).length * 4 - (Math.clz32(Number.parseInt(x.toString(16)[0], 16)) - 28);
+}
+
+function bitsOf(n: number): number {
+  // n < 2^53, exact
+  return n < 2 ** 32 ? 32 - Math.clz32(n) : 32 + (32 - Math.clz32(Math.floor(n / 2 ** 32)));
 }
 
 // ---- rounding ----

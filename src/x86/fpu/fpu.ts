@@ -215,6 +215,24 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     this.tags = (this.tags & ~(3 << (phys * 2))) | (tag << (phys * 2));
   }
 
+  /** Register-to-register copy of contents and tag. */
+  private copyPhys(from: number, to: number): void {
+    this.signExp[to] = this.signExp[from];
+    this.sigLo[to] = this.sigLo[from];
+    this.sigHi[to] = this.sigHi[from];
+    this.setTag(to, (this.tags >> (from * 2)) & 3);
+  }
+
+  /** Pushes a normal value given as raw fields, when ST(7) is free (the allocation-free load path). */
+  private pushRaw(signExp: number, hi: number, lo: number): void {
+    this.top = (this.top - 1) & 7;
+    this.signExp[this.top] = signExp;
+    this.sigHi[this.top] = hi;
+    this.sigLo[this.top] = lo;
+    this.setTag(this.top, TAG_VALID);
+    this.status &= ~SW_C1;
+  }
+
   st(i: number): F80 {
     return this.readPhys(this.phys(i));
   }
@@ -561,8 +579,19 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
 
   private escD9Memory(reg: number, ea: number, host: FpuHost): number {
     switch (reg) {
-      case 0:
-        return this.pushChecked(this.memReal32(ea, host));
+      case 0: {
+        const bits = host.read32(ea) >>> 0;
+        const exp = (bits >>> 23) & 0xff;
+        if (exp !== 0 && exp !== 0xff && this.isEmpty(this.phys(7))) {
+          this.pushRaw(
+            (bits >>> 31 ? 0x8000 : 0) | (exp - 127 + 16383),
+            (0x80000000 | ((bits & 0x7fffff) << 8)) >>> 0,
+            0,
+          );
+          return FPU_DONE;
+        }
+        return this.pushChecked(() => fromFloat32(this.env, bits));
+      }
       case 2:
       case 3:
         return this.storeReal(ea, host, 32, reg === 3);
@@ -600,8 +629,15 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
           this.finish(false);
           return FPU_DONE;
         }
-        const v = this.st(i);
-        return this.pushChecked(() => v);
+        const src = this.phys(i);
+        if (!this.isEmpty(this.phys(7))) {
+          const v = this.st(i);
+          return this.pushChecked(() => v);
+        }
+        this.top = (this.top - 1) & 7;
+        this.copyPhys(src, this.top);
+        this.status &= ~SW_C1;
+        return FPU_DONE;
       }
       case 1:
         return this.exchange(i);
@@ -635,14 +671,15 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
       if (this.isEmpty(p0)) this.writePhys(p0, INDEFINITE);
       if (this.isEmpty(pi)) this.writePhys(pi, INDEFINITE);
     }
-    const a = this.readPhys(p0);
-    const b = this.readPhys(pi);
-    const tagA = (this.tags >> (p0 * 2)) & 3;
-    const tagB = (this.tags >> (pi * 2)) & 3;
-    this.writePhys(p0, b);
-    this.writePhys(pi, a);
-    this.setTag(p0, tagB);
-    this.setTag(pi, tagA);
+    const se = this.signExp[p0];
+    const lo = this.sigLo[p0];
+    const hi = this.sigHi[p0];
+    const tag = (this.tags >> (p0 * 2)) & 3;
+    this.copyPhys(pi, p0);
+    this.signExp[pi] = se;
+    this.sigLo[pi] = lo;
+    this.sigHi[pi] = hi;
+    this.setTag(pi, tag);
     this.status &= ~SW_C1;
     this.finish(false);
     return FPU_DONE;
@@ -666,10 +703,15 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
 
   private escD9Group4(modrm: number): number {
     switch (modrm) {
-      case 0xe0:
-        return this.unary(negate, false); // FCHS
-      case 0xe1:
-        return this.unary(abs80, false); // FABS
+      case 0xe0: // FCHS
+      case 0xe1: {
+        // FABS
+        const p = this.phys(0);
+        if (this.isEmpty(p)) return this.unary(modrm === 0xe0 ? negate : abs80, false);
+        this.signExp[p] = modrm === 0xe0 ? this.signExp[p] ^ 0x8000 : this.signExp[p] & 0x7fff;
+        this.status &= ~SW_C1;
+        return FPU_DONE;
+      }
       case 0xe4: {
         // FTST
         this.begin();
@@ -961,12 +1003,19 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     }
   }
 
+  /** FILD m16/m32: exact, never raises anything but stack overflow. */
+  private pushInteger(v: number): number {
+    if (v === 0 || !this.isEmpty(this.phys(7))) return this.pushChecked(() => fromBigInt(BigInt(v)));
+    const magnitude = Math.abs(v);
+    const shift = Math.clz32(magnitude);
+    this.pushRaw((v < 0 ? 0x8000 : 0) | (16383 + 31 - shift), (magnitude * 2 ** shift) >>> 0, 0);
+    return FPU_DONE;
+  }
+
   private escDBMemory(reg: number, ea: number, host: FpuHost): number {
     switch (reg) {
-      case 0: {
-        const v = host.read32(ea) | 0;
-        return this.pushChecked(() => fromBigInt(BigInt(v)));
-      }
+      case 0:
+        return this.pushInteger(host.read32(ea) | 0);
       case 2:
       case 3:
         return this.storeInteger(ea, host, 32, reg === 3);
@@ -985,8 +1034,21 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
 
   private escDDMemory(reg: number, ea: number, host: FpuHost): number {
     switch (reg) {
-      case 0:
-        return this.pushChecked(this.memReal64(ea, host));
+      case 0: {
+        const lo = host.read32(ea) >>> 0;
+        const hi = host.read32(ea + 4) >>> 0;
+        const exp = (hi >>> 20) & 0x7ff;
+        if (exp !== 0 && exp !== 0x7ff && this.isEmpty(this.phys(7))) {
+          // A normal double converts exactly and raises nothing.
+          this.pushRaw(
+            (hi & 0x80000000 ? 0x8000 : 0) | (exp - 1023 + 16383),
+            (0x80000000 | ((hi & 0xfffff) << 11) | (lo >>> 21)) >>> 0,
+            (lo << 11) >>> 0,
+          );
+          return FPU_DONE;
+        }
+        return this.pushChecked(() => fromFloat64(this.env, lo, hi));
+      }
       case 2:
       case 3:
         return this.storeReal(ea, host, 64, reg === 3);
@@ -1026,10 +1088,8 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
 
   private escDFMemory(reg: number, ea: number, host: FpuHost): number {
     switch (reg) {
-      case 0: {
-        const v = (host.read16(ea) << 16) >> 16;
-        return this.pushChecked(() => fromBigInt(BigInt(v)));
-      }
+      case 0:
+        return this.pushInteger((host.read16(ea) << 16) >> 16);
       case 2:
       case 3:
         return this.storeInteger(ea, host, 16, reg === 3);
@@ -1102,6 +1162,24 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
 
   /** FST/FSTP m32real/m64real. */
   private storeReal(ea: number, host: FpuHost, bits: 32 | 64, popAfter: boolean): number {
+    const p = this.phys(0);
+    if (bits === 64 && !this.isEmpty(p) && (this.sigLo[p] & 0x7ff) === 0 && this.sigHi[p] & 0x80000000) {
+      // A normal value with at most 53 significant bits in double range stores exactly.
+      const exp = (this.signExp[p] & 0x7fff) - 16383 + 1023;
+      if (exp > 0 && exp < 0x7ff) {
+        const hi = this.sigHi[p];
+        const lo = this.sigLo[p];
+        host.checkWritable(ea, 8);
+        host.write32(ea, ((lo >>> 11) | (hi << 21)) >>> 0);
+        host.write32(
+          ea + 4,
+          ((this.signExp[p] & 0x8000 ? 0x80000000 : 0) | (exp << 20) | ((hi >>> 11) & 0xfffff)) >>> 0,
+        );
+        if (popAfter) this.pop();
+        this.status &= ~SW_C1;
+        return FPU_DONE;
+      }
+    }
     this.begin();
     let value: bigint | null;
     if (this.isEmpty(this.phys(0))) {
