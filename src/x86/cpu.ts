@@ -668,6 +668,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       (CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_WP | 0x40000 | CR0_NW | CR0_CD | CR0_PG);
     if (changed & (CR0_PG | CR0_WP | CR0_PE)) this.flushTlb(false);
     this.updateMode();
+    if (changed & CR0_PE) this.refreshWindows();
   }
 
   writeCr3(value: number): void {

@@ -143,7 +143,8 @@ export function ins(cpu: Cpu, i: Insn): void {
     i,
     () => {
       const off = index(cpu, i, DI);
-      cpu.writeAddr(ES, off, s);
+      // The destination must be writable before the port is read (the read has side effects).
+      cpu.checkWritable(cpu.writeAddr(ES, off, s), s);
       cpu.wr(ES, off, s, cpu.ports.read(port, s as 1 | 2 | 4));
       advance(cpu, i, DI, d);
     },

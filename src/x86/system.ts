@@ -12,6 +12,8 @@ export const MSR_PLATFORM_ID = 0x17;
 export const MSR_APIC_BASE = 0x1b;
 export const MSR_BIOS_SIGN_ID = 0x8b;
 export const MSR_MTRRCAP = 0xfe;
+export const MSR_PERFCTR0 = 0xc1;
+export const MSR_EVNTSEL0 = 0x186;
 export const MSR_SYSENTER_CS = 0x174;
 export const MSR_SYSENTER_ESP = 0x175;
 export const MSR_SYSENTER_EIP = 0x176;
@@ -88,6 +90,8 @@ export function defaultMsrs(): MsrFile {
   m.set(MSR_MISC_ENABLE, [1, 0]);
   m.set(MSR_PAT, [0x00070406, 0x00070406]);
   for (const n of MTRR_MSRS) m.set(n, [0, 0]);
+  // The two P6 performance counters and their event selects exist; nothing is ever counted.
+  for (const n of [MSR_PERFCTR0, MSR_PERFCTR0 + 1, MSR_EVNTSEL0, MSR_EVNTSEL0 + 1]) m.set(n, [0, 0]);
   return m;
 }
 
