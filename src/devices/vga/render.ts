@@ -32,8 +32,8 @@ const CURSOR_BLINK_FRAMES = 8;
 const CHAR_BLINK_FRAMES = 16;
 /** Plane-2 offsets of the eight character maps selectable through sequencer register 03h. */
 const FONT_OFFSETS = [0x0000, 0x4000, 0x8000, 0xc000, 0x2000, 0x6000, 0xa000, 0xe000];
-/** Largest frame dimension we will produce; beyond it the registers are nonsense. */
-const MAX_DIMENSION = 16384;
+/** Largest frame dimension we produce (larger VBE modes are cropped); bounds host memory. */
+const MAX_DIMENSION = 4096;
 
 /** Text mode geometry as the CRTC and sequencer describe it. */
 export interface TextGeometry {

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { InstructionClock } from "../../core/scheduler.ts";
 import { type BarChange, PCI_COMMAND, PCI_COMMAND_MEMORY, PCI_ROM_ADDRESS } from "../pci/function.ts";
 import { MMIO_VBE, MMIO_VGA_PORTS, StdVga } from "./stdvga.ts";
-import { VBE_INDEX_ID, VBE_INDEX_XRES } from "./vga.ts";
+import { VBE_INDEX_ENABLE, VBE_INDEX_ID, VBE_INDEX_XRES } from "./vga.ts";
 
 function makeStdVga(): StdVga {
   return new StdVga({
@@ -51,6 +51,16 @@ describe("stdvga PCI function", () => {
     assert.equal(dev.vga.cr[0x0e], 0x33);
     assert.equal(dev.mmio.mmioRead(MMIO_VGA_PORTS + 0x15, 1), 0x33);
     assert.equal(dev.mmio.mmioRead(0x604, 4), 0x1e1e1e1e);
+  });
+
+  it("hard reset turns the VBE off and clears the BARs", () => {
+    const dev = makeStdVga();
+    dev.pci.configWrite(0x10, 4, 0xfd000000);
+    dev.mmio.mmioWrite(MMIO_VBE + 2 * VBE_INDEX_ENABLE, 2, 1);
+    assert.equal(dev.vga.vbeEnabled, true);
+    dev.reset();
+    assert.equal(dev.vga.vbeEnabled, false);
+    assert.equal(dev.pci.configRead(0x10, 4), 0x8);
   });
 
   it("round-trips PCI and VGA state", () => {
