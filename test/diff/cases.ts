@@ -867,6 +867,73 @@ function descriptors(b: CaseBuilder): void {
   b.add("arpl keeps a higher RPL", ["mov ax, 0x13", "mov cx, 0x10", "arpl ax, cx"]);
 }
 
+/** Code that writes itself: the CPU must notice writes to instructions it has already decoded. */
+function selfModifying(b: CaseBuilder): void {
+  const flat = b.mode === "pm32";
+  const code = (label: string): string => (flat ? label : `cs:${label}`);
+  // In the 16-bit modes CS is not writable in protected mode; real mode can write through CS.
+  if (b.mode === "pm16") return;
+  b.add("self-modifying: patch the immediate of the next instruction", [
+    `mov byte [${code("@t")}+1], 0x5a`,
+    "@t:",
+    "mov al, 0",
+  ]);
+  b.add("self-modifying: patch an instruction further down the block", [
+    `mov byte [${code("@t")}+1], 0x77`,
+    "add ecx, 1",
+    "add ecx, 2",
+    "@t:",
+    "mov dl, 0",
+    "add ecx, 3",
+  ]);
+  b.add("self-modifying: rep stosb turns a ud2 ahead into nops", [
+    "push es",
+    flat ? "push ds" : "push cs",
+    "pop es",
+    "cld",
+    flat ? "mov edi, @t" : "mov di, @t",
+    "mov ecx, 2",
+    "mov al, 0x90",
+    flat ? "rep stosb" : "rep stosb",
+    "pop es",
+    "@t:",
+    "ud2",
+    "mov eax, 1",
+  ]);
+  b.add("self-modifying: a loop that rewrites its own body", [
+    "mov ecx, 3",
+    "xor edx, edx",
+    "@top:",
+    "@t:",
+    "add edx, 1",
+    `mov byte [${code("@t")}+2], 0x10`,
+    "dec ecx",
+    "jnz @top",
+  ]);
+}
+
+/** Single-stepping with EFLAGS.TF: the #DB trap lands after the right instruction. */
+function singleStep(b: CaseBuilder): void {
+  const setTf = ["pushfd", "or dword [esp], 0x100", "popfd"];
+  b.add("TF set by POPF traps after the following instruction", [...setTf, "mov eax, 1", "mov eax, 2"]);
+  b.add("MOV SS delays the single-step trap by one instruction", [
+    "mov dx, ss",
+    "mov eax, 0",
+    ...setTf,
+    "mov ss, dx",
+    "mov eax, 2",
+    "mov eax, 3",
+  ]);
+  b.add("single-stepping a taken jump traps at its target", [
+    ...setTf,
+    "nop",
+    "jmp @t",
+    "mov eax, 5",
+    "@t:",
+    "mov eax, 6",
+  ]);
+}
+
 /** Hardware task switches through a TSS descriptor, by JMP and by CALL (nested, back by IRET). */
 function tasks(b: CaseBuilder): void {
   b.add("jmp to a TSS switches tasks and back", [
@@ -1149,6 +1216,8 @@ export function generateCases(seed: number, scale = 1): DiffCase[] {
   exceptions(b);
   privilege(b);
   descriptors(b);
+  selfModifying(b);
+  singleStep(b);
   tasks(b);
   x87(b);
   b.paging = true;
@@ -1169,6 +1238,7 @@ export function generateCases(seed: number, scale = 1): DiffCase[] {
     stack(b);
     control(b);
     exceptions(b);
+    selfModifying(b);
   }
   return b.cases;
 }

@@ -32,6 +32,10 @@ const KNOWN_CPU_BUGS: readonly { readonly cases: RegExp; readonly bug: string }[
     cases: /^fetch from a not-present page: #PF\(0\) with CR2 = target$/,
     bug: "a #PF on the instruction fetch after a JMP reports the JMP's EIP; the SDM saves the target's",
   },
+  {
+    cases: /^MOV SS delays the single-step trap by one instruction$/,
+    bug: "MOV SS does not hold back a pending single-step trap until after the next instruction",
+  },
 ];
 
 const seed = Number(process.env.TSVISOR_DIFF_SEED ?? 1);

@@ -285,10 +285,11 @@ function helpers(bits: 16 | 32): string[] {
     `mov ${si}, ${V_XREC}`,
     `mov ${cx}, 24`,
     `call out_bytes${bits}`,
-    // Drop vector and error code, point the frame's return address at the resume label.
+    // Drop vector and error code, point the frame's return address at the resume label, and
+    // clear TF in the frame so a single-stepping case does not trap again in the harness.
     ...(bits === 32
-      ? ["add esp, 8", resumeLoad, "mov [esp], eax"]
-      : ["add sp, 4", resumeLoad, "mov bp, sp", "mov [bp], ax"]),
+      ? ["add esp, 8", resumeLoad, "mov [esp], eax", "and dword [esp+8], ~0x100"]
+      : ["add sp, 4", resumeLoad, "mov bp, sp", "mov [bp], ax", "and word [bp+4], ~0x100"]),
     ...["eax", "ecx", "edx", "ebx", "ebp", "esi", "edi"].map((r, i) => `mov ${r}, [fs:${V_XREGS + i * 4}]`),
     bits === 32 ? "iretd" : "iret",
   ];
