@@ -262,13 +262,22 @@ describe("masked exception responses", () => {
   });
 
   test("tininess is detected after rounding", () => {
-    // (2^-16382)(1 - 2^-65) rounds up to the smallest normal: not tiny after rounding, so no UE.
+    // 2^-16382 (1 - 2^-26) at 24-bit precision rounds up to the smallest normal: tiny before rounding
+    // but not after, so PE without UE.
     const { fpu, host } = setup();
-    fld80(fpu, host, "0001:ffffffffffffffff");
-    fld80(fpu, host, "3ffe:8000000000000001"); // 0.5 (1 + 2^-63)
+    setControl(fpu, host, 0x007f);
+    fld80(fpu, host, "0001:8000000000000000");
+    fld80(fpu, host, "3ffe:ffffffc000000000");
     exec(fpu, host, [0xde, 0xc9]);
     assert.equal(hex80(fpu.st(0)), "0001:8000000000000000");
     assert.equal(status(fpu) & (UE | PE), PE);
+    // 2^-16382 (1 - 2^-64) at 64 bits stays below the smallest normal after rounding: UE.
+    const second = setup();
+    fld80(second.fpu, second.host, "0001:ffffffffffffffff");
+    fld80(second.fpu, second.host, "3ffe:8000000000000000");
+    exec(second.fpu, second.host, [0xde, 0xc9]);
+    assert.equal(hex80(second.fpu.st(0)), "0001:8000000000000000");
+    assert.equal(status(second.fpu) & (UE | PE), UE | PE);
   });
 
   test("denormal operands raise DE and compute normally", () => {

@@ -175,6 +175,25 @@ export function buildCases(): Case[] {
     const b = modrm === 0xc9 || modrm === 0xf1 ? randomValue(16340, 16420) : randomValue(0, 40);
     add(`${name} tiny rc=${rc} pc=${pc} ${a} ${b}`, cwWith(rc, pc), [a, b], [0xd8, modrm]);
   }
+  // Tininess after rounding: results just below the smallest normal that round up to it.
+  for (let rc = 0; rc < 4; rc++) {
+    add(`tininess rc=${rc}`, cwWith(rc, 3), ["0001:ffffffffffffffff", "3ffe:8000000000000001"], [0xd8, 0xc9]);
+    add(`tininess rc=${rc}`, cwWith(rc, 3), ["8001:ffffffffffffffff", "3ffe:8000000000000001"], [0xd8, 0xc9]);
+    add(
+      `tininess pc=24 rc=${rc}`,
+      cwWith(rc, 0),
+      ["0001:8000000000000000", "3ffe:ffffffc000000000"],
+      [0xd8, 0xc9],
+    );
+    add(
+      `tininess pc=64 rc=${rc}`,
+      cwWith(rc, 3),
+      ["0001:ffffffffffffffff", "3ffe:8000000000000000"],
+      [0xd8, 0xc9],
+    );
+    add(`fst m32 tininess rc=${rc}`, cwWith(rc, 3), ["3f80:ffffff8000000000"], [0xd9, 0x15]);
+    add(`fst m64 tininess rc=${rc}`, cwWith(rc, 3), ["3c00:fffffffffffffc00"], [0xdd, 0x15]);
+  }
   // Overflow under each rounding mode.
   for (let rc = 0; rc < 4; rc++)
     for (const [a, b] of [
