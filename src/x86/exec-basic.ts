@@ -865,9 +865,10 @@ export function pusha(cpu: Cpu, i: Insn): void {
   }
 }
 
+const popaValues = new Int32Array(8);
 export function popa(cpu: Cpu, i: Insn): void {
   const s = i.size;
-  const vals = [0, 0, 0, 0, 0, 0, 0, 0];
+  const vals = popaValues;
   for (let r = 7; r >= 0; r--) vals[r] = cpu.peek(s, (7 - r) * s);
   for (let r = 0; r < 8; r++) if (r !== 4) cpu.setReg(s, r, vals[r]!);
   cpu.addSp(8 * s);

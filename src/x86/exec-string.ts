@@ -28,109 +28,103 @@ function step(cpu: Cpu, size: number): number {
   return cpu.flagsRaw & DF ? -size : size;
 }
 
-/** Runs `body` once, or CX times under REP; `cond` (CMPS/SCAS) ends a REPE/REPNE early. */
-function repeat(cpu: Cpu, i: Insn, body: () => void, conditional: boolean): void {
-  if (i.rep === 0) {
-    body();
-    return;
-  }
-  let n = count(cpu, i);
-  let done = 0;
-  while (n !== 0) {
-    if (done >= REP_CHUNK) {
-      cpu.eip = cpu.instrStart;
-      return;
-    }
-    body();
-    n = (n - 1) >>> 0;
-    setCount(cpu, i, n);
-    done++;
-    if (conditional) {
-      const z = cpu.zf();
-      if ((i.rep === 1 && !z) || (i.rep === 2 && z)) return;
-    }
-  }
+/**
+ * Number of elements to run now: 1 without REP, else the count capped at REP_CHUNK. Returns 0 when
+ * a REP count is already zero.
+ */
+function elements(cpu: Cpu, i: Insn): number {
+  if (i.rep === 0) return 1;
+  return Math.min(count(cpu, i), REP_CHUNK);
+}
+
+/** After one element under REP: decrements the count. */
+function consumed(cpu: Cpu, i: Insn): void {
+  if (i.rep !== 0) setCount(cpu, i, (count(cpu, i) - 1) >>> 0);
+}
+
+/** After a chunk: a REP with elements left runs again (from the same EIP). */
+function yieldIfUnfinished(cpu: Cpu, i: Insn): void {
+  if (i.rep !== 0 && count(cpu, i) !== 0) cpu.eip = cpu.instrStart;
+}
+
+/** REPE/REPNE termination for CMPS/SCAS after an element. */
+function conditionEnds(cpu: Cpu, i: Insn): boolean {
+  if (i.rep === 0) return false;
+  const z = cpu.zf();
+  return (i.rep === 1 && !z) || (i.rep === 2 && z);
 }
 
 export function movs(cpu: Cpu, i: Insn): void {
   const s = i.size;
   const d = step(cpu, s);
   const seg = i.seg;
-  repeat(
-    cpu,
-    i,
-    () => {
-      const v = cpu.rd(seg, index(cpu, i, SI), s);
-      cpu.wr(ES, index(cpu, i, DI), s, v);
-      advance(cpu, i, SI, d);
-      advance(cpu, i, DI, d);
-    },
-    false,
-  );
+  const n = elements(cpu, i);
+  for (let k = 0; k < n; k++) {
+    const v = cpu.rd(seg, index(cpu, i, SI), s);
+    cpu.wr(ES, index(cpu, i, DI), s, v);
+    advance(cpu, i, SI, d);
+    advance(cpu, i, DI, d);
+    consumed(cpu, i);
+  }
+  yieldIfUnfinished(cpu, i);
 }
 
 export function stos(cpu: Cpu, i: Insn): void {
   const s = i.size;
   const d = step(cpu, s);
   const v = cpu.getReg(s, 0);
-  repeat(
-    cpu,
-    i,
-    () => {
-      cpu.wr(ES, index(cpu, i, DI), s, v);
-      advance(cpu, i, DI, d);
-    },
-    false,
-  );
+  const n = elements(cpu, i);
+  for (let k = 0; k < n; k++) {
+    cpu.wr(ES, index(cpu, i, DI), s, v);
+    advance(cpu, i, DI, d);
+    consumed(cpu, i);
+  }
+  yieldIfUnfinished(cpu, i);
 }
 
 export function lods(cpu: Cpu, i: Insn): void {
   const s = i.size;
   const d = step(cpu, s);
   const seg = i.seg;
-  repeat(
-    cpu,
-    i,
-    () => {
-      cpu.setReg(s, 0, cpu.rd(seg, index(cpu, i, SI), s));
-      advance(cpu, i, SI, d);
-    },
-    false,
-  );
+  const n = elements(cpu, i);
+  for (let k = 0; k < n; k++) {
+    cpu.setReg(s, 0, cpu.rd(seg, index(cpu, i, SI), s));
+    advance(cpu, i, SI, d);
+    consumed(cpu, i);
+  }
+  yieldIfUnfinished(cpu, i);
 }
 
 export function cmps(cpu: Cpu, i: Insn): void {
   const s = i.size;
   const d = step(cpu, s);
   const seg = i.seg;
-  repeat(
-    cpu,
-    i,
-    () => {
-      const a = cpu.rd(seg, index(cpu, i, SI), s);
-      const b = cpu.rd(ES, index(cpu, i, DI), s);
-      cpu.setArith(LZ_SUB, a, b, a - b, s);
-      advance(cpu, i, SI, d);
-      advance(cpu, i, DI, d);
-    },
-    true,
-  );
+  const n = elements(cpu, i);
+  for (let k = 0; k < n; k++) {
+    const a = cpu.rd(seg, index(cpu, i, SI), s);
+    const b = cpu.rd(ES, index(cpu, i, DI), s);
+    cpu.setArith(LZ_SUB, a, b, a - b, s);
+    advance(cpu, i, SI, d);
+    advance(cpu, i, DI, d);
+    consumed(cpu, i);
+    if (conditionEnds(cpu, i)) return;
+  }
+  yieldIfUnfinished(cpu, i);
 }
 
 export function scas(cpu: Cpu, i: Insn): void {
   const s = i.size;
   const d = step(cpu, s);
-  repeat(
-    cpu,
-    i,
-    () => {
-      const a = cpu.getReg(s, 0);
-      const b = cpu.rd(ES, index(cpu, i, DI), s);
-      cpu.setArith(LZ_SUB, a, b, a - b, s);
-      advance(cpu, i, DI, d);
-    },
-    true,
-  );
+  const n = elements(cpu, i);
+  for (let k = 0; k < n; k++) {
+    const a = cpu.getReg(s, 0);
+    const b = cpu.rd(ES, index(cpu, i, DI), s);
+    cpu.setArith(LZ_SUB, a, b, a - b, s);
+    advance(cpu, i, DI, d);
+    consumed(cpu, i);
+    if (conditionEnds(cpu, i)) return;
+  }
+  yieldIfUnfinished(cpu, i);
 }
 
 export function ins(cpu: Cpu, i: Insn): void {
@@ -138,18 +132,16 @@ export function ins(cpu: Cpu, i: Insn): void {
   const d = step(cpu, s);
   const port = cpu.r16[4]!;
   cpu.checkIo(port, s);
-  repeat(
-    cpu,
-    i,
-    () => {
-      const off = index(cpu, i, DI);
-      // The destination must be writable before the port is read (the read has side effects).
-      cpu.checkWritable(cpu.writeAddr(ES, off, s), s);
-      cpu.wr(ES, off, s, cpu.ports.read(port, s as 1 | 2 | 4));
-      advance(cpu, i, DI, d);
-    },
-    false,
-  );
+  const n = elements(cpu, i);
+  for (let k = 0; k < n; k++) {
+    const off = index(cpu, i, DI);
+    // The destination must be writable before the port is read (the read has side effects).
+    cpu.checkWritable(cpu.writeAddr(ES, off, s), s);
+    cpu.wr(ES, off, s, cpu.ports.read(port, s as 1 | 2 | 4));
+    advance(cpu, i, DI, d);
+    consumed(cpu, i);
+  }
+  yieldIfUnfinished(cpu, i);
 }
 
 export function outs(cpu: Cpu, i: Insn): void {
@@ -158,13 +150,11 @@ export function outs(cpu: Cpu, i: Insn): void {
   const port = cpu.r16[4]!;
   const seg = i.seg;
   cpu.checkIo(port, s);
-  repeat(
-    cpu,
-    i,
-    () => {
-      cpu.ports.write(port, s as 1 | 2 | 4, cpu.rd(seg, index(cpu, i, SI), s));
-      advance(cpu, i, SI, d);
-    },
-    false,
-  );
+  const n = elements(cpu, i);
+  for (let k = 0; k < n; k++) {
+    cpu.ports.write(port, s as 1 | 2 | 4, cpu.rd(seg, index(cpu, i, SI), s));
+    advance(cpu, i, SI, d);
+    consumed(cpu, i);
+  }
+  yieldIfUnfinished(cpu, i);
 }

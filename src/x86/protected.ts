@@ -122,25 +122,42 @@ function loadCs(cpu: Cpu, selector: number, lo: number, hi: number, attr: number
 
 /** Saved CS/SS/ESP/flags so a multi-step transfer can be undone when it faults midway. */
 class Snapshot {
-  cs = [0, 0, 0, 0];
-  ss = [0, 0, 0, 0];
-  esp = 0;
-  flags = 0;
+  private readonly sel = new Int32Array(2);
+  private readonly base = new Int32Array(2);
+  private readonly limit = new Float64Array(2);
+  private readonly attr = new Int32Array(2);
+  private esp = 0;
+  private flags = 0;
   save(cpu: Cpu): void {
-    this.cs = [cpu.segSel[CS]!, cpu.segBase[CS]!, cpu.segLimit[CS]!, cpu.segAttr[CS]!];
-    this.ss = [cpu.segSel[SS]!, cpu.segBase[SS]!, cpu.segLimit[SS]!, cpu.segAttr[SS]!];
+    for (let k = 0; k < 2; k++) {
+      const seg = k === 0 ? CS : SS;
+      this.sel[k] = cpu.segSel[seg]!;
+      this.base[k] = cpu.segBase[seg]!;
+      this.limit[k] = cpu.segLimit[seg]!;
+      this.attr[k] = cpu.segAttr[seg]!;
+    }
     this.esp = cpu.regs[4]!;
     this.flags = cpu.getFlags();
   }
   restore(cpu: Cpu): void {
     cpu.setFlagsRaw(this.flags);
-    cpu.loadCache(CS, this.cs[0]!, this.cs[1]!, this.cs[2]!, this.cs[3]!);
-    cpu.loadCache(SS, this.ss[0]!, this.ss[1]!, this.ss[2]!, this.ss[3]!);
+    for (let k = 0; k < 2; k++) {
+      cpu.loadCache(k === 0 ? CS : SS, this.sel[k]!, this.base[k]!, this.limit[k]!, this.attr[k]!);
+    }
     cpu.regs[4] = this.esp;
     cpu.updateMode();
     cpu.refreshWindows();
   }
 }
+// One per kind of transfer: a transfer restores its snapshot before the fault unwinds, so the
+// delivery of that fault may reuse it.
+const callSnapshot = new Snapshot();
+const interruptSnapshot = new Snapshot();
+const DATA_SEGMENTS = [ES, DS, FS, GS] as const;
+const VM86_PUSH_ORDER = [GS, FS, DS, ES] as const;
+/** SS:ESP read from the TSS by tssStack. */
+let tssSs = 0;
+let tssEsp = 0;
 
 // ---- far JMP / CALL / RET --------------------------------------------------------------------
 
@@ -277,11 +294,13 @@ export function farCall(cpu: Cpu, selector: number, offset: number, opsize: numb
   if (!(tattr & ATTR_S) || !(tattr & ATTR_CODE) || tdpl > cpl) cpu.gp(tx);
   if (!(tattr & ATTR_P)) cpu.raise(EXC_NP, tx);
   if (tOff > descLimit(tlo, thi)) cpu.gp(0);
-  const snap = new Snapshot();
+  const snap = callSnapshot;
   snap.save(cpu);
   if (!(tattr & ATTR_CE) && tdpl < cpl) {
     // More privileged: switch to the stack the TSS gives for the new level.
-    const { ss, esp } = tssStack(cpu, tdpl, 0);
+    tssStack(cpu, tdpl, 0);
+    const ss = tssSs;
+    const esp = tssEsp;
     const oldSs = cpu.segSel[SS]!;
     const oldEsp = cpu.regs[4]!;
     const oldStack32 = cpu.stack32;
@@ -318,19 +337,22 @@ export function farCall(cpu: Cpu, selector: number, offset: number, opsize: numb
   cpu.eip = tOff;
 }
 
-/** Reads SS:ESP for privilege level `level` from the current TSS. */
-function tssStack(cpu: Cpu, level: number, ext: number): { ss: number; esp: number } {
+/** Reads SS:ESP for privilege level `level` from the current TSS into tssSs/tssEsp. */
+function tssStack(cpu: Cpu, level: number, ext: number): void {
   const type = cpu.segAttr[TR]! & 0xf;
   const base = cpu.segBase[TR]!;
   const trx = cpu.segSel[TR]! & 0xfffc;
   if (type === 0xb || type === 0x9) {
     const at = 4 + level * 8;
     if (at + 5 > cpu.segLimit[TR]!) cpu.raise(EXC_TS, trx | ext);
-    return { esp: cpu.sysRead((base + at) | 0, 4) | 0, ss: cpu.sysRead((base + at + 4) | 0, 2) };
+    tssEsp = cpu.sysRead((base + at) | 0, 4) | 0;
+    tssSs = cpu.sysRead((base + at + 4) | 0, 2);
+    return;
   }
   const at = 2 + level * 4;
   if (at + 3 > cpu.segLimit[TR]!) cpu.raise(EXC_TS, trx | ext);
-  return { esp: cpu.sysRead((base + at) | 0, 2), ss: cpu.sysRead((base + at + 2) | 0, 2) };
+  tssEsp = cpu.sysRead((base + at) | 0, 2);
+  tssSs = cpu.sysRead((base + at + 2) | 0, 2);
 }
 
 /** Checks a stack segment taken from the TSS (#TS, or #SS when not present); leaves it in descLo/Hi. */
@@ -382,7 +404,7 @@ function checkReturnSs(cpu: Cpu, ss: number, rpl: number): void {
 
 /** After a return to an outer level, data segments the new level may not use become null. */
 function nullInaccessibleSegments(cpu: Cpu): void {
-  for (const seg of [ES, DS, FS, GS]) {
+  for (const seg of DATA_SEGMENTS) {
     const attr = cpu.segAttr[seg]!;
     const dataOrNonConforming = !(attr & ATTR_CODE) || !(attr & ATTR_CE);
     if ((cpu.segSel[seg]! & 0xfffc) === 0 || (dataOrNonConforming && dpl(attr) < cpu.cpl)) {
@@ -566,17 +588,18 @@ export function deliverProtected(cpu: Cpu, vector: number, error: number, kind: 
   const oldCs = cpu.segSel[CS]!;
   const oldEip = cpu.eip;
   const fromVm86 = cpu.vm86;
-  const snap = new Snapshot();
+  const snap = interruptSnapshot;
   snap.save(cpu);
   if (!(tattr & ATTR_CE) && tdpl < cpu.cpl) {
     if (fromVm86 && tdpl !== 0) cpu.gp(tx | ext);
-    const { ss, esp } = tssStack(cpu, tdpl, ext);
+    tssStack(cpu, tdpl, ext);
+    const ss = tssSs;
+    const esp = tssEsp;
     checkNewStack(cpu, ss, tdpl, ext);
     const slo = cpu.descLo;
     const shi = cpu.descHi;
     const oldSs = cpu.segSel[SS]!;
     const oldEsp = cpu.regs[4]!;
-    const segs = [cpu.segSel[GS]!, cpu.segSel[FS]!, cpu.segSel[DS]!, cpu.segSel[ES]!];
     try {
       if (fromVm86) {
         cpu.setFlagsRaw(oldFlags & ~VM);
@@ -585,7 +608,7 @@ export function deliverProtected(cpu: Cpu, vector: number, error: number, kind: 
       }
       loadCs(cpu, target, tlo, thi, tattr, tdpl);
       commitStack(cpu, ss, slo, shi, esp);
-      if (fromVm86) for (const s of segs) cpu.push(gsize, s);
+      if (fromVm86) for (const seg of VM86_PUSH_ORDER) cpu.push(gsize, cpu.segSel[seg]!);
       cpu.push(gsize, oldSs);
       cpu.push(gsize, oldEsp);
       cpu.push(gsize, oldFlags);
@@ -598,7 +621,7 @@ export function deliverProtected(cpu: Cpu, vector: number, error: number, kind: 
       throw e;
     }
     if (fromVm86) {
-      for (const s of [GS, FS, DS, ES]) cpu.loadCache(s, 0, 0, 0, 0);
+      for (const seg of DATA_SEGMENTS) cpu.loadCache(seg, 0, 0, 0, 0);
     }
   } else {
     if (fromVm86) cpu.gp(tx | ext);
