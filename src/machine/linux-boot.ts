@@ -230,7 +230,9 @@ export function parseBzImage(image: Uint8Array): SetupHeader {
   const kernelBytes = image.length - setupBytes;
   // Before 2.04 only the low 16 bits of syssize were defined.
   const syssizeBytes = (version >= 0x0204 ? u32(HDR_SYSSIZE) : u16(HDR_SYSSIZE)) * 16;
-  if (version >= 0x0204 && syssizeBytes > kernelBytes) {
+  // syssize counts 16-byte paragraphs, rounded up: a file up to 15 bytes shorter is whole (as
+  // memtest86+ ships), which is why boot loaders load the file's length, not syssize.
+  if (version >= 0x0204 && syssizeBytes > kernelBytes + 15) {
     throw new BootError(
       `kernel image is truncated: its header says ${syssizeBytes} bytes of protected-mode code, the file has ${kernelBytes}`,
     );
@@ -905,4 +907,80 @@ function findMultibootHeader(bytes: Uint8Array, u32: (i: number) => number): Ker
 /** The error text for a kernel file that cannot be booted directly. */
 export function notBootableMessage(name: string, bytes: Uint8Array): string {
   return `${name} is not a bzImage or a multiboot image: it looks like ${identifyKernelImage(bytes).description}`;
+}
+
+// ---- boot through the firmware ----------------------------------------------------------------
+
+/** Where the real-mode setup code goes for the firmware path (QEMU uses the same). */
+export const FIRMWARE_SETUP_ADDRESS = 0x10000;
+/** Where the command line goes for the firmware path: 64 KiB above the setup code. */
+export const FIRMWARE_CMDLINE_ADDRESS = 0x20000;
+/** The boot-protocol loader id tsvisor announces on the firmware path (0xB: "Qemu"-style VMM). */
+const LOADER_TYPE_FIRMWARE = 0xb0;
+
+/** One piece the firmware's linuxboot ROM copies into guest memory. */
+export interface FirmwareBlob {
+  readonly address: number;
+  readonly data: Uint8Array;
+}
+
+export interface FirmwareLinuxBoot {
+  readonly setup: FirmwareBlob;
+  readonly kernel: FirmwareBlob;
+  readonly initrd: FirmwareBlob | undefined;
+  readonly cmdline: FirmwareBlob;
+  readonly header: SetupHeader;
+}
+
+/**
+ * Prepares a bzImage for the firmware path (the option ROM enters the kernel's real-mode setup,
+ * which then asks the BIOS for the memory map and video mode): splits setup and protected-mode
+ * code, and patches the setup header the way a boot loader does — loader type, command line
+ * pointer, heap end, initrd address and size. `initrdLimit` is the first byte the initrd must
+ * stay below (the end of usable low RAM).
+ */
+export function prepareFirmwareLinuxBoot(
+  image: Uint8Array,
+  options: { initrd?: Uint8Array; cmdline?: string; initrdLimit: number },
+): FirmwareLinuxBoot {
+  const header = parseBzImage(image);
+  const cmdline = options.cmdline ?? "";
+  const cmdBytes = new TextEncoder().encode(cmdline);
+  if (cmdBytes.length > header.cmdlineSize) {
+    throw new BootError(
+      `the command line is ${cmdBytes.length} bytes; this kernel accepts at most ${header.cmdlineSize}`,
+    );
+  }
+  if (cmdBytes.includes(0)) throw new BootError("the command line contains a NUL byte");
+  const setup = image.slice(0, header.setupBytes);
+  const view = new DataView(setup.buffer);
+  setup[HDR_TYPE_OF_LOADER] = LOADER_TYPE_FIRMWARE;
+  setup[HDR_LOADFLAGS] = setup[HDR_LOADFLAGS]! | CAN_USE_HEAP;
+  // The heap ends where the stack the ROM sets up begins, 512 bytes below the command line.
+  view.setUint16(HDR_HEAP_END_PTR, FIRMWARE_CMDLINE_ADDRESS - FIRMWARE_SETUP_ADDRESS - 0x200, true);
+  view.setUint32(HDR_CMD_LINE_PTR, FIRMWARE_CMDLINE_ADDRESS, true);
+  view.setUint16(HDR_VID_MODE, 0xffff, true); // "normal": keep the mode the BIOS set
+  let initrd: FirmwareBlob | undefined;
+  if (options.initrd && options.initrd.length > 0) {
+    const limit = Math.min(header.initrdAddrMax + 1, options.initrdLimit);
+    const address = Math.floor((limit - options.initrd.length) / PAGE_SIZE) * PAGE_SIZE;
+    const kernelEnd = header.prefAddress + Math.max(header.initSize, header.kernelBytes);
+    if (address < kernelEnd) {
+      throw new BootError(
+        `the initrd (${options.initrd.length} bytes) does not fit between the kernel and ${hex(limit)}: give the VM more memory`,
+      );
+    }
+    view.setUint32(HDR_RAMDISK_IMAGE, address, true);
+    view.setUint32(HDR_RAMDISK_SIZE, options.initrd.length, true);
+    initrd = { address, data: options.initrd };
+  }
+  const cmdData = new Uint8Array(cmdBytes.length + 1);
+  cmdData.set(cmdBytes);
+  return {
+    setup: { address: FIRMWARE_SETUP_ADDRESS, data: setup },
+    kernel: { address: 0x100000, data: image.subarray(header.setupBytes) },
+    initrd,
+    cmdline: { address: FIRMWARE_CMDLINE_ADDRESS, data: cmdData },
+    header,
+  };
 }

@@ -13,6 +13,12 @@ export interface MachineConfig {
   kernel?: string;
   initrd?: string;
   append?: string;
+  /**
+   * Start a --kernel Linux without the firmware (Firecracker style: the VMM lays out the zero
+   * page and enters the 32-bit entry point). By default the firmware runs first and starts the
+   * kernel through an option ROM, as QEMU's -kernel does, so the BIOS sets up the display.
+   */
+  directBoot?: boolean;
   disks: { path: string; snapshot: boolean }[];
   cdrom?: string;
   /** Boot order: "c" hard disk, "d" CD-ROM. */

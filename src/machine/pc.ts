@@ -28,7 +28,21 @@ import {
   PcTestDev,
   PostCodePort,
 } from "../devices/debug-ports.ts";
-import { FwCfg } from "../devices/fw-cfg.ts";
+import {
+  FW_CFG_CMDLINE_ADDR,
+  FW_CFG_CMDLINE_DATA,
+  FW_CFG_CMDLINE_SIZE,
+  FW_CFG_INITRD_ADDR,
+  FW_CFG_INITRD_DATA,
+  FW_CFG_INITRD_SIZE,
+  FW_CFG_KERNEL_ADDR,
+  FW_CFG_KERNEL_DATA,
+  FW_CFG_KERNEL_SIZE,
+  FW_CFG_SETUP_ADDR,
+  FW_CFG_SETUP_DATA,
+  FW_CFG_SETUP_SIZE,
+  FwCfg,
+} from "../devices/fw-cfg.ts";
 import { I8042 } from "../devices/i8042.ts";
 import { type BlockBackend, CowOverlay, FileBlockBackend } from "../devices/ide/block.ts";
 import { IdeDrive } from "../devices/ide/drive.ts";
@@ -45,10 +59,18 @@ import { StdVga } from "../devices/vga/stdvga.ts";
 import { Cpu } from "../x86/cpu.ts";
 import { Fpu } from "../x86/fpu/fpu.ts";
 import { E820_ACPI, type E820Entry, encodeFwCfgE820, pcMemoryMap, splitRam } from "./e820.ts";
-import { BootError, identifyKernelImage, loadLinux, notBootableMessage, parseBzImage } from "./linux-boot.ts";
+import {
+  BootError,
+  identifyKernelImage,
+  loadLinux,
+  notBootableMessage,
+  parseBzImage,
+  prepareFirmwareLinuxBoot,
+} from "./linux-boot.ts";
 import { ConfigError, type Machine, type MachineConfig, type OutputStream } from "./machine.ts";
 import { renderMonitor } from "./monitor.ts";
 import { findMultibootHeader, loadMultiboot, MultibootError } from "./multiboot.ts";
+import { linuxBootRom } from "./rom/linuxboot.ts";
 import { type ExitReason, RunLoop } from "./run-loop.ts";
 
 const VGA_WINDOW = 0xa0000;
@@ -61,6 +83,8 @@ const ACPI_AREA_SIZE = 0x20000;
 /** The RSDP goes in the 0xF0000 segment, where operating systems scan for it. */
 const RSDP_ADDRESS = 0xf5000;
 const MAX_FIRMWARE = 16 << 20;
+/** The fw_cfg file SeaBIOS runs as an option ROM (genroms/*) to start a --kernel Linux. */
+const LINUXBOOT_ROM_FILE = "genroms/linuxboot.bin";
 
 /** ISA IRQ -> IOAPIC pin, as QEMU's pc wires it (IRQ 0 arrives on GSI 2). */
 function isaIrqToGsi(irq: number): number {
@@ -116,7 +140,9 @@ class Pc implements Machine {
   private readonly ram: Region;
   private readonly lowBios: Region | undefined;
   private readonly e820: E820Entry[];
-  private readonly directBoot: DirectBoot | undefined;
+  private readonly kernel: DirectBoot | undefined;
+  /** The kernel is started by the firmware through the linuxboot option ROM. */
+  private readonly kernelViaFirmware: boolean;
   private resetRequested = false;
 
   constructor(config: MachineConfig) {
@@ -137,10 +163,13 @@ class Pc implements Machine {
       this.lowBios = this.memory.addAlias("bios-low", 0x100000 - low, rom, image.length - low, low);
     }
 
-    this.directBoot = config.kernel ? this.parseKernel(config) : undefined;
+    this.kernel = config.kernel ? this.parseKernel(config) : undefined;
+    this.kernelViaFirmware = this.kernel?.kind === "linux" && config.bios !== undefined && !config.directBoot;
     const acpiBase = split.below4g - ACPI_AREA_SIZE;
     this.e820 = pcMemoryMap(config.memoryBytes, {
-      ...(this.directBoot ? { extra: [{ base: acpiBase, length: ACPI_AREA_SIZE, type: E820_ACPI }] } : {}),
+      ...(this.kernel && !this.kernelViaFirmware
+        ? { extra: [{ base: acpiBase, length: ACPI_AREA_SIZE, type: E820_ACPI }] }
+        : {}),
     });
 
     this.clock = config.clock === "deterministic" ? new InstructionClock(1) : new RealTimeClock();
@@ -318,6 +347,8 @@ class Pc implements Machine {
     this.ports.register("fw-cfg", 0x510, 12, this.fwCfg);
     this.fwCfg.addFile("etc/e820", encodeFwCfgE820(this.e820));
     this.fwCfg.addFile("bootorder", new TextEncoder().encode(this.bootOrder()));
+    if (this.kernelViaFirmware)
+      this.publishKernel(this.kernel as DirectBoot & { kind: "linux" }, split.below4g);
     const acpi = buildAcpiTables({
       ramBelow4g: split.below4g,
       ioapicAddress: IOAPIC_BASE,
@@ -387,7 +418,7 @@ class Pc implements Machine {
     this.cpu.setA20(true);
     this.routeVgaWindow(false);
     this.i440fx.reportMemoryRouting();
-    if (this.directBoot) this.loadDirect(this.directBoot);
+    if (this.kernel && !this.kernelViaFirmware) this.loadDirect(this.kernel);
   }
 
   private loadDirect(boot: DirectBoot): void {
@@ -475,6 +506,35 @@ class Pc implements Machine {
     return RSDP_ADDRESS;
   }
 
+  /** Hands a Linux kernel to the firmware: fw_cfg items for the pieces and the linuxboot ROM. */
+  private publishKernel(boot: DirectBoot & { kind: "linux" }, ramBelow4g: number): void {
+    let prepared: ReturnType<typeof prepareFirmwareLinuxBoot>;
+    try {
+      prepared = prepareFirmwareLinuxBoot(boot.kernel, {
+        ...(boot.initrd ? { initrd: boot.initrd } : {}),
+        cmdline: boot.cmdline,
+        // SeaBIOS keeps its own tables at the top of low RAM; stay 128 KiB clear of them.
+        initrdLimit: ramBelow4g - ACPI_AREA_SIZE,
+      });
+    } catch (err) {
+      if (err instanceof BootError) throw new ConfigError(`${this.config.kernel}: ${err.message}`);
+      throw err;
+    }
+    const le32 = (v: number) => Uint8Array.of(v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24);
+    const items: [number, number, number, { address: number; data: Uint8Array } | undefined][] = [
+      [FW_CFG_SETUP_ADDR, FW_CFG_SETUP_SIZE, FW_CFG_SETUP_DATA, prepared.setup],
+      [FW_CFG_KERNEL_ADDR, FW_CFG_KERNEL_SIZE, FW_CFG_KERNEL_DATA, prepared.kernel],
+      [FW_CFG_INITRD_ADDR, FW_CFG_INITRD_SIZE, FW_CFG_INITRD_DATA, prepared.initrd],
+      [FW_CFG_CMDLINE_ADDR, FW_CFG_CMDLINE_SIZE, FW_CFG_CMDLINE_DATA, prepared.cmdline],
+    ];
+    for (const [addrKey, sizeKey, dataKey, blob] of items) {
+      this.fwCfg.setItem(addrKey, le32(blob?.address ?? 0));
+      this.fwCfg.setItem(sizeKey, le32(blob?.data.length ?? 0));
+      this.fwCfg.setItem(dataKey, blob?.data ?? new Uint8Array(0));
+    }
+    this.fwCfg.addFile(LINUXBOOT_ROM_FILE, linuxBootRom());
+  }
+
   private bootOrder(): string {
     // SeaBIOS's bootorder file: one device path per line, in order.
     const disk = "/pci@i0cf8/ide@1,1/drive@0/disk@0";
@@ -482,7 +542,8 @@ class Pc implements Machine {
       this.config.disks.length > 1
         ? "/pci@i0cf8/ide@1,1/drive@1/disk@0"
         : "/pci@i0cf8/ide@1,1/drive@1/disk@0";
-    return this.config.boot === "d" ? `${cdrom}\n${disk}\n` : `${disk}\n${cdrom}\n`;
+    const rom = this.kernelViaFirmware ? `/rom@${LINUXBOOT_ROM_FILE}\n` : "";
+    return rom + (this.config.boot === "d" ? `${cdrom}\n${disk}\n` : `${disk}\n${cdrom}\n`);
   }
 
   private ideDrives(config: MachineConfig) {
