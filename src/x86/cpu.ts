@@ -12,7 +12,8 @@
 //     cpu.getSegment(i) -> SegmentState / cpu.setSegment(i, SegmentState) (i = ES, CS, SS, DS, FS, GS,
 //     LDTR, TR), cpu.cr0/cr2/cr3/cr4 getters and cpu.setCr(n, value) (with the side effects of MOV CRn),
 //     cpu.gdtr / cpu.idtr ({ base, limit }), cpu.instructionCount, cpu.cpl.
-//   cpu.trace = (cpu) => { ... }         // called before every instruction while set (slows the CPU)
+//   cpu.trace = (cpu) => { ... }         // called before every instruction while set (slows the CPU);
+//                                        // cpu.instructionBytes() gives the bytes at CS:EIP
 //   cpu.readLinear(addr, width) / cpu.translateLinear(addr) for monitors (no side effects on faults).
 //   Persistent: stateVersion, saveState(), loadState(state, version).
 //
@@ -1031,14 +1032,30 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   /** Physical address for `lin` without faulting or side effects (monitors); -1 if unmapped. */
   translateLinear(lin: number): number {
-    const saveCr2 = this.cr2;
-    try {
-      return this.translate(lin | 0, ACCESS_READ, false);
-    } catch (e) {
-      if (e !== GUEST_FAULT) throw e;
-      this.cr2 = saveCr2;
-      return -1;
+    lin >>>= 0;
+    if (!this.pagingOn) return (lin & this.a20Mask) >>> 0;
+    const mem = this.memory;
+    if (!(this.cr4 & CR4_PAE)) {
+      const pde = mem.read32((((this.cr3 & ~0xfff) | ((lin >>> 22) << 2)) & this.a20Mask) >>> 0);
+      if (!(pde & 1)) return -1;
+      if (pde & 0x80 && this.cr4 & CR4_PSE) return ((pde & 0xffc00000) >>> 0) + (lin & 0x3fffff);
+      const pte = mem.read32((((pde & ~0xfff) | (((lin >>> 12) & 0x3ff) << 2)) & this.a20Mask) >>> 0);
+      if (!(pte & 1)) return -1;
+      return ((pte & ~0xfff) >>> 0) + (lin & 0xfff);
     }
+    const pdpteAddr = ((this.cr3 & ~0x1f) + (lin >>> 30) * 8) >>> 0;
+    const pdpte = mem.read32(pdpteAddr);
+    if (!(pdpte & 1)) return -1;
+    const pdeAddr =
+      (mem.read32(pdpteAddr + 4) & 0xf) * 0x100000000 + ((pdpte & ~0xfff) >>> 0) + ((lin >>> 21) & 0x1ff) * 8;
+    const pde = mem.read32(pdeAddr);
+    const pdeHi = mem.read32(pdeAddr + 4) & 0xf;
+    if (!(pde & 1)) return -1;
+    if (pde & 0x80) return pdeHi * 0x100000000 + ((pde & 0xffe00000) >>> 0) + (lin & 0x1fffff);
+    const pteAddr = pdeHi * 0x100000000 + ((pde & ~0xfff) >>> 0) + ((lin >>> 12) & 0x1ff) * 8;
+    const pte = mem.read32(pteAddr);
+    if (!(pte & 1)) return -1;
+    return (mem.read32(pteAddr + 4) & 0xf) * 0x100000000 + ((pte & ~0xfff) >>> 0) + (lin & 0xfff);
   }
 
   /** Reads linear memory for monitors; unmapped bytes read as 0xff. */
@@ -1049,6 +1066,22 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       v = v * 256 + (p < 0 ? 0xff : this.memory.read(p, 1));
     }
     return v;
+  }
+
+  /**
+   * The bytes at CS:EIP (up to `max`, fewer where memory is unmapped or the segment ends), for
+   * trace sinks and monitors. Never faults and changes nothing.
+   */
+  instructionBytes(max = 15): number[] {
+    const out: number[] = [];
+    for (let k = 0; k < max; k++) {
+      const off = (this.eip + k) >>> 0;
+      if (off > this.segLimit[CS]!) break;
+      const phys = this.translateLinear((this.segBase[CS]! + off) | 0);
+      if (phys < 0) break;
+      out.push(this.memory.read(phys, 1));
+    }
+    return out;
   }
 
   /** Translates a linear address to physical, walking the page tables on a TLB miss. */

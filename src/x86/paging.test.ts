@@ -132,6 +132,25 @@ describe("4 KiB paging", () => {
   });
 });
 
+describe("monitor access", () => {
+  it("translateLinear and readLinear walk the tables without faulting or setting accessed bits", () => {
+    const m = run32(`${ENABLE}hlt`, (mm) => {
+      identity4M(mm);
+      mm.memory.write32(pte(0x20), 0x30000 | 7);
+      mm.memory.write32(pte(0x21), 0);
+      mm.memory.write32(0x30004, 0x12345678);
+    });
+    assert.equal(m.cpu.translateLinear(0x20004), 0x30004);
+    assert.equal(m.cpu.translateLinear(0x21000), -1);
+    assert.equal(m.cpu.translateLinear(0x800000), -1);
+    assert.equal(m.cpu.readLinear(0x20004, 4), 0x12345678);
+    assert.equal(m.cpu.readLinear(0x21000, 2), 0xffff);
+    assert.equal(m.memory.read32(pte(0x20)) & 0x20, 0, "no accessed bit");
+    m.cpu.eip -= 1;
+    assert.deepEqual(m.cpu.instructionBytes(2), [0xf4, 0]);
+  });
+});
+
 describe("large pages and PAE", () => {
   it("4 MiB pages with CR4.PSE", () => {
     const m = run32(
