@@ -126,18 +126,55 @@ export function renderFrame(vga: Vga, now: number = vga.clock.now()): Frame {
     const bpp = vga.vbe[VBE_INDEX_BPP]!;
     const width = vga.vbe[VBE_INDEX_XRES]!;
     const height = vga.vbe[VBE_INDEX_YRES]!;
-    if (bpp === 4) return renderPlanar(vga, width, height, vga.vbeStartAddress, vga.vbeLineOffset, 1);
+    if (bpp === 4) {
+      const start = vga.vbeStartAddress;
+      const lineOffset = vga.vbeLineOffset;
+      return renderPlanar(vga, width, height, (y) => (start + y * lineOffset) >>> 2);
+    }
     return renderPacked(vga, width, height, bpp);
   }
   if (vga.sr[1]! & SR01_SCREEN_OFF || !(vga.arIndex & AR_PAS)) return blankFrame(vga);
   if (isTextMode(vga)) return renderText(vga, now);
+  return renderGraphics(vga);
+}
+
+/**
+ * VGA graphics modes. The CRTC fetches one row of memory per character row (maximum scan line
+ * + 1 scan lines, doubled again by double scanning); rows that repeat are drawn once, so mode
+ * 13h comes out as 320x200. With CGA addressing (CRTC mode control bit 0 clear) the scan lines
+ * of a row differ: the row scan counter's bit 0 selects the bank 8 KiB higher.
+ */
+function renderGraphics(vga: Vga): Frame {
   const cr = vga.cr;
-  const lineRepeat = ((cr[9]! & 0x1f) + 1) * (cr[9]! & 0x80 ? 2 : 1);
-  const height = Math.floor(displayedLines(vga) / lineRepeat);
-  const start = ((cr[0x0c]! << 8) | cr[0x0d]!) << 2;
-  const lineOffset = cr[0x13]! << 3;
-  if ((vga.gr[5]! >> 5) & 2) return render256(vga, (cr[1]! + 1) * 4, height, start, lineOffset);
-  return renderPlanar(vga, (cr[1]! + 1) * 8, height, start, lineOffset, 1);
+  const lines = Math.floor(displayedLines(vga) / (cr[9]! & 0x80 ? 2 : 1));
+  const rowLines = (cr[9]! & 0x1f) + 1;
+  const cga = (cr[0x17]! & 0x01) === 0;
+  const height = cga ? lines : Math.floor(lines / rowLines);
+  const row = (y: number) => (cga ? Math.floor(y / rowLines) : y);
+  const bank = (y: number) => (cga ? (y % rowLines) & 1 : 0);
+  const start = (cr[0x0c]! << 8) | cr[0x0d]!;
+  const offset = cr[0x13]!;
+  switch ((vga.gr[5]! >> 5) & 3) {
+    case 0:
+      // Plane offsets: the offset register counts words (two plane bytes).
+      return renderPlanar(
+        vga,
+        (cr[1]! + 1) * 8,
+        height,
+        (y) => start + row(y) * offset * 2 + bank(y) * 0x2000,
+      );
+    case 1:
+      // CGA 4-colour: CPU byte addresses of the odd/even-interleaved pixels.
+      return renderCga4(
+        vga,
+        (cr[1]! + 1) * 8,
+        height,
+        (y) => start * 2 + row(y) * offset * 4 + bank(y) * 0x2000,
+      );
+    default:
+      // 256 colours: VRAM bytes (four per CRTC address in the doubleword mode these use).
+      return render256(vga, (cr[1]! + 1) * 4, height, (y) => start * 4 + row(y) * offset * 8);
+  }
 }
 
 /** A black frame the size of the current mode (screen off, palette being loaded). */
@@ -200,20 +237,13 @@ function renderText(vga: Vga, now: number): Frame {
 }
 
 /** 16-colour planar graphics: each pixel takes one bit from each of the four planes. */
-function renderPlanar(
-  vga: Vga,
-  width: number,
-  height: number,
-  start: number,
-  lineOffset: number,
-  lineRepeat: number,
-): Frame {
+function renderPlanar(vga: Vga, width: number, height: number, lineStart: (y: number) => number): Frame {
   const { frame, pixels } = newFrame(width, height);
   const colours = attributeColours(vga, dacColours(vga));
   const planeEnable = vga.ar[0x12]! & 0x0f;
   const vram = vga.vram;
   for (let y = 0; y < frame.height; y++) {
-    const lineBase = (start + Math.floor(y / lineRepeat) * lineOffset) >>> 2;
+    const lineBase = lineStart(y);
     let p = y * frame.width;
     for (let x = 0; x < frame.width; x += 8) {
       const at = ((lineBase + (x >> 3)) & 0xffff) * 4;
@@ -231,15 +261,37 @@ function renderPlanar(
   return frame;
 }
 
+/**
+ * CGA 4-colour graphics (modes 4 and 5): two bits per pixel, most significant pair first, in
+ * bytes that odd/even addressing put in planes 0 (even addresses) and 1 (odd addresses).
+ */
+function renderCga4(vga: Vga, width: number, height: number, lineStart: (y: number) => number): Frame {
+  const { frame, pixels } = newFrame(width, height);
+  const colours = attributeColours(vga, dacColours(vga));
+  const vram = vga.vram;
+  for (let y = 0; y < frame.height; y++) {
+    const base = lineStart(y);
+    let p = y * frame.width;
+    for (let x = 0; x < frame.width; x += 4) {
+      const address = base + (x >> 2);
+      const byte = vram[(((address >>> 1) & 0xffff) << 2) | (address & 1)]!;
+      for (let shift = 6; shift >= 0 && x + 3 - shift / 2 < frame.width; shift -= 2) {
+        pixels[p++] = colours[(byte >> shift) & 3]!;
+      }
+    }
+  }
+  return frame;
+}
+
 /** 256-colour chain-4 graphics (mode 13h and its tweaks): one VRAM byte per pixel. */
-function render256(vga: Vga, width: number, height: number, start: number, lineOffset: number): Frame {
+function render256(vga: Vga, width: number, height: number, lineStart: (y: number) => number): Frame {
   const { frame, pixels } = newFrame(width, height);
   const dac = dacColours(vga);
   const mask = vga.dacMask;
   const vram = vga.vram;
   const limit = vga.vram.length - 1;
   for (let y = 0; y < frame.height; y++) {
-    const base = start + y * lineOffset;
+    const base = lineStart(y);
     let p = y * frame.width;
     for (let x = 0; x < frame.width; x++) pixels[p++] = dac[vram[(base + x) & limit]! & mask]!;
   }

@@ -414,6 +414,7 @@ describe("rendering", () => {
     crtc(vga, 0x12, 0x8f);
     crtc(vga, 0x13, 0x28);
     crtc(vga, 0x14, 0x40);
+    crtc(vga, 0x17, 0xa3);
     attr(vga, 0x10, 0x41);
     out(vga, 0x3c0, 0x20);
     out(vga, 0x3c8, 5);
@@ -437,6 +438,7 @@ describe("rendering", () => {
     crtc(vga, 9, 0x40);
     crtc(vga, 0x12, 0xdf);
     crtc(vga, 0x13, 0x28);
+    crtc(vga, 0x17, 0xe3);
     for (let i = 0; i < 16; i++) attr(vga, i, i);
     attr(vga, 0x10, 0x01);
     attr(vga, 0x12, 0x0f);
@@ -454,6 +456,54 @@ describe("rendering", () => {
     assert.equal(frame.height, 480);
     const i = 479 * 640 * 4;
     assert.deepEqual(Array.from(frame.rgba.subarray(i, i + 8)), [255, 0, 0, 255, 0, 0, 0, 255]);
+  });
+
+  it("renders CGA 4-colour mode 4 with its interleaved banks", () => {
+    const { vga } = makeVga();
+    out(vga, 0x3c2, 0x63);
+    seq(vga, 1, 0x09);
+    seq(vga, 2, 0x03);
+    seq(vga, 4, 0x02);
+    gc(vga, 5, 0x30);
+    gc(vga, 6, 0x0f);
+    crtc(vga, 1, 0x27);
+    crtc(vga, 7, 0x1f);
+    crtc(vga, 9, 0xc1);
+    crtc(vga, 0x12, 0x8f);
+    crtc(vga, 0x13, 0x14);
+    crtc(vga, 0x17, 0xa2);
+    [0x00, 0x13, 0x15, 0x17].forEach((v, i) => {
+      attr(vga, i, v);
+    });
+    attr(vga, 0x10, 0x01);
+    attr(vga, 0x12, 0x03);
+    out(vga, 0x3c0, 0x20);
+    for (const [index, rgb] of [
+      [0x13, [0x3f, 0, 0]],
+      [0x15, [0, 0x3f, 0]],
+      [0x17, [0, 0, 0x3f]],
+    ] as const) {
+      out(vga, 0x3c8, index);
+      for (const c of rgb) out(vga, 0x3c9, c);
+    }
+    vga.legacyWindow.mmioWrite(TEXT_BASE + 0x2000, 1, 0x1b); // scan line 1: colours 0, 1, 2, 3
+    vga.legacyWindow.mmioWrite(TEXT_BASE + 80 + 1, 1, 0xc0); // scan line 2, pixel 4: colour 3
+    const frame = renderFrame(vga, 0);
+    assert.equal(frame.width, 320);
+    assert.equal(frame.height, 200);
+    const px = (x: number, y: number) =>
+      Array.from(frame.rgba.subarray((y * 320 + x) * 4, (y * 320 + x) * 4 + 3));
+    assert.deepEqual(
+      [px(0, 1), px(1, 1), px(2, 1), px(3, 1)],
+      [
+        [0, 0, 0],
+        [255, 0, 0],
+        [0, 255, 0],
+        [0, 0, 255],
+      ],
+    );
+    assert.deepEqual(px(4, 2), [0, 0, 255]);
+    assert.deepEqual(px(0, 0), [0, 0, 0]);
   });
 
   it("renders VBE 32, 16 and 8 bpp linear modes", () => {
