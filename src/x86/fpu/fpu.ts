@@ -2,6 +2,7 @@
 // last-instruction pointers, exception delivery (#MF or FERR#), and the D8-DF instruction set.
 
 import { type Persistent, StateError } from "../../core/persist.ts";
+import { fastAdd, fastMul, fastResult, isNormalImage } from "./fast.ts";
 import {
   abs80,
   add,
@@ -382,6 +383,21 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     if (isMemory) {
       switch (opcode) {
         case 0xd8:
+          if (reg <= 1 || reg >= 4) {
+            const bits = host.read32(ea) >>> 0;
+            const exp = (bits >>> 23) & 0xff;
+            if (
+              exp !== 0 &&
+              exp !== 0xff &&
+              this.fastArithMemory(
+                reg,
+                (bits >>> 31 ? 0x8000 : 0) | (exp - 127 + 16383),
+                (0x80000000 | ((bits & 0x7fffff) << 8)) >>> 0,
+                0,
+              )
+            )
+              return FPU_DONE;
+          }
           return this.arithMemory(reg, this.memReal32(ea, host));
         case 0xd9:
           return this.escD9Memory(reg, ea, host);
@@ -390,6 +406,22 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
         case 0xdb:
           return this.escDBMemory(reg, ea, host);
         case 0xdc:
+          if (reg <= 1 || reg >= 4) {
+            const lo = host.read32(ea) >>> 0;
+            const hi = host.read32(ea + 4) >>> 0;
+            const exp = (hi >>> 20) & 0x7ff;
+            if (
+              exp !== 0 &&
+              exp !== 0x7ff &&
+              this.fastArithMemory(
+                reg,
+                (hi & 0x80000000 ? 0x8000 : 0) | (exp - 1023 + 16383),
+                (0x80000000 | ((hi & 0xfffff) << 11) | (lo >>> 21)) >>> 0,
+                (lo << 11) >>> 0,
+              )
+            )
+              return FPU_DONE;
+          }
           return this.arithMemory(reg, this.memReal64(ea, host));
         case 0xdd:
           return this.escDDMemory(reg, ea, host);
@@ -514,6 +546,13 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
       this.finish(false);
       return FPU_DONE;
     }
+    const px = this.phys(x);
+    const py = this.phys(y);
+    if (this.fastArith(op, this.signExp[px], this.sigHi[px], this.sigLo[px], py, this.phys(dest))) {
+      if (popAfter) this.pop();
+      this.finish(true);
+      return FPU_DONE;
+    }
     const r = this.compute(op, this.st(x), this.st(y));
     if (!this.blocked()) {
       this.setSt(dest, r);
@@ -521,6 +560,50 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     }
     this.finish(true);
     return FPU_DONE;
+  }
+
+  /**
+   * FADD/FMUL/FSUB/FSUBR of two normal numbers with a normal result, without allocating: x is given
+   * as raw fields, y is physical register `py`; the result goes to physical register `dest`.
+   */
+  private fastArith(op: number, xSE: number, xHi: number, xLo: number, py: number, dest: number): boolean {
+    if (op === 6 || op === 7 || !isNormalImage(xSE, xHi)) return false;
+    const ySE = this.signExp[py];
+    const yHi = this.sigHi[py];
+    if (!isNormalImage(ySE, yHi)) return false;
+    const yLo = this.sigLo[py];
+    const env = this.env;
+    const ok =
+      op === 1
+        ? fastMul(env, xSE, xHi, xLo, ySE, yHi, yLo, env.precision)
+        : fastAdd(
+            env,
+            op === 5 ? xSE ^ 0x8000 : xSE,
+            xHi,
+            xLo,
+            op === 4 ? ySE ^ 0x8000 : ySE,
+            yHi,
+            yLo,
+            env.precision,
+          );
+    if (!ok) return false;
+    this.signExp[dest] = fastResult.signExp;
+    this.sigHi[dest] = fastResult.hi;
+    this.sigLo[dest] = fastResult.lo;
+    this.setTag(dest, TAG_VALID);
+    return true;
+  }
+
+  /** D8/DC arithmetic with a normal m32/m64 operand, without allocating; false to take the general path. */
+  private fastArithMemory(reg: number, signExp: number, hi: number, lo: number): boolean {
+    this.begin();
+    const p0 = this.phys(0);
+    if (this.isEmpty(p0)) return false;
+    // ST(0) op m: the register is y for the reverse forms, so swap roles by mirroring the opcode.
+    const op = reg === 4 ? 5 : reg === 5 ? 4 : reg;
+    if (!this.fastArith(op, signExp, hi, lo, p0, p0)) return false;
+    this.finish(true);
+    return true;
   }
 
   /** FCOM/FCOMP/FCOMPP/FUCOM*: compares ST(0) with ST(i), then pops `pops` times. */

@@ -1,0 +1,107 @@
+// The word-based FADD/FSUB/FMUL path must agree bit for bit (value, PE, C1) with the exact BigInt
+// path whenever it accepts an operation.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { fastAdd, fastMul, fastResult } from "./fast.ts";
+import { add, type F80, FpEnv, f80, mul } from "./float80.ts";
+
+let seed = 0x9e3779b9;
+function next(): number {
+  seed ^= seed << 13;
+  seed >>>= 0;
+  seed ^= seed >>> 17;
+  seed ^= seed << 5;
+  seed >>>= 0;
+  return seed;
+}
+
+/** Random normal value; significands biased towards runs of ones/zeros and exact halves. */
+function randomNormal(expCentre: number, spread: number): F80 {
+  const shape = next() % 6;
+  let hi = (next() | 0x80000000) >>> 0;
+  let lo = next();
+  if (shape === 0) lo = 0;
+  else if (shape === 1) lo = 0xffffffff;
+  else if (shape === 2) {
+    hi = 0x80000000;
+    lo = next() % 4;
+  } else if (shape === 3) {
+    hi = 0xffffffff;
+    lo = (0xffffffff - (next() % 4)) >>> 0;
+  } else if (shape === 4) lo = (lo & ~0x7ff) >>> 0;
+  const exp = expCentre + (next() % (2 * spread + 1)) - spread;
+  return f80(next() & 1, exp, (BigInt(hi) << 32n) | BigInt(lo));
+}
+
+function words(v: F80): [number, number, number] {
+  return [(v.sign << 15) | v.exp, Number(v.sig >> 32n), Number(v.sig & 0xffffffffn)];
+}
+
+function check(
+  kind: "add" | "mul",
+  a: F80,
+  b: F80,
+  rounding: number,
+  p: number,
+  fast: FpEnv,
+  slow: FpEnv,
+): boolean {
+  fast.begin(rounding, p, 0x3f);
+  slow.begin(rounding, p, 0x3f);
+  const [aSE, aHi, aLo] = words(a);
+  const [bSE, bHi, bLo] = words(b);
+  const ok =
+    kind === "add"
+      ? fastAdd(fast, aSE, aHi, aLo, bSE, bHi, bLo, p)
+      : fastMul(fast, aSE, aHi, aLo, bSE, bHi, bLo, p);
+  if (!ok) return false;
+  const want = kind === "add" ? add(slow, a, b, p) : mul(slow, a, b, p);
+  const got = f80(
+    fastResult.signExp >> 15,
+    fastResult.signExp & 0x7fff,
+    (BigInt(fastResult.hi) << 32n) | BigInt(fastResult.lo),
+  );
+  const label = `${kind} rc=${rounding} p=${p} ${JSON.stringify([a, b], (_, v) => (typeof v === "bigint" ? v.toString(16) : v))}`;
+  assert.deepEqual(got, want, label);
+  assert.equal(fast.flags, slow.flags, label);
+  assert.equal(fast.flags ? fast.roundedUp : false, slow.flags ? slow.roundedUp : false, label);
+  return true;
+}
+
+test("fast FADD/FSUB agree with the exact path on 200k random operands", () => {
+  const fast = new FpEnv();
+  const slow = new FpEnv();
+  let accepted = 0;
+  for (let n = 0; n < 200_000; n++) {
+    const a = randomNormal(16383, 40);
+    const b = n % 3 === 0 ? randomNormal(a.exp, 2) : randomNormal(a.exp, 100);
+    if (check("add", a, b, n & 3, [24, 53, 64][n % 3], fast, slow)) accepted++;
+  }
+  assert.ok(accepted > 190_000, `only ${accepted} taken by the fast path`);
+});
+
+test("fast FMUL agrees with the exact path on 200k random operands", () => {
+  const fast = new FpEnv();
+  const slow = new FpEnv();
+  let accepted = 0;
+  for (let n = 0; n < 200_000; n++) {
+    const a = randomNormal(16383, 100);
+    const b = randomNormal(16383, 100);
+    if (check("mul", a, b, n & 3, [24, 53, 64][n % 3], fast, slow)) accepted++;
+  }
+  assert.ok(accepted > 190_000);
+});
+
+test("the fast path declines zero results and leaves-the-range results", () => {
+  const fast = new FpEnv();
+  fast.begin(0, 64, 0x3f);
+  const one = words(f80(0, 16383, 1n << 63n));
+  const minusOne = words(f80(1, 16383, 1n << 63n));
+  assert.equal(fastAdd(fast, one[0], one[1], one[2], minusOne[0], minusOne[1], minusOne[2], 64), false);
+  const huge = words(f80(0, 0x7ffe, 1n << 63n));
+  assert.equal(fastMul(fast, huge[0], huge[1], huge[2], huge[0], huge[1], huge[2], 64), false);
+  const tiny = words(f80(0, 1, 1n << 63n));
+  assert.equal(fastMul(fast, tiny[0], tiny[1], tiny[2], one[0] - 1, one[1], one[2], 64), false);
+  assert.equal(fast.flags, 0);
+});
