@@ -282,6 +282,33 @@ describe("task switching", () => {
     assert.ok(m.cpu.cr0 & 8, "CR0.TS");
     assert.equal(m.cpu.eflags & NT, 0);
   });
+  it("INT through a task gate runs the handler as a task and IRET resumes the interrupted one", () => {
+    const t2 = 0x5100;
+    const m = run32(
+      `mov dword [${t2 + 0x20}], task2
+       mov dword [${t2 + 0x24}], 2
+       mov dword [${t2 + 0x38}], 0x60000
+       mov word [${t2 + 0x48}], 0x10
+       mov word [${t2 + 0x4c}], 0x08
+       mov word [${t2 + 0x50}], 0x10
+       mov word [${t2 + 0x54}], 0x10
+       mov word [0x1000 + 0x40 * 8 + 2], 0x58
+       mov byte [0x1000 + 0x40 * 8 + 5], 0xe5
+       mov ebx, 0x77
+       int 0x40
+       mov [0x2004], ebx
+       hlt
+       task2:
+       mov dword [0x2000], 1
+       mov ebx, 0x99
+       iretd`,
+      (mm) => writeDescriptor(mm.memory, 0x858, t2, 0x67, 0x89, 0),
+    );
+    assert.equal(recorded(m), 0xff);
+    assert.equal(m.memory.read32(0x2000), 1);
+    assert.equal(m.memory.read32(0x2004), 0x77);
+    assert.equal(m.memory.read32(t2 + 0x34), 0x99, "task 2's EBX saved in its TSS");
+  });
   it("JMP to a busy TSS raises #GP(selector)", () => {
     const m = run32("jmp 0x28:0\nhlt");
     assert.equal(recorded(m), 13);
