@@ -4,7 +4,20 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { fastAdd, fastMul, fastResult } from "./fast.ts";
-import { add, type F80, FpEnv, f80, mul } from "./float80.ts";
+import {
+  add,
+  CMP_EQUAL,
+  CMP_LESS,
+  compare,
+  type F80,
+  FLAG_PE,
+  FpEnv,
+  f80,
+  mul,
+  toInteger,
+} from "./float80.ts";
+import { Fpu } from "./fpu.ts";
+import { TestHost } from "./test-host.ts";
 
 let seed = 0x9e3779b9;
 function next(): number {
@@ -104,4 +117,52 @@ test("the fast path declines zero results and leaves-the-range results", () => {
   const tiny = words(f80(0, 1, 1n << 63n));
   assert.equal(fastMul(fast, tiny[0], tiny[1], tiny[2], one[0] - 1, one[1], one[2], 64), false);
   assert.equal(fast.flags, 0);
+});
+
+test("FIST m16/m32 through the fast conversion agrees with the exact conversion", () => {
+  const fpu = new Fpu();
+  const host = new TestHost();
+  const env = new FpEnv();
+  for (let n = 0; n < 40_000; n++) {
+    const v = n % 50 === 0 ? f80(next() & 1, 0, 0n) : randomNormal(16383 + 12, 18);
+    const rc = n & 3;
+    const bits = n % 2 ? 32 : 16;
+    fpu.executeEscape(0xdb, 0xe3, 0, host);
+    host.write16(0x80, 0x037f | (rc << 10));
+    fpu.executeEscape(0xd9, 0x2d, 0x80, host);
+    host.writeF80(0x100, v);
+    fpu.executeEscape(0xdb, 0x2d, 0x100, host);
+    fpu.executeEscape(bits === 32 ? 0xdb : 0xdf, 0x1d, 0x200, host); // FISTP
+    env.begin(rc, 64, 0x3f);
+    const want = toInteger(env, v, bits) ?? -(1n << BigInt(bits - 1));
+    const got = bits === 32 ? host.read32(0x200) | 0 : (host.read16(0x200) << 16) >> 16;
+    const label = `rc=${rc} bits=${bits} ${v.sign}:${v.exp.toString(16)}:${v.sig.toString(16)}`;
+    assert.equal(BigInt(got), want, label);
+    assert.equal(fpu.statusWord & 0x3f, env.flags, label);
+    assert.equal((fpu.statusWord & 0x200) !== 0, env.flags === FLAG_PE && env.roundedUp, label);
+  }
+});
+
+test("register compares through the fast comparison agree with the exact comparison", () => {
+  const fpu = new Fpu();
+  const host = new TestHost();
+  const env = new FpEnv();
+  for (let n = 0; n < 40_000; n++) {
+    const a = n % 20 === 0 ? f80(next() & 1, 0, 0n) : randomNormal(16383, 3);
+    const b = n % 7 === 0 ? a : n % 20 === 1 ? f80(next() & 1, 0, 0n) : randomNormal(a.exp || 16383, 1);
+    fpu.executeEscape(0xdb, 0xe3, 0, host);
+    host.writeF80(0x100, b);
+    fpu.executeEscape(0xdb, 0x2d, 0x100, host);
+    host.writeF80(0x100, a);
+    fpu.executeEscape(0xdb, 0x2d, 0x100, host);
+    const eflags = fpu.executeEscape(0xdb, 0xf1, 0, host); // FCOMI ST(0)=a, ST(1)=b
+    env.begin(0, 64, 0x3f);
+    const outcome = compare(env, a, b, false);
+    const want = outcome === CMP_EQUAL ? 0x40 : outcome === CMP_LESS ? 0x01 : 0;
+    assert.equal(
+      eflags,
+      want,
+      `${JSON.stringify([a, b], (_, v) => (typeof v === "bigint" ? v.toString(16) : v))}`,
+    );
+  }
 });

@@ -7,6 +7,7 @@ import {
   abs80,
   add,
   CMP_EQUAL,
+  CMP_GREATER,
   CMP_LESS,
   CMP_UNORDERED,
   compare,
@@ -86,6 +87,9 @@ const TAG_VALID = 0;
 const TAG_ZERO = 1;
 const TAG_SPECIAL = 2;
 const TAG_EMPTY = 3;
+
+/** fastCompare could not decide without the exact path. */
+const NOT_FAST = 99;
 
 const FNINIT_CONTROL = 0x037f;
 /** Control word after RESET (SDM table 9-1); the BIOS then runs FNINIT. */
@@ -606,6 +610,36 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     return true;
   }
 
+  /** Compares two registers holding normal numbers or true zeros without allocating; NOT_FAST otherwise. */
+  private fastCompare(pa: number, pb: number): number {
+    const aSE = this.signExp[pa];
+    const bSE = this.signExp[pb];
+    const aHi = this.sigHi[pa];
+    const bHi = this.sigHi[pb];
+    const aZero = aSE << 17 === 0 && aHi === 0 && this.sigLo[pa] === 0;
+    const bZero = bSE << 17 === 0 && bHi === 0 && this.sigLo[pb] === 0;
+    if ((!aZero && !isNormalImage(aSE, aHi)) || (!bZero && !isNormalImage(bSE, bHi))) return NOT_FAST;
+    if (aZero && bZero) return CMP_EQUAL;
+    const aNeg = aSE >>> 15 === 1 && !aZero;
+    const bNeg = bSE >>> 15 === 1 && !bZero;
+    if (aNeg !== bNeg) return aNeg ? CMP_LESS : CMP_GREATER;
+    let magnitude: number;
+    if (aZero) magnitude = -1;
+    else if (bZero) magnitude = 1;
+    else {
+      const aExp = aSE & 0x7fff;
+      const bExp = bSE & 0x7fff;
+      const aLo = this.sigLo[pa];
+      const bLo = this.sigLo[pb];
+      if (aExp !== bExp) magnitude = aExp > bExp ? 1 : -1;
+      else if (aHi !== bHi) magnitude = aHi > bHi ? 1 : -1;
+      else if (aLo !== bLo) magnitude = aLo > bLo ? 1 : -1;
+      else magnitude = 0;
+    }
+    if (magnitude === 0) return CMP_EQUAL;
+    return magnitude > 0 !== aNeg ? CMP_GREATER : CMP_LESS;
+  }
+
   /** FCOM/FCOMP/FCOMPP/FUCOM*: compares ST(0) with ST(i), then pops `pops` times. */
   private compareSt(i: number, pops: number, unordered: boolean): number {
     this.begin();
@@ -618,7 +652,8 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
       this.finish(false);
       return FPU_DONE;
     }
-    const outcome = compare(this.env, this.st(0), this.st(i), unordered);
+    let outcome = this.fastCompare(this.phys(0), this.phys(i));
+    if (outcome === NOT_FAST) outcome = compare(this.env, this.st(0), this.st(i), unordered);
     this.setConditions(compareCodes(outcome));
     if (!this.blocked()) for (let n = 0; n < pops; n++) this.pop();
     this.finish(false);
@@ -633,7 +668,8 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
       this.stackUnderflow();
       result = this.ieMasked() ? comiFlags(CMP_UNORDERED) : host.eflags & (EFLAGS_ZF | EFLAGS_PF | EFLAGS_CF);
     } else {
-      const outcome = compare(this.env, this.st(0), this.st(i), unordered);
+      let outcome = this.fastCompare(this.phys(0), this.phys(i));
+      if (outcome === NOT_FAST) outcome = compare(this.env, this.st(0), this.st(i), unordered);
       result = this.blocked() ? host.eflags & (EFLAGS_ZF | EFLAGS_PF | EFLAGS_CF) : comiFlags(outcome);
     }
     if (popAfter && !this.blocked()) this.pop();
@@ -1286,6 +1322,18 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
   /** FIST/FISTP m16/m32/m64int. */
   private storeInteger(ea: number, host: FpuHost, bits: 16 | 32 | 64, popAfter: boolean): number {
     this.begin();
+    if (bits !== 64) {
+      const v = this.fastInteger(this.phys(0));
+      if (v !== null && (bits === 32 || (v >= -32768 && v <= 32767))) {
+        if (bits === 16) host.write16(ea, v & 0xffff);
+        else host.write32(ea, v >>> 0);
+        if (popAfter) this.pop();
+        this.finish(true);
+        return FPU_DONE;
+      }
+      this.env.flags = 0;
+      this.env.roundedUp = false;
+    }
     let value: bigint | null = null;
     if (this.isEmpty(this.phys(0))) this.stackUnderflow();
     else value = toInteger(this.env, this.st(0), bits);
@@ -1300,6 +1348,60 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     if (popAfter) this.pop();
     this.finish(true);
     return FPU_DONE;
+  }
+
+  /**
+   * ST(0) rounded to an integer under RC when it is zero or a normal number below 2^31 in magnitude
+   * (PE and C1 noted in env); null when the exact path must decide.
+   */
+  private fastInteger(p: number): number | null {
+    if (this.isEmpty(p)) return null;
+    const se = this.signExp[p];
+    const hi = this.sigHi[p];
+    const lo = this.sigLo[p];
+    const negative = se >>> 15 === 1;
+    const e = (se & 0x7fff) - 16383;
+    if ((se & 0x7fff) === 0) return hi === 0 && lo === 0 ? 0 : null;
+    if ((hi & 0x80000000) === 0 || e > 30 || (se & 0x7fff) === 0x7fff) return null;
+    let magnitude: number;
+    let fracHi: number; // fraction bits, most significant first
+    let fracLo: number;
+    if (e >= 0) {
+      magnitude = hi >>> (31 - e);
+      fracHi = ((hi << (e + 1)) | (lo >>> (31 - e))) >>> 0;
+      fracLo = (lo << (e + 1)) >>> 0;
+    } else {
+      // |x| < 1: only whether it is below, at or above one half matters.
+      magnitude = 0;
+      if (e === -1) {
+        fracHi = hi;
+        fracLo = lo;
+      } else {
+        fracHi = 1; // below one half, not zero
+        fracLo = 0;
+      }
+    }
+    const inexact = fracHi !== 0 || fracLo !== 0;
+    if (inexact) {
+      let up: boolean;
+      switch ((this.control >> CW_RC_SHIFT) & 3) {
+        case 0:
+          up = fracHi > 0x80000000 || (fracHi === 0x80000000 && (fracLo !== 0 || (magnitude & 1) === 1));
+          break;
+        case 1:
+          up = negative;
+          break;
+        case 2:
+          up = !negative;
+          break;
+        default:
+          up = false;
+      }
+      if (up) magnitude += 1;
+      this.env.flags |= FLAG_PE;
+      this.env.roundedUp = up;
+    }
+    return negative ? -magnitude : magnitude;
   }
 
   /** FSTP m80real: an exact copy. */
