@@ -912,6 +912,33 @@ function selfModifying(b: CaseBuilder): void {
   ]);
 }
 
+/** Control registers, MSRs, the IDT limit and the odd one-byte instructions. */
+function system(b: CaseBuilder): void {
+  b.add("int beyond the IDT limit raises #GP(vector*8+2)", ["int 0x40"]);
+  b.add("salc sets AL from CF", ["salc"], { flags: b.flags(CF) });
+  b.add("salc clears AL without CF", ["clc", "salc"]);
+  // QEMU's pentium3 raises #UD for INT1 (F1); the SDM documents it as a #DB trap.
+  b.add("icebp (F1) raises a #DB trap", ["db 0xf1", "mov eax, 1"], {
+    sdmExceptions: [{ vector: 1, error: 0 }],
+  });
+  b.add("lmsw cannot clear PE", ["smsw ax", "and ax, 0xfffe", "lmsw ax", "smsw dx"]);
+  b.add("rdmsr reads back SYSENTER_CS", ["mov ecx, 0x174", "rdmsr"]);
+  // QEMU's TCG reads unknown MSRs as 0 and ignores writes; the SDM raises #GP(0).
+  const gp0 = { sdmExceptions: [{ vector: 13, error: 0 }] };
+  b.add("rdmsr of an unknown MSR raises #GP(0)", ["mov ecx, 0x12345678", "rdmsr"], gp0);
+  b.add(
+    "wrmsr of an unknown MSR raises #GP(0)",
+    ["mov ecx, 0x12345678", "xor eax, eax", "xor edx, edx", "wrmsr"],
+    gp0,
+  );
+  b.add("mov to dr7 and back", ["mov eax, 0x400", "mov dr7, eax", "mov ecx, dr7"]);
+  b.add("sgdt/sidt store the table registers", [
+    `sgdt [${hex(WINDOW_BASE)}]`,
+    `sidt [${hex(WINDOW_BASE + 8)}]`,
+  ]);
+  b.add("str and sldt store TR and LDTR", ["str ecx", "sldt edx"]);
+}
+
 /** Single-stepping with EFLAGS.TF: the #DB trap lands after the right instruction. */
 function singleStep(b: CaseBuilder): void {
   const setTf = ["pushfd", "or dword [esp], 0x100", "popfd"];
@@ -1218,6 +1245,7 @@ export function generateCases(seed: number, scale = 1): DiffCase[] {
   descriptors(b);
   selfModifying(b);
   singleStep(b);
+  system(b);
   tasks(b);
   x87(b);
   b.paging = true;
