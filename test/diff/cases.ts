@@ -939,6 +939,26 @@ function system(b: CaseBuilder): void {
   b.add("str and sldt store TR and LDTR", ["str ecx", "sldt edx"]);
 }
 
+/** Real-mode segment limits: 64 KiB unless a protected-mode load left a bigger one (unreal mode). */
+function realModeLimits(b: CaseBuilder): void {
+  b.add("unreal mode: a 4 GiB limit survives the return to real mode", [
+    "mov eax, cr0",
+    "or al, 1",
+    "mov cr0, eax",
+    `mov bx, ${SEL.data32}`,
+    "mov gs, bx",
+    "and al, 0xfe",
+    "mov cr0, eax",
+    "xor bx, bx",
+    "mov gs, bx",
+    `mov eax, [gs:dword ${hex(WINDOW_BASE + 0x100)}]`,
+  ]);
+  // QEMU does not check real-mode limits (README.md); the SDM raises #GP(0) past 0xFFFF.
+  b.add("real mode: an offset past a 64 KiB limit raises #GP(0)", ["mov eax, [dword 0x10000]"], {
+    sdmExceptions: [{ vector: 13, error: 0 }],
+  });
+}
+
 /** Single-stepping with EFLAGS.TF: the #DB trap lands after the right instruction. */
 function singleStep(b: CaseBuilder): void {
   const setTf = ["pushfd", "or dword [esp], 0x100", "popfd"];
@@ -1267,6 +1287,7 @@ export function generateCases(seed: number, scale = 1): DiffCase[] {
     control(b);
     exceptions(b);
     selfModifying(b);
+    if (mode === "real") realModeLimits(b);
   }
   return b.cases;
 }
