@@ -939,6 +939,43 @@ function system(b: CaseBuilder): void {
   b.add("str and sldt store TR and LDTR", ["str ecx", "sldt edx"]);
 }
 
+/** The other address size: 16-bit addressing in 32-bit code and 32-bit addressing in 16-bit code. */
+function addressing(b: CaseBuilder): void {
+  const rng = b.rng;
+  const forms16 = ["bx+si+4", "bx+di-2", "bp+si+8", "bp+di", "si+0x10", "di", "bx+0x20", "0x18"];
+  const forms32 = [
+    "ebx+ecx*4+4",
+    "ebx+ecx*2-2",
+    "ecx*8+0x8",
+    "ebx+ecx",
+    "esp+4",
+    "ebp+8",
+    "ebx+0x1c",
+    "0x18",
+  ];
+  const ops = ["add", "sub", "xor", "mov", "cmp", "adc"];
+  if (b.mode === "pm32") {
+    // 16-bit addresses reach the window through ES (base 0x80000).
+    for (const form of forms16) {
+      const op = rng.pick(ops);
+      b.add(
+        `a16 ${op} eax, [es:${form}]`,
+        [`mov dx, ${SEL.window}`, "mov es, dx", `${op} eax, [es:${form}]`, `mov [es:${form}], cl`],
+        {
+          registers: [undefined, undefined, undefined, 8, 0x30, 4, 12, 16],
+        },
+      );
+    }
+  } else {
+    for (const form of forms32) {
+      const op = rng.pick(ops);
+      b.add(`a32 ${op} eax, [${form}]`, [`${op} eax, [${form}]`, `mov [${form}], cl`], {
+        registers: [undefined, 4, undefined, 8, 0x30, 4, 12, 16],
+      });
+    }
+  }
+}
+
 /** Real-mode segment limits: 64 KiB unless a protected-mode load left a bigger one (unreal mode). */
 function realModeLimits(b: CaseBuilder): void {
   b.add("unreal mode: a 4 GiB limit survives the return to real mode", [
@@ -1266,6 +1303,7 @@ export function generateCases(seed: number, scale = 1): DiffCase[] {
   selfModifying(b);
   singleStep(b);
   system(b);
+  addressing(b);
   tasks(b);
   x87(b);
   b.paging = true;
@@ -1287,6 +1325,7 @@ export function generateCases(seed: number, scale = 1): DiffCase[] {
     control(b);
     exceptions(b);
     selfModifying(b);
+    addressing(b);
     if (mode === "real") realModeLimits(b);
   }
   return b.cases;
