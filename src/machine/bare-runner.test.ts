@@ -257,6 +257,63 @@ describe("bare runner", () => {
     assert.equal(sink.bytes()[4999], 4999 & 0xff);
   });
 
+  test("tsvisor's CPU runs flat binaries from both entry states", async (t) => {
+    const lookup = await loadTsvisorCpu();
+    if ("missing" in lookup) {
+      t.todo(`the CPU is not runnable yet: ${lookup.missing}`);
+      return;
+    }
+    // Real mode at 0x07C0:0000 with DS=CS: print the string at its label, then exit with 5.
+    const real = new BareMachine({ ramBytes: 1 << 20, createCpu: lookup.factory });
+    real.loadFlat(
+      assemble(`BITS 16
+        mov si, msg
+        mov dx, 0xe9
+      next:
+        lodsb
+        test al, al
+        jz done
+        out dx, al
+        jmp next
+      done:
+        mov ax, cs
+        cmp ax, 0x07c0
+        jne bad
+        mov al, 5
+        out 0xf4, al
+      bad:
+        cli
+        hlt
+      msg: db "real", 0`),
+      0x7c00,
+      { mode: "real", cs: 0x07c0, ip: 0 },
+    );
+    const r = real.run(10_000);
+    assert.equal(r.reason, "debug-exit");
+    assert.equal(r.exitStatus, 11);
+    assert.equal(new TextDecoder().decode(r.debugcon), "real");
+    // Flat 32-bit protected mode with registers handed over.
+    const flat = new BareMachine({ ramBytes: 1 << 20, createCpu: lookup.factory });
+    flat.loadFlat(
+      assemble(`BITS 32
+        ORG 0x10000
+        mov [0x20000], ebx
+        mov eax, [0x20000]
+        add eax, ecx
+        out 0xe9, al
+        mov eax, cr0
+        and al, 1
+        out 0xe9, al
+        hlt`),
+      0x10000,
+      { mode: "protected32", eip: 0x10000, registers: { ebx: 0x40, ecx: 1 } },
+    );
+    const p = flat.run(10_000);
+    assert.equal(p.reason, "halted");
+    assert.equal(p.interruptsEnabled, false);
+    assert.deepEqual([...p.debugcon], [0x41, 1]);
+  });
+
   test("tsvisor's CPU is found, or the reason it cannot be used is given", async () => {
     const lookup = await loadTsvisorCpu();
     if ("missing" in lookup) assert.match(lookup.missing, /cpu\.ts|Cpu/);
