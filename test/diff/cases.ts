@@ -976,6 +976,62 @@ function addressing(b: CaseBuilder): void {
   }
 }
 
+/**
+ * Random straight-line sequences of flag producers and consumers (ADC/SBB chains, INC/DEC that
+ * keep CF, RCL/RCR, SETcc/CMOVcc/Jcc): they catch lazy-flag bookkeeping that single instructions
+ * cannot. Only instructions whose flags are all defined are used, except AF after logic and
+ * shift operations, which is tracked and masked if it survives to the end.
+ */
+function sequences(b: CaseBuilder, count: number): void {
+  const rng = b.rng;
+  const regs: Record<Width, readonly string[]> = {
+    8: ["al", "bl", "cl", "dl", "ah", "dh"],
+    16: ["ax", "bx", "cx", "dx", "si", "di"],
+    32: ["eax", "ebx", "ecx", "edx", "esi", "edi"],
+  };
+  for (let n = 0; n < count; n++) {
+    const code: string[] = [];
+    let afUndefined = false;
+    for (let k = 0; k < 10; k++) {
+      const w = rng.pick([8, 16, 32, 32] as const);
+      const r1 = rng.pick(regs[w]);
+      const r2 = rng.pick(regs[w]);
+      const imm = hex(rng.u32() & MASK[w]);
+      const choice = rng.below(14);
+      if (choice < 4) {
+        const op = rng.pick(["add", "sub", "adc", "sbb", "cmp"]);
+        code.push(rng.below(2) ? `${op} ${r1}, ${r2}` : `${op} ${r1}, ${imm}`);
+        afUndefined = false;
+      } else if (choice < 6) {
+        code.push(`${rng.pick(["inc", "dec", "neg"])} ${r1}`);
+        afUndefined = false;
+      } else if (choice < 8) {
+        code.push(`${rng.pick(["and", "or", "xor", "test"])} ${r1}, ${rng.below(2) ? r2 : imm}`);
+        afUndefined = true;
+      } else if (choice < 10) {
+        const op = rng.pick(["rcl", "rcr", "rol", "ror", "shl", "shr", "sar"]);
+        code.push(`${op} ${r1}, 1`);
+        if (op === "shl" || op === "shr" || op === "sar") afUndefined = true;
+      } else if (choice < 11) {
+        code.push(`set${rng.pick(CONDITIONS)} ${rng.pick(regs[8])}`);
+      } else if (choice < 12) {
+        code.push(`cmov${rng.pick(CONDITIONS)} ${rng.pick(regs[32])}, ${rng.pick(regs[32])}`);
+      } else if (choice < 13) {
+        code.push(
+          `j${rng.pick(CONDITIONS)} @s${k}`,
+          `xor ${rng.pick(regs[32])}, ${hex(rng.u32())}`,
+          `@s${k}:`,
+        );
+        // The XOR (AF undefined) may or may not run.
+        afUndefined = true;
+      } else {
+        code.push(rng.pick(["clc", "stc", "cmc"]));
+      }
+    }
+    b.add(`flag sequence ${n}`, code, { undefinedFlags: afUndefined ? AF : 0 });
+  }
+}
+
 /** Real-mode segment limits: 64 KiB unless a protected-mode load left a bigger one (unreal mode). */
 function realModeLimits(b: CaseBuilder): void {
   b.add("unreal mode: a 4 GiB limit survives the return to real mode", [
@@ -1304,6 +1360,7 @@ export function generateCases(seed: number, scale = 1): DiffCase[] {
   singleStep(b);
   system(b);
   addressing(b);
+  sequences(b, n(60));
   tasks(b);
   x87(b);
   b.paging = true;
@@ -1326,6 +1383,7 @@ export function generateCases(seed: number, scale = 1): DiffCase[] {
     exceptions(b);
     selfModifying(b);
     addressing(b);
+    sequences(b, n(15));
     if (mode === "real") realModeLimits(b);
   }
   return b.cases;
