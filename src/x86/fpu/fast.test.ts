@@ -1,14 +1,15 @@
-// The word-based FADD/FSUB/FMUL path must agree bit for bit (value, PE, C1) with the exact BigInt
+// The word-based FADD/FSUB/FMUL/FDIV path must agree bit for bit (value, PE, C1) with the exact BigInt
 // path whenever it accepts an operation.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { fastAdd, fastMul, fastResult } from "./fast.ts";
+import { fastAdd, fastDiv, fastMul, fastResult } from "./fast.ts";
 import {
   add,
   CMP_EQUAL,
   CMP_LESS,
   compare,
+  div,
   type F80,
   FLAG_PE,
   FpEnv,
@@ -52,7 +53,7 @@ function words(v: F80): [number, number, number] {
 }
 
 function check(
-  kind: "add" | "mul",
+  kind: "add" | "mul" | "div",
   a: F80,
   b: F80,
   rounding: number,
@@ -64,12 +65,9 @@ function check(
   slow.begin(rounding, p, 0x3f);
   const [aSE, aHi, aLo] = words(a);
   const [bSE, bHi, bLo] = words(b);
-  const ok =
-    kind === "add"
-      ? fastAdd(fast, aSE, aHi, aLo, bSE, bHi, bLo, p)
-      : fastMul(fast, aSE, aHi, aLo, bSE, bHi, bLo, p);
-  if (!ok) return false;
-  const want = kind === "add" ? add(slow, a, b, p) : mul(slow, a, b, p);
+  const fastOp = kind === "add" ? fastAdd : kind === "mul" ? fastMul : fastDiv;
+  if (!fastOp(fast, aSE, aHi, aLo, bSE, bHi, bLo, p)) return false;
+  const want = (kind === "add" ? add : kind === "mul" ? mul : div)(slow, a, b, p);
   const got = f80(
     fastResult.signExp >> 15,
     fastResult.signExp & 0x7fff,
@@ -104,6 +102,18 @@ test("fast FMUL agrees with the exact path on 200k random operands", () => {
     if (check("mul", a, b, n & 3, [24, 53, 64][n % 3], fast, slow)) accepted++;
   }
   assert.ok(accepted > 190_000);
+});
+
+test("fast FDIV agrees with the exact path on 100k random operands", () => {
+  const fast = new FpEnv();
+  const slow = new FpEnv();
+  let accepted = 0;
+  for (let n = 0; n < 100_000; n++) {
+    const a = randomNormal(16383, 100);
+    const b = n % 5 === 0 ? f80(next() & 1, a.exp, a.sig) : randomNormal(16383, 100);
+    if (check("div", a, b, n & 3, [24, 53, 64][n % 3], fast, slow)) accepted++;
+  }
+  assert.ok(accepted > 95_000);
 });
 
 test("the fast path declines zero results and leaves-the-range results", () => {

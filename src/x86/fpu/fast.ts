@@ -286,3 +286,57 @@ export function fastMul(
   w0 = p0 !== 0 ? (p1 | 1) >>> 0 : p1;
   return roundAndStore(env, (aSE ^ bSE) >>> 15, exp, p);
 }
+
+/** (-1)^(sa^sb) * a / b for normal operands, by restoring division to 68 quotient bits plus sticky. */
+export function fastDiv(
+  env: FpEnv,
+  aSE: number,
+  aHi: number,
+  aLo: number,
+  bSE: number,
+  bHi: number,
+  bLo: number,
+  p: number,
+): boolean {
+  let rHi = aHi;
+  let rLo = aLo;
+  let carry = 0;
+  let qA = 0;
+  let qB = 0;
+  let qC = 0;
+  for (let k = 0; k < 68; k++) {
+    if (k > 0) {
+      carry = rHi >>> 31;
+      rHi = ((rHi << 1) | (rLo >>> 31)) >>> 0;
+      rLo = (rLo << 1) >>> 0;
+    }
+    let bit = 0;
+    if (carry !== 0 || rHi > bHi || (rHi === bHi && rLo >= bLo)) {
+      let lo = rLo - bLo;
+      let borrow = 0;
+      if (lo < 0) {
+        lo += TWO32;
+        borrow = 1;
+      }
+      rHi = (rHi - bHi - borrow) >>> 0;
+      rLo = lo;
+      bit = 1;
+    }
+    qA = ((qA << 1) | (qB >>> 31)) >>> 0;
+    qB = ((qB << 1) | (qC >>> 31)) >>> 0;
+    qC = ((qC << 1) | bit) >>> 0;
+  }
+  // The 68 quotient bits (weights 2^0 .. 2^-67) sit at the bottom of qA:qB:qC; align bit 67 to 95.
+  w2 = ((qA << 28) | (qB >>> 4)) >>> 0;
+  w1 = ((qB << 28) | (qC >>> 4)) >>> 0;
+  w0 = (qC << 28) >>> 0;
+  let exp = (aSE & 0x7fff) - (bSE & 0x7fff) + 16383;
+  if ((w2 & 0x80000000) === 0) {
+    w2 = ((w2 << 1) | (w1 >>> 31)) >>> 0;
+    w1 = ((w1 << 1) | (w0 >>> 31)) >>> 0;
+    w0 = (w0 << 1) >>> 0;
+    exp -= 1;
+  }
+  if (rHi !== 0 || rLo !== 0) w0 = (w0 | 1) >>> 0;
+  return roundAndStore(env, (aSE ^ bSE) >>> 15, exp, p);
+}

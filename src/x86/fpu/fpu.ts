@@ -2,7 +2,7 @@
 // last-instruction pointers, exception delivery (#MF or FERR#), and the D8-DF instruction set.
 
 import { type Persistent, StateError } from "../../core/persist.ts";
-import { fastAdd, fastMul, fastResult, isNormalImage } from "./fast.ts";
+import { fastAdd, fastDiv, fastMul, fastResult, isNormalImage } from "./fast.ts";
 import {
   abs80,
   add,
@@ -387,7 +387,7 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     if (isMemory) {
       switch (opcode) {
         case 0xd8:
-          if (reg <= 1 || reg >= 4) {
+          if (reg !== 2 && reg !== 3) {
             const bits = host.read32(ea) >>> 0;
             const exp = (bits >>> 23) & 0xff;
             if (
@@ -410,7 +410,7 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
         case 0xdb:
           return this.escDBMemory(reg, ea, host);
         case 0xdc:
-          if (reg <= 1 || reg >= 4) {
+          if (reg !== 2 && reg !== 3) {
             const lo = host.read32(ea) >>> 0;
             const hi = host.read32(ea + 4) >>> 0;
             const exp = (hi >>> 20) & 0x7ff;
@@ -567,29 +567,25 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
   }
 
   /**
-   * FADD/FMUL/FSUB/FSUBR of two normal numbers with a normal result, without allocating: x is given
+   * FADD/FMUL/FSUB/FSUBR/FDIV/FDIVR of two normal numbers with a normal result, without allocating: x is given
    * as raw fields, y is physical register `py`; the result goes to physical register `dest`.
    */
   private fastArith(op: number, xSE: number, xHi: number, xLo: number, py: number, dest: number): boolean {
-    if (op === 6 || op === 7 || !isNormalImage(xSE, xHi)) return false;
+    if (!isNormalImage(xSE, xHi)) return false;
     const ySE = this.signExp[py];
     const yHi = this.sigHi[py];
     if (!isNormalImage(ySE, yHi)) return false;
     const yLo = this.sigLo[py];
     const env = this.env;
-    const ok =
-      op === 1
-        ? fastMul(env, xSE, xHi, xLo, ySE, yHi, yLo, env.precision)
-        : fastAdd(
-            env,
-            op === 5 ? xSE ^ 0x8000 : xSE,
-            xHi,
-            xLo,
-            op === 4 ? ySE ^ 0x8000 : ySE,
-            yHi,
-            yLo,
-            env.precision,
-          );
+    let ok: boolean;
+    if (op === 1) ok = fastMul(env, xSE, xHi, xLo, ySE, yHi, yLo, env.precision);
+    else if (op === 6) ok = fastDiv(env, xSE, xHi, xLo, ySE, yHi, yLo, env.precision);
+    else if (op === 7) ok = fastDiv(env, ySE, yHi, yLo, xSE, xHi, xLo, env.precision);
+    else {
+      const xSigned = op === 5 ? xSE ^ 0x8000 : xSE;
+      const ySigned = op === 4 ? ySE ^ 0x8000 : ySE;
+      ok = fastAdd(env, xSigned, xHi, xLo, ySigned, yHi, yLo, env.precision);
+    }
     if (!ok) return false;
     this.signExp[dest] = fastResult.signExp;
     this.sigHi[dest] = fastResult.hi;
@@ -598,13 +594,13 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     return true;
   }
 
-  /** D8/DC arithmetic with a normal m32/m64 operand, without allocating; false to take the general path. */
+  /** D8/DC arithmetic (not compares) with a normal m32/m64 operand, without allocating; false to take the general path. */
   private fastArithMemory(reg: number, signExp: number, hi: number, lo: number): boolean {
     this.begin();
     const p0 = this.phys(0);
     if (this.isEmpty(p0)) return false;
     // ST(0) op m: the register is y for the reverse forms, so swap roles by mirroring the opcode.
-    const op = reg === 4 ? 5 : reg === 5 ? 4 : reg;
+    const op = reg >= 4 ? reg ^ 1 : reg;
     if (!this.fastArith(op, signExp, hi, lo, p0, p0)) return false;
     this.finish(true);
     return true;
