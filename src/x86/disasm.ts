@@ -6,7 +6,7 @@
 // notation), so the disassembler shows exactly what the decoder executes; opcodes the table does
 // not have are shown as "db". This file adds only presentation (ndisasm's condition names, size
 // suffixes and keywords) and the x87 instruction names, which the table leaves to the FPU unit
-// (ESC0-ESC7). MMX instructions are not named yet and come out as "db".
+// (ESC0-ESC7), and the MMX names, which the table leaves generic ("MMX Pq,Qq").
 
 import { ONE_BYTE, type OpEntry, TWO_BYTE } from "./opcodes.ts";
 
@@ -503,6 +503,11 @@ function decode(bytes: Uint8Array, offset: number, mode: 16 | 32, address: numbe
   } else {
     let opcode = b;
     if (b === 0x0f) opcode = 0x100 | r.u8();
+    if (opcode > 0xff && TWO_BYTE[opcode & 0xff]?.mnemonic === "MMX") {
+      const mmxText = mmx(opcode & 0xff, r, addr32, segment);
+      if (mmxText === undefined) return invalid(bytes, offset);
+      return finish(mmxText.text, mmxText.memory, true);
+    }
     let m: ModRM | undefined;
     const isGroup = (opcode > 0xff ? TWO_BYTE[opcode & 0xff] : ONE_BYTE[opcode])?.group !== undefined;
     let entry: Entry | undefined;
@@ -689,18 +694,132 @@ function decode(bytes: Uint8Array, offset: number, mode: 16 | 32, address: numbe
     text = operands.length > 0 ? `${mnemonic} ${operands.join(",")}` : mnemonic;
   }
 
-  const words: string[] = [];
-  if (lock) words.push("lock");
-  if (rep && !text.startsWith("pause")) {
-    words.push(isString && rep === "rep" && /^(cmps|scas)/.test(text) ? "repe" : rep);
+  return finish(text, usesMemory, usesOpsize);
+
+  /** Adds the prefixes that the text does not already show. */
+  function finish(body: string, memory: boolean, opsizeShown: boolean): Disassembly {
+    const words: string[] = [];
+    if (lock) words.push("lock");
+    if (rep && !body.startsWith("pause")) {
+      words.push(isString && rep === "rep" && /^(cmps|scas)/.test(body) ? "repe" : rep);
+    }
+    if (segment && !memory) words.push(segment);
+    // LOOPcc and JCXZ show the address size in their operands; others say "a16"/"a32".
+    const addressShown = b === 0xe3 || (b >= 0xe0 && b <= 0xe2);
+    if (addressPrefix && !memory && !addressShown) words.push(addr32 ? "a32" : "a16");
+    if (operandPrefix && !opsizeShown) words.push(opsize === 32 ? "o32" : "o16");
+    words.push(body);
+    return { text: words.join(" "), length: r.p - offset };
   }
-  if (segment && !usesMemory) words.push(segment);
-  // LOOPcc and JCXZ show the address size in their operands; others say "a16"/"a32".
-  const addressShown = b === 0xe3 || (b >= 0xe0 && b <= 0xe2);
-  if (addressPrefix && !usesMemory && !addressShown) words.push(addr32 ? "a32" : "a16");
-  if (operandPrefix && !usesOpsize) words.push(opsize === 32 ? "o32" : "o16");
-  words.push(text);
-  return { text: words.join(" "), length: r.p - offset };
+}
+
+// ---- MMX ----------------------------------------------------------------------------------
+
+/** MMX (and the Pentium III's integer SSE) instruction names by second opcode byte. */
+const MMX_NAMES: Record<number, string> = {
+  96: "punpcklbw",
+  97: "punpcklwd",
+  98: "punpckldq",
+  99: "packsswb",
+  100: "pcmpgtb",
+  101: "pcmpgtw",
+  102: "pcmpgtd",
+  103: "packuswb",
+  104: "punpckhbw",
+  105: "punpckhwd",
+  106: "punpckhdq",
+  107: "packssdw",
+  111: "movq",
+  112: "pshufw",
+  116: "pcmpeqb",
+  117: "pcmpeqw",
+  118: "pcmpeqd",
+  127: "movq",
+  209: "psrlw",
+  210: "psrld",
+  211: "psrlq",
+  212: "paddq",
+  213: "pmullw",
+  215: "pmovmskb",
+  216: "psubusb",
+  217: "psubusw",
+  218: "pminub",
+  219: "pand",
+  220: "paddusb",
+  221: "paddusw",
+  222: "pmaxub",
+  223: "pandn",
+  224: "pavgb",
+  225: "psraw",
+  226: "psrad",
+  227: "pavgw",
+  228: "pmulhuw",
+  229: "pmulhw",
+  231: "movntq",
+  232: "psubsb",
+  233: "psubsw",
+  234: "pminsw",
+  235: "por",
+  236: "paddsb",
+  237: "paddsw",
+  238: "pmaxsw",
+  239: "pxor",
+  241: "psllw",
+  242: "pslld",
+  243: "psllq",
+  244: "pmuludq",
+  245: "pmaddwd",
+  246: "psadbw",
+  247: "maskmovq",
+  248: "psubb",
+  249: "psubw",
+  250: "psubd",
+  251: "psubq",
+  252: "paddb",
+  253: "paddw",
+  254: "paddd",
+};
+/** 0F 71-73: shifts of an MMX register by an immediate, by ModRM.reg. */
+const MMX_SHIFT_GROUPS: Record<number, readonly (string | undefined)[]> = {
+  113: [undefined, undefined, "psrlw", undefined, "psraw", undefined, "psllw"],
+  114: [undefined, undefined, "psrld", undefined, "psrad", undefined, "pslld"],
+  115: [undefined, undefined, "psrlq", undefined, undefined, undefined, "psllq"],
+};
+
+/** An MMX instruction's text (second opcode byte `op`), or undefined if it is not one. */
+function mmx(
+  op: number,
+  r: Reader,
+  addr32: boolean,
+  segment: string | undefined,
+): { text: string; memory: boolean } | undefined {
+  const m = readModRM(r, addr32, segment);
+  const mmReg = `mm${m.reg}`;
+  const mmRm = m.memory ?? `mm${m.rm}`;
+  const group = MMX_SHIFT_GROUPS[op];
+  if (group) {
+    const name = group[m.reg];
+    if (!name || m.memory) return undefined;
+    return { text: `${name} mm${m.rm},${hex(r.u8())}`, memory: false };
+  }
+  switch (op) {
+    case 0x6e:
+      return { text: `movd ${mmReg},${m.memory ? `dword ${m.memory}` : REG32[m.rm]}`, memory: !!m.memory };
+    case 0x7e:
+      return { text: `movd ${m.memory ? `dword ${m.memory}` : REG32[m.rm]},${mmReg}`, memory: !!m.memory };
+    case 0x7f:
+      return { text: `movq ${mmRm},${mmReg}`, memory: !!m.memory };
+    case 0x70:
+      return { text: `pshufw ${mmReg},${mmRm},${hex(r.u8())}`, memory: !!m.memory };
+    case 0xd7:
+      return m.memory ? undefined : { text: `pmovmskb ${REG32[m.reg]},mm${m.rm}`, memory: false };
+    case 0xe7:
+      return m.memory ? { text: `movntq ${m.memory},${mmReg}`, memory: true } : undefined;
+    case 0xf7:
+      return m.memory ? undefined : { text: `maskmovq ${mmReg},mm${m.rm}`, memory: false };
+  }
+  const name = MMX_NAMES[op];
+  return name ? { text: `${name} ${mmReg},${mmRm}`, memory: !!m.memory } : undefined;
 }
 
 function register(size: number, index: number): string {
