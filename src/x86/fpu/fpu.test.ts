@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { type F80, f80 } from "./float80.ts";
-import { Fpu } from "./fpu.ts";
+import { Fpu, isReservedEscape } from "./fpu.ts";
 import {
   EFLAGS_CF,
   EFLAGS_PF,
@@ -665,6 +665,29 @@ describe("stack manipulation", () => {
     assert.equal(run(fpu, host, [0xdf, 0xe1]), FPU_INVALID_OPCODE);
     assert.equal(run(fpu, host, [0xda, 0xe8]), FPU_INVALID_OPCODE);
     assert.equal(run(fpu, host, [0xdb, 0x08], 0x200), FPU_INVALID_OPCODE); // FISTTP needs SSE3
+    // Every encoding is either executed or #UD, and #UD wins over a pending exception.
+    host.write16(0x80, 0x037e);
+    exec(fpu, host, [0xd9, 0x2d], 0x80);
+    exec(fpu, host, [0xd8, 0xc1]); // unmasked stack underflow: pending
+    assert.equal(run(fpu, host, [0xd9, 0xd1]), FPU_INVALID_OPCODE);
+    assert.equal(run(fpu, host, [0xd9, 0xd0]), FPU_RAISE_MF); // FNOP waits
+  });
+
+  test("every encoding outside the reserved list executes", () => {
+    for (let opcode = 0xd8; opcode <= 0xdf; opcode++) {
+      for (let modrm = 0; modrm < 256; modrm++) {
+        if (modrm < 0xc0 && (modrm & 7) !== 5) continue;
+        const { fpu, host } = setup();
+        fldDouble(fpu, host, 2);
+        fldDouble(fpu, host, 3);
+        const result = run(fpu, host, [opcode, modrm], 0x400);
+        assert.equal(
+          result === FPU_INVALID_OPCODE,
+          isReservedEscape(opcode, modrm),
+          `${opcode.toString(16)} ${modrm.toString(16)}`,
+        );
+      }
+    }
   });
 });
 

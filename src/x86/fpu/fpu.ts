@@ -52,7 +52,7 @@ import {
   type FpuHost,
   type FpuUnit,
 } from "./host.ts";
-import { executeMmxInstruction } from "./mmx.ts";
+import { executeMmxInstruction, isMmxEncoding } from "./mmx.ts";
 import {
   constant,
   cosine,
@@ -108,6 +108,48 @@ export interface FpuState {
   fds: number;
   ferr: boolean;
   ignne: boolean;
+}
+
+/** Encodings in D8-DF that are undefined on a P6 without SSE3 (FISTTP): they raise #UD. */
+export function isReservedEscape(opcode: number, modrm: number): boolean {
+  const reg = (modrm >> 3) & 7;
+  if (modrm < 0xc0) {
+    switch (opcode) {
+      case 0xd9:
+        return reg === 1;
+      case 0xdb:
+        return reg === 1 || reg === 4 || reg === 6;
+      case 0xdd:
+        return reg === 1 || reg === 5;
+      case 0xdf:
+        return reg === 1;
+      default:
+        return false;
+    }
+  }
+  switch (opcode) {
+    case 0xd9:
+      return (
+        (modrm >= 0xd1 && modrm <= 0xd7) ||
+        modrm === 0xe2 ||
+        modrm === 0xe3 ||
+        modrm === 0xe6 ||
+        modrm === 0xe7 ||
+        modrm === 0xef
+      );
+    case 0xda:
+      return reg >= 4 && modrm !== 0xe9;
+    case 0xdb:
+      return (modrm >= 0xe5 && modrm <= 0xe7) || reg === 7;
+    case 0xdd:
+      return reg >= 6;
+    case 0xde:
+      return reg === 3 && modrm !== 0xd9;
+    case 0xdf:
+      return (modrm >= 0xe1 && modrm <= 0xe7) || reg === 7;
+    default:
+      return false;
+  }
 }
 
 /** Values of the EFLAGS result of FCOMI-class instructions, by compare outcome. */
@@ -371,6 +413,8 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
   executeEscape(opcode: number, modrm: number, ea: number, host: FpuHost): number {
     const reg = (modrm >> 3) & 7;
     const isMemory = modrm < 0xc0;
+    // #UD outranks a pending x87 exception.
+    if (isReservedEscape(opcode, modrm)) return FPU_INVALID_OPCODE;
     if (!this.isNoWait(opcode, modrm, reg, isMemory)) {
       const pending = this.waitCheck(host);
       if (pending !== FPU_DONE) return pending;
@@ -1699,6 +1743,8 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
   // ---- MMX ----
 
   executeMmx(opcode: number, modrm: number, ea: number, imm8: number, host: FpuHost): number {
+    // #UD outranks a pending x87 exception.
+    if (!isMmxEncoding(opcode, modrm)) return FPU_INVALID_OPCODE;
     const pending = this.waitCheck(host);
     if (pending !== FPU_DONE) return pending;
     return executeMmxInstruction(this, opcode, modrm, ea, imm8, host);

@@ -73,6 +73,8 @@ describe("MMX register aliasing", () => {
     exec(fpu, host, [0xd9, 0x2d], 0x80);
     exec(fpu, host, [0xd8, 0xc1]); // stack underflow, unmasked
     assert.equal(fpu.executeMmx(0x77, 0, 0, 0, host), FPU_RAISE_MF);
+    assert.equal(fpu.executeMmx(0xd4, 0xc1, 0, 0, host), FPU_INVALID_OPCODE); // PADDQ is SSE2: #UD first
+    assert.equal(fpu.executeMmx(0x73, 0xe1, 0, 0, host), FPU_INVALID_OPCODE);
   });
 });
 

@@ -286,6 +286,15 @@ export function isMmxOpcode(opcode: number): boolean {
   return MMX_RANGE_OPCODES.has(opcode);
 }
 
+/** Whether 0F `opcode` with this ModRM is a valid MMX encoding (the shift-by-immediate groups need /2, /4 or /6 on a register). */
+export function isMmxEncoding(opcode: number, modrm: number): boolean {
+  if (!isMmxOpcode(opcode)) return false;
+  if (opcode < 0x71 || opcode > 0x73) return true;
+  const reg = (modrm >> 3) & 7;
+  if (modrm < 0xc0) return false;
+  return reg === 2 || reg === 6 || (reg === 4 && opcode !== 0x73);
+}
+
 const MMX_RANGE_OPCODES = new Set([
   0xd1, 0xd2, 0xd3, 0xd5, 0xd8, 0xd9, 0xdb, 0xdc, 0xdd, 0xdf, 0xe1, 0xe2, 0xe5, 0xe8, 0xe9, 0xeb, 0xec, 0xed,
   0xef, 0xf1, 0xf2, 0xf3, 0xf5, 0xf8, 0xf9, 0xfa, 0xfc, 0xfd, 0xfe,
