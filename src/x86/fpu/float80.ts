@@ -432,7 +432,11 @@ export function div(env: FpEnv, a: F80, b: F80, p: number): F80 {
 
 export function isqrt(n: bigint): bigint {
   if (n < 2n) return n;
-  let x = 1n << BigInt(Math.ceil(bitLength(n) / 2));
+  // Start from a double-precision estimate a little above the root; Newton then descends to it.
+  const len = bitLength(n);
+  const shift = len > 100 ? (len - 100) & ~1 : 0;
+  const top = Number(n >> BigInt(shift));
+  let x = (BigInt(Math.ceil(Math.sqrt(top) * (1 + 2 ** -40))) + 1n) << BigInt(shift / 2);
   for (;;) {
     const y = (x + n / x) >> 1n;
     if (y >= x) return x;
