@@ -1190,6 +1190,115 @@ function x87(b: CaseBuilder): void {
   });
 }
 
+/** MMX: moves, packed arithmetic, shifts, compares, packs and unpacks through the window. */
+function mmxCases(b: CaseBuilder): void {
+  const base = b.memoryBase;
+  const m = base.reg;
+  const r: (number | undefined)[] = [];
+  r[3] = base.value;
+  const ops = [
+    "paddb",
+    "paddw",
+    "paddd",
+    "paddsb",
+    "paddsw",
+    "paddusb",
+    "paddusw",
+    "psubb",
+    "psubw",
+    "psubd",
+    "psubsb",
+    "psubsw",
+    "psubusb",
+    "psubusw",
+    "pmullw",
+    "pmulhw",
+    "pmaddwd",
+    "pcmpeqb",
+    "pcmpeqw",
+    "pcmpeqd",
+    "pcmpgtb",
+    "pcmpgtw",
+    "pcmpgtd",
+    "packsswb",
+    "packssdw",
+    "packuswb",
+    "punpcklbw",
+    "punpcklwd",
+    "punpckldq",
+    "punpckhbw",
+    "punpckhwd",
+    "punpckhdq",
+    "pand",
+    "pandn",
+    "por",
+    "pxor",
+    "psllw",
+    "pslld",
+    "psllq",
+    "psrlw",
+    "psrld",
+    "psrlq",
+    "psraw",
+    "psrad",
+  ];
+  for (const op of ops) {
+    b.add(
+      `mmx: ${op}`,
+      [
+        `movq mm0, [${m}]`,
+        `movq mm1, [${m}+8]`,
+        `${op} mm0, mm1`,
+        `${op} mm1, [${m}+16]`,
+        `movq [${m}+24], mm0`,
+        `movq [${m}+32], mm1`,
+        "emms",
+      ],
+      { registers: r },
+    );
+  }
+  for (const [op, count] of [
+    ["psllw", 3],
+    ["psrld", 17],
+    ["psraw", 15],
+    ["psrlq", 40],
+    ["psllq", 64],
+  ] as const) {
+    b.add(
+      `mmx: ${op} by ${count}`,
+      [`movq mm2, [${m}]`, `${op} mm2, ${count}`, `movq [${m}+8], mm2`, "emms"],
+      {
+        registers: r,
+      },
+    );
+  }
+  b.add(
+    "mmx: movd in and out",
+    ["movd mm3, eax", `movd mm4, [${m}]`, "paddd mm3, mm4", "movd ecx, mm3", `movd [${m}+4], mm4`, "emms"],
+    {
+      registers: r,
+    },
+  );
+  b.add(
+    "mmx: the FPU tag word after MMX and after EMMS",
+    ["fninit", `movq mm0, [${m}]`, `fnstenv [${m}+8]`, "emms", `fnstenv [${m}+40]`],
+    {
+      registers: r,
+      undefinedWindow: [
+        [0x1a, 0x1c],
+        [0x1e, 0x20],
+        [0x22, 0x24],
+        [0x2a, 0x2c],
+        [0x32, 0x34],
+        [0x3a, 0x3c],
+        [0x42, 0x44],
+        [0x4a, 0x4c],
+        [0x52, 0x54],
+      ],
+    },
+  );
+}
+
 /** The page-table experiments (32-bit protected mode with paging enabled by the harness). */
 function paging(b: CaseBuilder): void {
   const pte = (n: number): string => `dword [${hex(TEST_PAGE_TABLE + n * 4)}]`;
@@ -1363,6 +1472,7 @@ export function generateCases(seed: number, scale = 1): DiffCase[] {
   sequences(b, n(60));
   tasks(b);
   x87(b);
+  mmxCases(b);
   b.paging = true;
   paging(b);
   userPages(b);

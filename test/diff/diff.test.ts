@@ -33,6 +33,10 @@ const KNOWN_CPU_BUGS: readonly { readonly cases: RegExp; readonly bug: string }[
     bug: "a #PF on the instruction fetch after a JMP reports the JMP's EIP; the SDM saves the target's",
   },
   {
+    cases: /^mmx: the FPU tag word after MMX and after EMMS$/,
+    bug: "FNSTENV after an MMX instruction stores tag 00 for every register instead of classifying the contents (01 zero, 10 special)",
+  },
+  {
     cases: /^MOV SS delays the single-step trap by one instruction$/,
     bug: "MOV SS does not hold back a pending single-step trap until after the next instruction",
   },
