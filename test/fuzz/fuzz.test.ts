@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { promisify } from "node:util";
 import { BareMachine, loadTsvisorCpu } from "../../src/machine/bare-runner.ts";
+import { QEMU_CPU } from "../diff/run.ts";
 import { FUZZ_MODES, FuzzFrames, type FuzzMode, vectorStatus } from "./frame.ts";
 
 const iterations = Number(process.env.TSVISOR_FUZZ_ITERATIONS ?? 80);
@@ -85,7 +86,7 @@ describe("fuzzing: random instruction streams", { skip: tools }, () => {
               "none",
               "-no-reboot",
               "-cpu",
-              "pentium3",
+              QEMU_CPU,
               "-device",
               "isa-debug-exit,iobase=0xf4,iosize=4",
               "-kernel",
