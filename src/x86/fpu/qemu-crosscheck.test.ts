@@ -180,3 +180,29 @@ test("x87 results match QEMU's on the generated table", () => {
   if (process.env.X87_DUMP) for (const f of failures) console.log(f);
   assert.deepEqual(failures.slice(0, 20), [], `${failures.length} of ${rows.length} cases differ`);
 });
+
+test("MMX results match QEMU's on the generated table (testdata/qemu-mmx.tsv)", () => {
+  const text = readFileSync(new URL("./testdata/qemu-mmx.tsv", import.meta.url), "utf8");
+  const fpu = new Fpu();
+  const host = new TestHost();
+  let count = 0;
+  const failures: string[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const [name, opcodeHex, immText, regText, aHex, bHex, resultHex] = line.split("\t");
+    const opcode = Number.parseInt(opcodeHex, 16);
+    const imm = Number(immText);
+    host.writeU64(0x200, BigInt(`0x${aHex}`));
+    host.writeU64(0x208, BigInt(`0x${bHex}`));
+    fpu.executeMmx(0x6f, 0x05, 0x200, 0, host); // MOVQ mm0, [a]
+    fpu.executeMmx(0x6f, 0x0d, 0x208, 0, host); // MOVQ mm1, [b]
+    const modrm = imm < 0 ? 0xc1 : 0xc0 | (Number(regText) << 3);
+    assert.equal(fpu.executeMmx(opcode, modrm, 0, imm & 0xff, host), FPU_DONE, name);
+    const got = (BigInt(fpu.sigHi[0]) << 32n) | BigInt(fpu.sigLo[0]);
+    if (got !== BigInt(`0x${resultHex}`))
+      failures.push(`${name} ${aHex} ${bHex} imm=${imm}: got ${got.toString(16)} want ${resultHex}`);
+    count++;
+  }
+  assert.ok(count > 1000);
+  assert.deepEqual(failures.slice(0, 10), [], `${failures.length} of ${count} differ`);
+});

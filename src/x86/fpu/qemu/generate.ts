@@ -485,44 +485,193 @@ function f80Text(bytes: Uint8Array, at: number): string {
   return `${se.toString(16).padStart(4, "0")}:${sig.toString(16).padStart(16, "0")}`;
 }
 
+/** Assembles `asm` into a multiboot kernel, runs it under QEMU and returns what it wrote to port E9. */
+function runKernel(asm: string, dir: string): Buffer {
+  writeFileSync(join(dir, "k.asm"), asm);
+  execFileSync("nasm", ["-f", "elf32", "-o", join(dir, "k.o"), join(dir, "k.asm")]);
+  execFileSync("ld", [
+    "-m",
+    "elf_i386",
+    "-Ttext=0x100000",
+    "-e",
+    "_start",
+    "-o",
+    join(dir, "k.elf"),
+    join(dir, "k.o"),
+  ]);
+  const out = join(dir, "out.bin");
+  writeFileSync(out, "");
+  try {
+    execFileSync(
+      "qemu-system-i386",
+      [
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-debugcon",
+        `file:${out}`,
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+        "-kernel",
+        join(dir, "k.elf"),
+      ],
+      { timeout: 120_000 },
+    );
+  } catch {
+    // isa-debug-exit makes QEMU exit with a non-zero status by design.
+  }
+  return readFileSync(out);
+}
+
+// ---- MMX ----
+
+export interface MmxCase {
+  name: string;
+  opcode: number;
+  /** Immediate of 0F 71/72/73 (with `reg` selecting the shift), or -1 for mm0 op mm1. */
+  imm: number;
+  reg: number;
+  a: bigint;
+  b: bigint;
+}
+
+const MMX_BINARY: [string, number][] = [
+  ["punpcklbw", 0x60],
+  ["punpcklwd", 0x61],
+  ["punpckldq", 0x62],
+  ["packsswb", 0x63],
+  ["pcmpgtb", 0x64],
+  ["pcmpgtw", 0x65],
+  ["pcmpgtd", 0x66],
+  ["packuswb", 0x67],
+  ["punpckhbw", 0x68],
+  ["punpckhwd", 0x69],
+  ["punpckhdq", 0x6a],
+  ["packssdw", 0x6b],
+  ["pcmpeqb", 0x74],
+  ["pcmpeqw", 0x75],
+  ["pcmpeqd", 0x76],
+  ["psrlw", 0xd1],
+  ["psrld", 0xd2],
+  ["psrlq", 0xd3],
+  ["pmullw", 0xd5],
+  ["psubusb", 0xd8],
+  ["psubusw", 0xd9],
+  ["pand", 0xdb],
+  ["paddusb", 0xdc],
+  ["paddusw", 0xdd],
+  ["pandn", 0xdf],
+  ["psraw", 0xe1],
+  ["psrad", 0xe2],
+  ["pmulhw", 0xe5],
+  ["psubsb", 0xe8],
+  ["psubsw", 0xe9],
+  ["por", 0xeb],
+  ["paddsb", 0xec],
+  ["paddsw", 0xed],
+  ["pxor", 0xef],
+  ["psllw", 0xf1],
+  ["pslld", 0xf2],
+  ["psllq", 0xf3],
+  ["pmaddwd", 0xf5],
+  ["psubb", 0xf8],
+  ["psubw", 0xf9],
+  ["psubd", 0xfa],
+  ["paddb", 0xfc],
+  ["paddw", 0xfd],
+  ["paddd", 0xfe],
+];
+
+function random64(): bigint {
+  const shape = random32() % 5;
+  if (shape === 0) return BigInt(random32() % 80); // small: shift counts
+  if (shape === 1) return 0x8000_8000_8000_8000n ^ BigInt(random32() & 0x00ff00ff);
+  if (shape === 2) return 0x7fff_7fff_7f7f_7f7fn - BigInt(random32() & 0x0303);
+  return (BigInt(random32()) << 32n) | BigInt(random32());
+}
+
+export function buildMmxCases(): MmxCase[] {
+  const cases: MmxCase[] = [];
+  for (const [name, opcode] of MMX_BINARY)
+    for (let n = 0; n < 24; n++) cases.push({ name, opcode, imm: -1, reg: 0, a: random64(), b: random64() });
+  for (const opcode of [0x71, 0x72, 0x73])
+    for (const reg of [2, 4, 6]) {
+      if (opcode === 0x73 && reg === 4) continue;
+      for (const imm of [0, 1, 7, 15, 16, 31, 32, 33, 63, 64, 200])
+        cases.push({ name: `shift ${opcode.toString(16)}/${reg}`, opcode, imm, reg, a: random64(), b: 0n });
+    }
+  return cases;
+}
+
+function qword(v: bigint): string {
+  return `0x${v.toString(16)}`;
+}
+
+export function mmxKernelSource(cases: MmxCase[]): string {
+  const text: string[] = [];
+  const data: string[] = [];
+  cases.forEach((c, i) => {
+    // (labels avoid nasm's a16/a32 prefix keywords)
+    data.push(`mmxa_${i}: dq ${qword(c.a)}`, `mmxb_${i}: dq ${qword(c.b)}`);
+    text.push(`  movq mm0, [mmxa_${i}]`, `  movq mm1, [mmxb_${i}]`);
+    if (c.imm < 0) text.push(`  db 0x0f, 0x${c.opcode.toString(16)}, 0xc1`);
+    else
+      text.push(`  db 0x0f, 0x${c.opcode.toString(16)}, 0x${(0xc0 | (c.reg << 3)).toString(16)}, ${c.imm}`);
+    text.push(`  movq [out], mm0`, `  emms`, `  call emit8`);
+  });
+  return `bits 32
+section .text
+global _start
+  dd 0x1badb002, 0, -0x1badb002
+_start:
+  cli
+  mov esp, stack_top
+  cld
+  mov eax, cr0
+  and eax, ~0x0c        ; clear EM and TS
+  mov cr0, eax
+${text.join("\n")}
+  mov al, 0
+  out 0xf4, al
+  hlt
+emit8:
+  mov esi, out
+  mov ecx, 8
+  mov dx, 0xe9
+  rep outsb
+  ret
+section .data
+align 8
+${data.join("\n")}
+section .bss
+out: resb 16
+resb 8192
+stack_top:
+`;
+}
+
+export function writeMmxTable(cases: MmxCase[], results: bigint[]): string {
+  return cases
+    .map((c, i) =>
+      [
+        c.name,
+        c.opcode.toString(16),
+        c.imm,
+        c.reg,
+        c.a.toString(16),
+        c.b.toString(16),
+        results[i].toString(16),
+      ].join("\t"),
+    )
+    .join("\n");
+}
+
 function main(): void {
   const cases = buildCases();
   const dir = mkdtempSync(join(tmpdir(), "x87-"));
   try {
-    writeFileSync(join(dir, "k.asm"), kernelSource(cases));
-    execFileSync("nasm", ["-f", "elf32", "-o", join(dir, "k.o"), join(dir, "k.asm")]);
-    execFileSync("ld", [
-      "-m",
-      "elf_i386",
-      "-Ttext=0x100000",
-      "-e",
-      "_start",
-      "-o",
-      join(dir, "k.elf"),
-      join(dir, "k.o"),
-    ]);
-    const out = join(dir, "out.bin");
-    try {
-      execFileSync(
-        "qemu-system-i386",
-        [
-          "-nodefaults",
-          "-display",
-          "none",
-          "-no-reboot",
-          "-debugcon",
-          `file:${out}`,
-          "-device",
-          "isa-debug-exit,iobase=0xf4,iosize=4",
-          "-kernel",
-          join(dir, "k.elf"),
-        ],
-        { timeout: 120_000 },
-      );
-    } catch {
-      // isa-debug-exit makes QEMU exit with a non-zero status by design.
-    }
-    const bytes = readFileSync(out);
+    const bytes = runKernel(kernelSource(cases), dir);
     if (bytes.length !== cases.length * OUT_BYTES)
       throw new Error(`expected ${cases.length * OUT_BYTES} bytes from QEMU, got ${bytes.length}`);
     const expected: Expected[] = cases.map((_, i) => {
@@ -548,6 +697,18 @@ function main(): void {
     const file = new URL("../testdata/qemu-x87.tsv", import.meta.url);
     writeFileSync(file, `# generated by src/x86/fpu/qemu/generate.ts with ${version}\n${writeTable(rows)}`);
     console.log(`${cases.length} cases written to ${file.pathname}`);
+
+    const mmxCases = buildMmxCases();
+    const mmxBytes = runKernel(mmxKernelSource(mmxCases), dir);
+    if (mmxBytes.length !== mmxCases.length * 8)
+      throw new Error(`expected ${mmxCases.length * 8} MMX bytes from QEMU, got ${mmxBytes.length}`);
+    const results = mmxCases.map((_, i) => mmxBytes.readBigUInt64LE(i * 8));
+    const mmxFile = new URL("../testdata/qemu-mmx.tsv", import.meta.url);
+    writeFileSync(
+      mmxFile,
+      `# generated by src/x86/fpu/qemu/generate.ts with ${version}\n${writeMmxTable(mmxCases, results)}\n`,
+    );
+    console.log(`${mmxCases.length} MMX cases written to ${mmxFile.pathname}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
