@@ -739,7 +739,10 @@ function privilege(b: CaseBuilder): void {
   user("arithmetic runs as usual", ["add eax, ecx", "mov edx, cs", "mov ebx, ss"]);
   user("cli with IOPL 0 raises #GP(0)", ["cli"]);
   user("cli with IOPL 3 is allowed", ["cli", "sti"], IOPL3);
-  user("in with IOPL 0 and no I/O bitmap raises #GP(0)", ["mov dx, 0x80", "in al, dx"]);
+  user("in from a port the I/O bitmap denies raises #GP(0)", ["mov dx, 0x81", "in al, dx"]);
+  user("out to a port the I/O bitmap allows", ["mov al, 0x12", "out 0x80, al", "mov ecx, 1"]);
+  user("a word access needs every port allowed: #GP(0)", ["out 0x80, ax"]);
+  user("IOPL 3 skips the bitmap", ["mov al, 0x12", "out 0x81, al", "mov ecx, 1"], IOPL3);
   user("hlt raises #GP(0)", ["hlt"]);
   user("mov from cr0 raises #GP(0)", ["mov eax, cr0"]);
   user("lgdt raises #GP(0)", [`lgdt [${hex(WINDOW_BASE)}]`]);

@@ -102,7 +102,7 @@ const V_TASK_EIP = 0x184;
 
 /** The TSS of the harness's own task, and of the task the task-switch cases switch to. */
 export const TSS1 = 0x81000;
-export const TSS2 = 0x82000;
+export const TSS2 = 0x84000;
 /** Ring-0 stack for interrupts and gates from ring 3 (TSS1.ESP0), and for SYSENTER. */
 const RING0_STACK = WINDOW_BASE + 0xe000;
 const SYSENTER_STACK = WINDOW_BASE + 0xd000;
@@ -530,7 +530,7 @@ export const SEL = {
 } as const;
 
 /** The local descriptor table the LDT cases load. */
-export const LDT_TABLE = 0x83000;
+export const LDT_TABLE = 0x85000;
 
 function descriptor(base: number, limit: number, access: number, flags: number): string {
   const lo = ((base & 0xffff) << 16) | (limit & 0xffff);
@@ -614,10 +614,17 @@ export function programSource(cases: readonly DiffCase[]): string {
     `mov dword [${hex(LDT_TABLE + 12)}], 0x00cf9200`,
     `mov dword [${hex(LDT_TABLE + 16)}], 0x0000ffff`,
     `mov dword [${hex(LDT_TABLE + 20)}], 0x00cf1200`,
-    // The harness's TSS: ring-0 stack for entries from ring 3, no I/O bitmap.
+    // The harness's TSS: ring-0 stack for entries from ring 3.
     `mov dword [${hex(TSS1 + 4)}], ${hex(RING0_STACK)}`,
     `mov dword [${hex(TSS1 + 8)}], ${SEL.data32}`,
+    // I/O permission bitmap right after the TSS: every port denied but 0x80.
     `mov word [${hex(TSS1 + 102)}], 104`,
+    `mov edi, ${hex(TSS1 + 104)}`,
+    "mov ecx, 8192 + 1",
+    "mov al, 0xff",
+    "cld",
+    "rep stosb",
+    `mov byte [${hex(TSS1 + 104 + 0x10)}], 0xfe`,
     `mov ax, ${SEL.tss1}`,
     "ltr ax",
     // SYSENTER_CS, SYSENTER_ESP, SYSENTER_EIP.
@@ -694,7 +701,7 @@ export function programSource(cases: readonly DiffCase[]): string {
     descriptor(WINDOW_BASE, 0x3f, 0x92, 0x4), // 0x30 data, 64-byte limit
     descriptor(0, 0xfffff, 0xfa, 0xc), // 0x38 ring-3 flat code
     descriptor(0, 0xfffff, 0xf2, 0xc), // 0x40 ring-3 flat data
-    descriptor(TSS1, 0x67, 0x89, 0x0), // 0x48 the harness's TSS
+    descriptor(TSS1, 104 + 8192, 0x89, 0x0), // 0x48 the harness's TSS and its I/O bitmap
     descriptor(WINDOW_BASE, 0xffff, 0x90, 0x4), // 0x50 read-only data over the window
     descriptor(WINDOW_BASE, 0xfffff, 0x92, 0xc), // 0x58 32-bit data over the window (FS)
     descriptor(0, 0xfffff, 0x9a, 0xc), // 0x60 SYSENTER_CS: ring-0 code
