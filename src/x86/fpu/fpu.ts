@@ -1521,9 +1521,15 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
 
   // ---- environment and state images ----
 
-  /** Tag word as FSTENV stores it. */
+  /**
+   * Tag word as FSTENV/FNSAVE store it. Like the P6, only "empty or not" is architectural state
+   * here; the valid/zero/special classes are worked out from the register contents when the word is
+   * stored (so a register written by MMX shows as special).
+   */
   get tagWord(): number {
-    return this.tags;
+    let word = 0;
+    for (let r = 0; r < 8; r++) word |= (this.isEmpty(r) ? TAG_EMPTY : tagOf(this.readPhys(r))) << (r * 2);
+    return word;
   }
 
   private environmentSize(host: FpuHost): number {
@@ -1540,7 +1546,7 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     if (host.operandSize32) {
       host.write32(ea, 0xffff0000 | this.control);
       host.write32(ea + 4, 0xffff0000 | this.statusWord);
-      host.write32(ea + 8, 0xffff0000 | this.tags);
+      host.write32(ea + 8, 0xffff0000 | this.tagWord);
       if (host.protectedMode) {
         host.write32(ea + 12, this.fip);
         host.write32(ea + 16, (fop << 16) | this.fcs);
@@ -1557,7 +1563,7 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     } else {
       host.write16(ea, this.control);
       host.write16(ea + 2, this.statusWord);
-      host.write16(ea + 4, this.tags);
+      host.write16(ea + 4, this.tagWord);
       if (host.protectedMode) {
         host.write16(ea + 6, this.fip & 0xffff);
         host.write16(ea + 8, this.fcs);
