@@ -250,6 +250,35 @@ describe("bare runner", () => {
     assert.equal(sink.text(), "A");
   });
 
+  test("output after the exit request is dropped even without requestStop", () => {
+    const machine = new BareMachine({
+      ramBytes: 1 << 20,
+      createCpu: (env) => {
+        const cpu = new TinyCpu(env);
+        return {
+          run: (n: number) => cpu.run(n),
+          get halted() {
+            return cpu.halted;
+          },
+          interruptsEnabled: () => cpu.interruptsEnabled(),
+          enterRealMode: (cs: number, ip: number, r: GeneralRegisters) => cpu.enterRealMode(cs, ip, r),
+          enterFlatProtectedMode: (eip: number, r: GeneralRegisters) => cpu.enterFlatProtectedMode(eip, r),
+        };
+      },
+    });
+    machine.loadFlat(
+      assemble("BITS 32\nmov al, 'a'\nout 0xe9, al\nout 0xf4, al\nmov al, 'b'\nout 0xe9, al\nhlt"),
+      0x1000,
+      {
+        mode: "protected32",
+        eip: 0x1000,
+      },
+    );
+    const result = machine.run(100);
+    assert.equal(result.reason, "debug-exit");
+    assert.equal(new TextDecoder().decode(result.debugcon), "a");
+  });
+
   test("the output sink stops growing at its cap", () => {
     const sink = new ByteSink(5000);
     for (let i = 0; i < 10000; i++) sink.push(i & 0xff);

@@ -91,6 +91,7 @@ export interface BareRunResult {
 export class ByteSink {
   private buffer = new Uint8Array(4096);
   private used = 0;
+  private closed = false;
   private readonly cap: number;
   /** Called with each byte as it arrives (e.g. echo to the terminal). */
   onByte: ((byte: number) => void) | undefined;
@@ -99,7 +100,13 @@ export class ByteSink {
     this.cap = cap;
   }
 
+  /** Drops every later byte (the machine has exited; QEMU would not see them either). */
+  close(): void {
+    this.closed = true;
+  }
+
   push(byte: number): void {
+    if (this.closed) return;
     this.onByte?.(byte);
     if (this.used === this.cap) return;
     if (this.used === this.buffer.length) {
@@ -245,6 +252,10 @@ export class BareMachine {
       new DebugExit((status) => {
         // The first request wins: later writes happen only in the instructions left in the slice.
         this.exitStatus ??= status;
+        // Instructions left in the slice may still run (without requestStop); their output is not
+        // part of the run, as on QEMU, which exits at once.
+        this.debugcon.close();
+        this.serial.close();
         this.cpu.requestStop?.();
       }),
     );
