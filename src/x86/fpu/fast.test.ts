@@ -17,7 +17,7 @@ import {
   mul,
   toInteger,
 } from "./float80.ts";
-import { Fpu } from "./fpu.ts";
+import { Fpu, tagOf, tagOfRaw } from "./fpu.ts";
 import { TestHost } from "./test-host.ts";
 
 let seed = 0x9e3779b9;
@@ -174,5 +174,16 @@ test("register compares through the fast comparison agree with the exact compari
       want,
       `${JSON.stringify([a, b], (_, v) => (typeof v === "bigint" ? v.toString(16) : v))}`,
     );
+  }
+});
+
+test("tagOfRaw classifies raw register images like tagOf", () => {
+  const exponents = [0, 1, 0x3fff, 0x7ffe, 0x7fff];
+  for (let n = 0; n < 5000; n++) {
+    const se = ((next() & 1) << 15) | (n % 2 ? exponents[next() % 5] : next() & 0x7fff);
+    const hi = n % 3 === 0 ? 0 : n % 3 === 1 ? 0x80000000 : next();
+    const lo = n % 4 === 0 ? 0 : next();
+    const v = f80(se >> 15, se & 0x7fff, (BigInt(hi) << 32n) | BigInt(lo));
+    assert.equal(tagOfRaw(se, hi, lo), tagOf(v), `${se.toString(16)} ${hi.toString(16)} ${lo.toString(16)}`);
   }
 });

@@ -174,6 +174,14 @@ export function tagOf(v: F80): number {
   return TAG_VALID;
 }
 
+/** tagOf for a register image given as raw fields. */
+export function tagOfRaw(signExp: number, hi: number, lo: number): number {
+  const exp = signExp & 0x7fff;
+  if (exp === 0) return hi === 0 && lo === 0 ? TAG_ZERO : TAG_SPECIAL;
+  if (exp === 0x7fff || (hi & 0x80000000) === 0) return TAG_SPECIAL;
+  return TAG_VALID;
+}
+
 export class Fpu implements FpuUnit, Persistent<FpuState> {
   readonly stateVersion = 1;
 
@@ -381,13 +389,6 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
   }
 
   // ---- memory operands ----
-
-  private readF80(ea: number, host: FpuHost): F80 {
-    const lo = host.read32(ea) >>> 0;
-    const hi = host.read32(ea + 4) >>> 0;
-    const se = host.read16(ea + 8) & 0xffff;
-    return f80(se >> 15, se & 0x7fff, (BigInt(hi) << 32n) | BigInt(lo));
-  }
 
   private writeF80(ea: number, v: F80, host: FpuHost): void {
     host.checkWritable(ea, 10);
@@ -1179,8 +1180,17 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
       case 3:
         return this.storeInteger(ea, host, 32, reg === 3);
       case 5: {
-        const v = this.readF80(ea, host);
-        return this.pushChecked(() => v);
+        // FLD m80: an exact copy, no exceptions besides stack overflow.
+        const lo = host.read32(ea) >>> 0;
+        const hi = host.read32(ea + 4) >>> 0;
+        const se = host.read16(ea + 8) & 0xffff;
+        if (!this.isEmpty(this.phys(7))) {
+          const v = f80(se >> 15, se & 0x7fff, (BigInt(hi) << 32n) | BigInt(lo));
+          return this.pushChecked(() => v);
+        }
+        this.pushRaw(se, hi, lo);
+        this.setTag(this.top, tagOfRaw(se, hi, lo));
+        return FPU_DONE;
       }
       case 7:
         return this.storeExtended(ea, host);
@@ -1455,7 +1465,16 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
         return FPU_DONE;
       }
       v = INDEFINITE;
-    } else v = this.st(0);
+    } else {
+      const p = this.phys(0);
+      host.checkWritable(ea, 10);
+      host.write32(ea, this.sigLo[p]);
+      host.write32(ea + 4, this.sigHi[p]);
+      host.write16(ea + 8, this.signExp[p]);
+      this.pop();
+      this.status &= ~SW_C1;
+      return FPU_DONE;
+    }
     this.writeF80(ea, v, host);
     this.pop();
     this.status &= ~SW_C1;
