@@ -583,6 +583,11 @@ describe("comparisons and classification", () => {
     assert.equal(status(fpu) & IE, 0);
     assert.equal(exec(fpu, host, [0xdb, 0xf1]), EFLAGS_ZF | EFLAGS_PF | EFLAGS_CF);
     assert.equal(status(fpu) & IE, IE);
+    // With IE unmasked, FCOMI on a NaN leaves EFLAGS alone.
+    exec(fpu, host, [0xdb, 0xe2]);
+    setControl(fpu, host, 0x037e);
+    assert.equal(run(fpu, host, [0xdb, 0xf1]), FPU_DONE);
+    assert.equal(fpu.statusWord & (IE | ES), IE | ES);
   });
 
   test("FCOMPP pops twice; FTST compares with zero", () => {

@@ -702,16 +702,17 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
   }
 
   /** FCOMI/FCOMIP/FUCOMI/FUCOMIP: returns EFLAGS. */
-  private compareToEflags(i: number, popAfter: boolean, unordered: boolean, host: FpuHost): number {
+  private compareToEflags(i: number, popAfter: boolean, unordered: boolean): number {
     this.begin();
     let result: number;
     if (this.isEmpty(this.phys(0)) || this.isEmpty(this.phys(i))) {
       this.stackUnderflow();
-      result = this.ieMasked() ? comiFlags(CMP_UNORDERED) : host.eflags & (EFLAGS_ZF | EFLAGS_PF | EFLAGS_CF);
+      // An unmasked invalid operation leaves EFLAGS alone.
+      result = this.ieMasked() ? comiFlags(CMP_UNORDERED) : FPU_DONE;
     } else {
       let outcome = this.fastCompare(this.phys(0), this.phys(i));
       if (outcome === NOT_FAST) outcome = compare(this.env, this.st(0), this.st(i), unordered);
-      result = this.blocked() ? host.eflags & (EFLAGS_ZF | EFLAGS_PF | EFLAGS_CF) : comiFlags(outcome);
+      result = this.blocked() ? FPU_DONE : comiFlags(outcome);
     }
     if (popAfter && !this.blocked()) this.pop();
     this.status &= ~SW_C1;
@@ -1144,8 +1145,8 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
 
   private escDBRegister(modrm: number, reg: number, i: number, host: FpuHost): number {
     if (reg < 4) return this.conditionalMove(i, !this.condition(reg, host.eflags));
-    if (reg === 5) return this.compareToEflags(i, false, true, host);
-    if (reg === 6) return this.compareToEflags(i, false, false, host);
+    if (reg === 5) return this.compareToEflags(i, false, true);
+    if (reg === 6) return this.compareToEflags(i, false, false);
     switch (modrm) {
       case 0xe0: // FNENI, FNDISI, FNSETPM: 8087/80287 leftovers, no-ops since the 80387
       case 0xe1:
@@ -1296,9 +1297,9 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
         host.writeGpr32(0, (host.readGpr32(0) & 0xffff0000) | this.statusWord);
         return FPU_DONE;
       case 5:
-        return this.compareToEflags(i, true, true, host);
+        return this.compareToEflags(i, true, true);
       case 6:
-        return this.compareToEflags(i, true, false, host);
+        return this.compareToEflags(i, true, false);
       default:
         return FPU_INVALID_OPCODE;
     }
