@@ -28,6 +28,40 @@ export const DF = 0x400;
 export const OF = 0x800;
 const ARITH = CF | PF | AF | ZF | SF | OF;
 
+/**
+ * EFLAGS bits the SDM leaves undefined whatever the operands, by mnemonic (SDM Vol. 2, "Flags
+ * Affected"). Shifts and rotates add count-dependent bits per case (`shiftUndefined`).
+ * flags.test.ts checks this table against the CPU's opcode table.
+ */
+export const UNDEFINED_FLAGS: Readonly<Record<string, number>> = {
+  AND: AF,
+  OR: AF,
+  XOR: AF,
+  TEST: AF,
+  SHL: AF,
+  SAL: AF,
+  SHR: AF,
+  SAR: AF,
+  SHLD: AF,
+  SHRD: AF,
+  MUL: SF | ZF | AF | PF,
+  IMUL: SF | ZF | AF | PF,
+  DIV: ARITH,
+  IDIV: ARITH,
+  DAA: OF,
+  DAS: OF,
+  AAA: OF | SF | ZF | PF,
+  AAS: OF | SF | ZF | PF,
+  AAM: OF | AF | CF,
+  AAD: OF | AF | CF,
+  BT: OF | SF | AF | PF,
+  BTS: OF | SF | AF | PF,
+  BTR: OF | SF | AF | PF,
+  BTC: OF | SF | AF | PF,
+  BSF: CF | OF | SF | AF | PF,
+  BSR: CF | OF | SF | AF | PF,
+};
+
 /** Encoding indices of the general registers. */
 const EAX = 0;
 
@@ -156,7 +190,7 @@ function aluBinary(b: CaseBuilder, perForm: number): void {
   const rng = b.rng;
   const ops = ["add", "or", "adc", "sbb", "and", "sub", "xor", "cmp", "test"];
   for (const op of ops) {
-    const undefinedFlags = op === "and" || op === "or" || op === "xor" || op === "test" ? AF : 0;
+    const undefinedFlags = UNDEFINED_FLAGS[op.toUpperCase()] ?? 0;
     for (const w of b.widths) {
       const values = edges(rng, w);
       for (let k = 0; k < perForm; k++) {
@@ -294,7 +328,7 @@ function shifts(b: CaseBuilder, perForm: number): void {
         regs[1] = count;
         b.add(`${op} ${REG[w][0]}, ${REG[w][2]}, cl=${count}`, [`${op} ${REG[w][0]}, ${REG[w][2]}, cl`], {
           registers: regs,
-          undefinedFlags: count === 0 ? 0 : AF | (count === 1 ? 0 : OF),
+          undefinedFlags: count === 0 ? 0 : UNDEFINED_FLAGS[op.toUpperCase()]! | (count === 1 ? 0 : OF),
         });
       }
     }
@@ -303,7 +337,7 @@ function shifts(b: CaseBuilder, perForm: number): void {
 
 function multiplyDivide(b: CaseBuilder, perForm: number): void {
   const rng = b.rng;
-  const mulUndefined = SF | ZF | AF | PF;
+  const mulUndefined = UNDEFINED_FLAGS.MUL!;
   for (const op of ["mul", "imul"]) {
     for (const w of b.widths) {
       const values = edges(rng, w);
@@ -355,7 +389,7 @@ function multiplyDivide(b: CaseBuilder, perForm: number): void {
           [`${op} ${REG[w][3]}`],
           {
             registers: regs,
-            undefinedFlags: ARITH,
+            undefinedFlags: UNDEFINED_FLAGS[op.toUpperCase()]!,
           },
         );
       }
@@ -365,12 +399,7 @@ function multiplyDivide(b: CaseBuilder, perForm: number): void {
 
 function bcd(b: CaseBuilder, perForm: number): void {
   const rng = b.rng;
-  const undefinedBy: Record<string, number> = {
-    daa: OF,
-    das: OF,
-    aaa: OF | SF | ZF | PF,
-    aas: OF | SF | ZF | PF,
-  };
+  const undefinedBy = (op: string): number => UNDEFINED_FLAGS[op.toUpperCase()]!;
   for (const op of ["daa", "das", "aaa", "aas"]) {
     for (let k = 0; k < perForm; k++) {
       const al = k < 4 ? [0x99, 0x9a, 0x0f, 0xfa][k]! : rng.below(256);
@@ -378,7 +407,7 @@ function bcd(b: CaseBuilder, perForm: number): void {
       regs[0] = ((rng.u32() & 0xffff0000) | (rng.below(256) << 8) | al) >>> 0;
       b.add(`${op} ax=${hex(regs[0]! & 0xffff)}`, [op], {
         registers: regs,
-        undefinedFlags: undefinedBy[op]!,
+        undefinedFlags: undefinedBy(op),
       });
     }
   }
@@ -386,7 +415,7 @@ function bcd(b: CaseBuilder, perForm: number): void {
     for (let k = 0; k < perForm; k++) {
       const base = rng.pick([10, 10, 16, 7, 255, rng.below(256)]);
       const divisor = op === "aam" && k === 1 ? 0 : base;
-      b.add(`${op} ${divisor}`, [`${op} ${divisor}`], { undefinedFlags: OF | AF | CF });
+      b.add(`${op} ${divisor}`, [`${op} ${divisor}`], { undefinedFlags: UNDEFINED_FLAGS[op.toUpperCase()]! });
     }
   }
 }
@@ -400,12 +429,12 @@ function bits(b: CaseBuilder, perForm: number): void {
         regs[1] = rng.below(2) ? rng.below(w) : rng.u32();
         b.add(`${op} ${REG[w][0]}, ${REG[w][1]}=${hex(regs[1])}`, [`${op} ${REG[w][0]}, ${REG[w][1]}`], {
           registers: regs,
-          undefinedFlags: OF | SF | AF | PF,
+          undefinedFlags: UNDEFINED_FLAGS[op.toUpperCase()]!,
         });
       }
       const imm = rng.below(256);
       b.add(`${op} ${REG[w][0]}, ${imm}`, [`${op} ${REG[w][0]}, ${imm}`], {
-        undefinedFlags: OF | SF | AF | PF,
+        undefinedFlags: UNDEFINED_FLAGS[op.toUpperCase()]!,
       });
       // Memory with a register bit offset reaches outside the addressed word (within the window).
       const base = b.memoryBase;
@@ -418,7 +447,7 @@ function bits(b: CaseBuilder, perForm: number): void {
         [`${op} ${SIZE[w]} [${base.reg}], ${REG[w][2]}`],
         {
           registers: r,
-          undefinedFlags: OF | SF | AF | PF,
+          undefinedFlags: UNDEFINED_FLAGS[op.toUpperCase()]!,
         },
       );
     }
@@ -431,7 +460,7 @@ function bits(b: CaseBuilder, perForm: number): void {
         placeInRegister(regs, 3, w, value, rng);
         b.add(`${op} ${REG[w][0]}, ${REG[w][3]}=${hex(value)}`, [`${op} ${REG[w][0]}, ${REG[w][3]}`], {
           registers: regs,
-          undefinedFlags: CF | OF | SF | AF | PF,
+          undefinedFlags: UNDEFINED_FLAGS[op.toUpperCase()]!,
           // The destination is undefined for a zero source (hardware leaves it; the SDM does not promise).
           undefinedRegisters: value === 0 ? 1 << EAX : 0,
         });
