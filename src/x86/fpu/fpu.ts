@@ -1,5 +1,11 @@
 // The x87 floating-point unit with MMX and FXSAVE/FXRSTOR: register file, control/status/tag words,
 // last-instruction pointers, exception delivery (#MF or FERR#), and the D8-DF instruction set.
+//
+// Values are exact: normal-number FADD/FSUB/FMUL/FDIV, compares, moves and integer/double
+// conversions run on 32-bit words without allocating (fast.ts); everything else (specials,
+// denormals, over/underflow, FSQRT, transcendentals, BCD) goes through the BigInt arithmetic in
+// float80.ts and transcendental.ts, which rounds once under the control word's PC and RC.
+// The CPU calls executeEscape/executeMmx/waitCheck/fxsave/fxrstor (see FpuUnit in host.ts).
 
 import { type Persistent, StateError } from "../../core/persist.ts";
 import { fastAdd, fastDiv, fastMul, fastResult, isNormalImage } from "./fast.ts";

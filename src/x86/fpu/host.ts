@@ -71,9 +71,10 @@ export const EFLAGS_ZF = 1 << 6;
 export interface FpuUnit {
   /**
    * One x87 instruction: `opcode` is the escape byte 0xD8-0xDF, `modrm` the ModRM byte, `ea` the
-   * linear address of the memory operand (ignored when modrm >= 0xC0). Checks pending exceptions
-   * itself for waiting instructions. Returns FPU_DONE, FPU_RAISE_MF, FPU_FREEZE, FPU_INVALID_OPCODE
-   * or EFLAGS bits (FCOMI family).
+   * linear address of the memory operand (ignored when modrm >= 0xC0). Reserved encodings give
+   * FPU_INVALID_OPCODE first; then waiting instructions check for a pending exception themselves
+   * (FNINIT, FNCLEX, FNSTSW, FNSTCW, FNSTENV, FNSAVE do not). Returns FPU_DONE, FPU_RAISE_MF,
+   * FPU_FREEZE, FPU_INVALID_OPCODE or EFLAGS bits (FCOMI family).
    */
   executeEscape(opcode: number, modrm: number, ea: number, host: FpuHost): number;
   /**
@@ -89,8 +90,8 @@ export interface FpuUnit {
   fxrstor(ea: number, host: FpuHost): void;
   /** IGNNE# input (the PC drives it from port 0xF0 writes); while asserted, FERR# does not freeze. */
   setIgnne(asserted: boolean): void;
-  /** FERR# output (the PC routes it to IRQ 13); set by the builder. */
+  /** FERR# output (the PC routes it to IRQ 13); FpuErrorLatch in ferr.ts does that wiring. */
   onFerr: (asserted: boolean) => void;
-  /** RESET (power-on) and INIT. */
+  /** RESET: the power-on state (FCW 0040h, all registers +0). INIT leaves the x87 state alone. */
   reset(): void;
 }
