@@ -281,6 +281,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   private readonly blockCache: (Block | undefined)[] = new Array(BLOCK_CACHE_SIZE).fill(undefined);
   private readonly pageBlocks = new Map<number, Block[]>();
   private readonly fetchBuffer = new Uint8Array(16);
+  /** The block that ran last (its successor links are tried first). */
+  private lastBlock: Block | undefined;
 
   /** Descriptor read by readDescriptor. */
   descLo = 0;
@@ -1466,10 +1468,38 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** The decoded block at CS:EIP (decoding it if needed). */
   private fetchBlock(maxInsns: number): Block {
     const eip = this.eip >>> 0;
-    if (eip > this.segLimit[CS]!) this.gp(0);
+    const limit = this.segLimit[CS]!;
+    if (eip > limit) this.gp(0);
     const lin = (this.segBase[CS]! + eip) | 0;
     const e = this.tlb[lin >>> 12]!;
     const need = this.user ? TLB_VALID | TLB_USER : TLB_VALID;
+    // Successor links skip the hash lookup while the same TLB entry still maps the code.
+    const prev = this.lastBlock;
+    if (prev !== undefined && (e & need) === need && !(e & TLB_NX)) {
+      let b: Block | undefined;
+      if (prev.next0Lin === lin && prev.next0Tlb === e) b = prev.next0;
+      else if (prev.next1Lin === lin && prev.next1Tlb === e) b = prev.next1;
+      if (b !== undefined && b.valid && b.code32 === this.code32 && eip + b.byteLength - 1 <= limit) {
+        this.lastBlock = b;
+        return b;
+      }
+    }
+    const found = this.lookupBlock(maxInsns, eip, lin, e, need);
+    if (prev !== undefined && found.cacheable && maxInsns === MAX_BLOCK_INSNS) {
+      const entry = this.tlb[lin >>> 12]!;
+      // The older link makes room.
+      prev.next1 = prev.next0;
+      prev.next1Lin = prev.next0Lin;
+      prev.next1Tlb = prev.next0Tlb;
+      prev.next0 = found;
+      prev.next0Lin = lin;
+      prev.next0Tlb = entry;
+    }
+    this.lastBlock = found.cacheable && maxInsns === MAX_BLOCK_INSNS ? found : undefined;
+    return found;
+  }
+
+  private lookupBlock(maxInsns: number, eip: number, lin: number, e: number, need: number): Block {
     const phys =
       (e & need) === need && !(e & TLB_NX)
         ? (e >>> 9) * 4096 + (lin & 4095)

@@ -63,6 +63,13 @@ export class Block {
   valid = true;
   /** False for blocks that must not be cached (crossing a page, in MMIO). */
   cacheable = true;
+  /** Two most recent successors, with the linear address and TLB entry they were reached through. */
+  next0: Block | undefined = undefined;
+  next0Lin = 0;
+  next0Tlb = 0;
+  next1: Block | undefined = undefined;
+  next1Lin = 0;
+  next1Tlb = 0;
   constructor(phys: number, code32: boolean) {
     this.phys = phys;
     this.code32 = code32;
