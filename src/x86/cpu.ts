@@ -1479,7 +1479,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       let b: Block | undefined;
       if (prev.next0Lin === lin && prev.next0Tlb === e) b = prev.next0;
       else if (prev.next1Lin === lin && prev.next1Tlb === e) b = prev.next1;
-      if (b !== undefined && b.valid && b.code32 === this.code32 && eip + b.byteLength - 1 <= limit) {
+      if (b?.valid && b.code32 === this.code32 && eip + b.byteLength - 1 <= limit) {
         this.lastBlock = b;
         return b;
       }
