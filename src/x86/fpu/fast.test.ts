@@ -15,6 +15,8 @@ import {
   FpEnv,
   f80,
   mul,
+  toFloat32,
+  toFloat64,
   toInteger,
 } from "./float80.ts";
 import { Fpu, tagOf, tagOfRaw } from "./fpu.ts";
@@ -185,5 +187,29 @@ test("tagOfRaw classifies raw register images like tagOf", () => {
     const lo = n % 4 === 0 ? 0 : next();
     const v = f80(se >> 15, se & 0x7fff, (BigInt(hi) << 32n) | BigInt(lo));
     assert.equal(tagOfRaw(se, hi, lo), tagOf(v), `${se.toString(16)} ${hi.toString(16)} ${lo.toString(16)}`);
+  }
+});
+
+test("FST m32/m64 through the fast rounding agree with the exact conversion", () => {
+  const fpu = new Fpu();
+  const host = new TestHost();
+  const env = new FpEnv();
+  for (let n = 0; n < 40_000; n++) {
+    const v = n % 2 ? randomNormal(16383, 140) : randomNormal(16383 + (n % 4 ? 1023 : -1022), 3);
+    const rc = n & 3;
+    const bits = n % 3 === 0 ? 32 : 64;
+    fpu.executeEscape(0xdb, 0xe3, 0, host);
+    host.write16(0x80, 0x037f | (rc << 10));
+    fpu.executeEscape(0xd9, 0x2d, 0x80, host);
+    host.writeF80(0x100, v);
+    fpu.executeEscape(0xdb, 0x2d, 0x100, host);
+    fpu.executeEscape(bits === 32 ? 0xd9 : 0xdd, 0x15, 0x200, host); // FST m32/m64
+    env.begin(rc, 64, 0x3f);
+    const want = bits === 32 ? BigInt(toFloat32(env, v) ?? -1) : toFloat64(env, v);
+    const got = bits === 32 ? BigInt(host.read32(0x200)) : host.readU64(0x200);
+    const label = `rc=${rc} bits=${bits} ${v.sign}:${v.exp.toString(16)}:${v.sig.toString(16)}`;
+    assert.equal(got, want, label);
+    assert.equal(fpu.statusWord & 0x3f, env.flags, label);
+    assert.equal((fpu.statusWord & 0x200) !== 0, (env.flags & FLAG_PE) !== 0 && env.roundedUp, label);
   }
 });

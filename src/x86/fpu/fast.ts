@@ -340,3 +340,30 @@ export function fastDiv(
   if (rHi !== 0 || rLo !== 0) w0 = (w0 | 1) >>> 0;
   return roundAndStore(env, (aSE ^ bSE) >>> 15, exp, p);
 }
+
+/**
+ * Rounds a normal register image to `p` significand bits (FST m32: 24, FST m64: 53) when the result
+ * stays a normal number of that format (unbiased exponent within [emin, emax]); false otherwise.
+ */
+export function fastNarrow(
+  env: FpEnv,
+  signExp: number,
+  hi: number,
+  lo: number,
+  p: number,
+  emin: number,
+  emax: number,
+): boolean {
+  w2 = hi;
+  w1 = lo;
+  w0 = 0;
+  const flags = env.flags;
+  if (!roundAndStore(env, signExp >>> 15, signExp & 0x7fff, p)) return false;
+  const unbiased = (fastResult.signExp & 0x7fff) - 16383;
+  if (unbiased < emin || unbiased > emax) {
+    env.flags = flags;
+    env.roundedUp = false;
+    return false;
+  }
+  return true;
+}

@@ -8,7 +8,7 @@
 // The CPU calls executeEscape/executeMmx/waitCheck/fxsave/fxrstor (see FpuUnit in host.ts).
 
 import { type Persistent, StateError } from "../../core/persist.ts";
-import { fastAdd, fastDiv, fastMul, fastResult, isNormalImage } from "./fast.ts";
+import { fastAdd, fastDiv, fastMul, fastNarrow, fastResult, isNormalImage } from "./fast.ts";
 import {
   abs80,
   add,
@@ -1338,25 +1338,32 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
 
   /** FST/FSTP m32real/m64real. */
   private storeReal(ea: number, host: FpuHost, bits: 32 | 64, popAfter: boolean): number {
+    this.begin();
     const p = this.phys(0);
-    if (bits === 64 && !this.isEmpty(p) && (this.sigLo[p] & 0x7ff) === 0 && this.sigHi[p] & 0x80000000) {
-      // A normal value with at most 53 significant bits in double range stores exactly.
-      const exp = (this.signExp[p] & 0x7fff) - 16383 + 1023;
-      if (exp > 0 && exp < 0x7ff) {
-        const hi = this.sigHi[p];
-        const lo = this.sigLo[p];
-        host.checkWritable(ea, 8);
-        host.write32(ea, ((lo >>> 11) | (hi << 21)) >>> 0);
-        host.write32(
-          ea + 4,
-          ((this.signExp[p] & 0x8000 ? 0x80000000 : 0) | (exp << 20) | ((hi >>> 11) & 0xfffff)) >>> 0,
-        );
+    if (!this.isEmpty(p) && isNormalImage(this.signExp[p], this.sigHi[p])) {
+      // A normal value that rounds to a normal single/double: word arithmetic, no allocation.
+      const env = this.env;
+      const ok =
+        bits === 64
+          ? fastNarrow(env, this.signExp[p], this.sigHi[p], this.sigLo[p], 53, -1022, 1023)
+          : fastNarrow(env, this.signExp[p], this.sigHi[p], this.sigLo[p], 24, -126, 127);
+      if (ok) {
+        const sign = fastResult.signExp & 0x8000 ? 0x80000000 : 0;
+        const unbiased = (fastResult.signExp & 0x7fff) - 16383;
+        const hi = fastResult.hi;
+        if (bits === 64) {
+          const lo = fastResult.lo;
+          host.checkWritable(ea, 8);
+          host.write32(ea, ((lo >>> 11) | (hi << 21)) >>> 0);
+          host.write32(ea + 4, (sign | ((unbiased + 1023) << 20) | ((hi >>> 11) & 0xfffff)) >>> 0);
+        } else {
+          host.write32(ea, (sign | ((unbiased + 127) << 23) | ((hi >>> 8) & 0x7fffff)) >>> 0);
+        }
         if (popAfter) this.pop();
-        this.status &= ~SW_C1;
+        this.finish(true);
         return FPU_DONE;
       }
     }
-    this.begin();
     let value: bigint | null;
     if (this.isEmpty(this.phys(0))) {
       this.stackUnderflow();
