@@ -14,6 +14,7 @@ import {
   FLAG_PE,
   FpEnv,
   f80,
+  fromBigInt,
   mul,
   toFloat32,
   toFloat64,
@@ -211,5 +212,36 @@ test("FST m32/m64 through the fast rounding agree with the exact conversion", ()
     assert.equal(got, want, label);
     assert.equal(fpu.statusWord & 0x3f, env.flags, label);
     assert.equal((fpu.statusWord & 0x200) !== 0, (env.flags & FLAG_PE) !== 0 && env.roundedUp, label);
+  }
+});
+
+test("FISTP m64 and FILD m64 through the word paths agree with the exact conversions", () => {
+  const fpu = new Fpu();
+  const host = new TestHost();
+  const env = new FpEnv();
+  for (let n = 0; n < 40_000; n++) {
+    const v = randomNormal(16383 + 31, 34);
+    const rc = n & 3;
+    fpu.executeEscape(0xdb, 0xe3, 0, host);
+    host.write16(0x80, 0x037f | (rc << 10));
+    fpu.executeEscape(0xd9, 0x2d, 0x80, host);
+    host.writeF80(0x100, v);
+    fpu.executeEscape(0xdb, 0x2d, 0x100, host);
+    fpu.executeEscape(0xdf, 0x3d, 0x200, host); // FISTP m64
+    env.begin(rc, 64, 0x3f);
+    const want = toInteger(env, v, 64) ?? -(1n << 63n);
+    const label = `rc=${rc} ${v.sign}:${v.exp.toString(16)}:${v.sig.toString(16)}`;
+    assert.equal(host.readI64(0x200), want, label);
+    assert.equal(fpu.statusWord & 0x3f, env.flags, label);
+    assert.equal((fpu.statusWord & 0x200) !== 0, (env.flags & FLAG_PE) !== 0 && env.roundedUp, label);
+    // And back: FILD m64 of the stored integer is exact.
+    fpu.executeEscape(0xdf, 0x2d, 0x200, host);
+    assert.deepEqual(fpu.st(0), fromBigInt(want), label);
+  }
+  for (const edge of [1n, -1n, (1n << 63n) - 1n, -(1n << 63n), 1n << 32n, -(1n << 32n), 0xffffffffn]) {
+    host.writeU64(0x200, edge);
+    fpu.executeEscape(0xdb, 0xe3, 0, host);
+    fpu.executeEscape(0xdf, 0x2d, 0x200, host);
+    assert.deepEqual(fpu.st(0), fromBigInt(edge), edge.toString());
   }
 });

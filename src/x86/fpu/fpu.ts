@@ -403,12 +403,6 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     host.write16(ea + 8, (v.sign << 15) | v.exp);
   }
 
-  private readInt64(ea: number, host: FpuHost): bigint {
-    const lo = host.read32(ea) >>> 0;
-    const hi = host.read32(ea + 4) | 0;
-    return (BigInt(hi) << 32n) | BigInt(lo);
-  }
-
   private writeInt64(ea: number, v: bigint, host: FpuHost): void {
     host.checkWritable(ea, 8);
     host.write32(ea, Number(v & 0xffffffffn));
@@ -1274,7 +1268,14 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
         return this.pushChecked(() => v);
       }
       case 5: {
-        const v = this.readInt64(ea, host);
+        // FILD m64
+        const lo = host.read32(ea) >>> 0;
+        const hi = host.read32(ea + 4) >>> 0;
+        if ((hi | lo) !== 0 && this.isEmpty(this.phys(7))) {
+          this.pushInteger64(hi, lo);
+          return FPU_DONE;
+        }
+        const v = (BigInt(hi | 0) << 32n) | BigInt(lo);
         return this.pushChecked(() => fromBigInt(v));
       }
       case 6:
@@ -1386,7 +1387,18 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
   /** FIST/FISTP m16/m32/m64int. */
   private storeInteger(ea: number, host: FpuHost, bits: 16 | 32 | 64, popAfter: boolean): number {
     this.begin();
-    if (bits !== 64) {
+    if (bits === 64) {
+      if (this.fastInteger64(this.phys(0))) {
+        host.checkWritable(ea, 8);
+        host.write32(ea, this.int64Lo);
+        host.write32(ea + 4, this.int64Hi);
+        if (popAfter) this.pop();
+        this.finish(true);
+        return FPU_DONE;
+      }
+      this.env.flags = 0;
+      this.env.roundedUp = false;
+    } else {
       const v = this.fastInteger(this.phys(0));
       if (v !== null && (bits === 32 || (v >= -32768 && v <= 32767))) {
         if (bits === 16) host.write16(ea, v & 0xffff);
@@ -1412,6 +1424,122 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     if (popAfter) this.pop();
     this.finish(true);
     return FPU_DONE;
+  }
+
+  /** Two's-complement result words of fastInteger64. */
+  private int64Hi = 0;
+  private int64Lo = 0;
+
+  /**
+   * FISTP m64 without allocating: ST(0) a normal number below 2^63 in magnitude, rounded under RC
+   * into int64Hi/int64Lo (PE and C1 noted in env). False when the exact path must decide.
+   */
+  private fastInteger64(p: number): boolean {
+    if (this.isEmpty(p)) return false;
+    const se = this.signExp[p];
+    const sigHi = this.sigHi[p];
+    const sigLo = this.sigLo[p];
+    if (!isNormalImage(se, sigHi)) return false;
+    const e = (se & 0x7fff) - 16383;
+    if (e > 62) return false;
+    const negative = se >>> 15 === 1;
+    let magHi: number;
+    let magLo: number;
+    let halfBit: number;
+    let rest: boolean;
+    if (e < 0) {
+      magHi = 0;
+      magLo = 0;
+      halfBit = e === -1 ? 1 : 0;
+      rest = e === -1 ? (sigHi & 0x7fffffff) !== 0 || sigLo !== 0 : true;
+    } else {
+      const s = 63 - e; // fraction bits, 1..63
+      if (s >= 32) {
+        magHi = 0;
+        magLo = s === 32 ? sigHi : sigHi >>> (s - 32);
+      } else {
+        magHi = sigHi >>> s;
+        magLo = ((sigHi << (32 - s)) | (sigLo >>> s)) >>> 0;
+      }
+      const k = s - 1; // the one-half bit
+      if (k >= 32) {
+        halfBit = (sigHi >>> (k - 32)) & 1;
+        rest = sigLo !== 0 || (sigHi & (2 ** (k - 32) - 1)) !== 0;
+      } else {
+        halfBit = (sigLo >>> k) & 1;
+        rest = k > 0 && (sigLo & (2 ** k - 1)) !== 0;
+      }
+    }
+    const inexact = halfBit === 1 || rest;
+    if (inexact) {
+      let up: boolean;
+      switch ((this.control >> CW_RC_SHIFT) & 3) {
+        case 0:
+          up = halfBit === 1 && (rest || (magLo & 1) === 1);
+          break;
+        case 1:
+          up = negative;
+          break;
+        case 2:
+          up = !negative;
+          break;
+        default:
+          up = false;
+      }
+      if (up) {
+        magLo += 1;
+        if (magLo >= 2 ** 32) {
+          magLo = 0;
+          magHi += 1;
+        }
+      }
+      // 2^63 only fits as -2^63.
+      if (magHi >= 0x80000000 && !(negative && magHi === 0x80000000 && magLo === 0)) return false;
+      this.env.flags |= FLAG_PE;
+      this.env.roundedUp = up;
+    }
+    if (negative) {
+      if (magLo === 0) {
+        this.int64Lo = 0;
+        this.int64Hi = (2 ** 32 - magHi) % 2 ** 32;
+      } else {
+        this.int64Lo = 2 ** 32 - magLo;
+        this.int64Hi = ~magHi >>> 0;
+      }
+    } else {
+      this.int64Lo = magLo >>> 0;
+      this.int64Hi = magHi >>> 0;
+    }
+    return true;
+  }
+
+  /** FILD m64 of a non-zero value when ST(7) is free. */
+  private pushInteger64(hi: number, lo: number): void {
+    let magHi = hi;
+    let magLo = lo;
+    const negative = hi >>> 31 === 1;
+    if (negative) {
+      if (magLo === 0) magHi = (2 ** 32 - magHi) % 2 ** 32;
+      else {
+        magLo = 2 ** 32 - magLo;
+        magHi = ~magHi >>> 0;
+      }
+    }
+    let sigHi: number;
+    let sigLo: number;
+    let exp: number;
+    if (magHi !== 0) {
+      const shift = Math.clz32(magHi);
+      sigHi = shift === 0 ? magHi : ((magHi << shift) | (magLo >>> (32 - shift))) >>> 0;
+      sigLo = (magLo << shift) >>> 0;
+      exp = 16383 + 63 - shift;
+    } else {
+      const shift = Math.clz32(magLo);
+      sigHi = (magLo << shift) >>> 0;
+      sigLo = 0;
+      exp = 16383 + 31 - shift;
+    }
+    this.pushRaw((negative ? 0x8000 : 0) | exp, sigHi, sigLo);
   }
 
   /**
