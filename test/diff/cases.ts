@@ -1331,6 +1331,48 @@ function mmxCases(b: CaseBuilder): void {
   );
 }
 
+/** Virtual-8086 mode at IOPL 3: real-mode addressing, the sensitive instructions, the I/O bitmap. */
+function virtual8086(b: CaseBuilder): void {
+  const r: (number | undefined)[] = [];
+  r[3] = 16;
+  b.add(
+    "v86: arithmetic and real-mode addressing",
+    ["add ax, [bx]", "mov cx, ds", "mov dx, cs", "sub [bx+2], ax"],
+    {
+      registers: r,
+    },
+  );
+  b.add("v86: a segment load means base = selector * 16", [
+    "mov ax, 0x8001",
+    "mov es, ax",
+    "mov eax, [es:0]",
+    "mov dx, es",
+  ]);
+  b.add("v86: pushf hides VM, popf cannot set it", [
+    "pushfd",
+    "pop eax",
+    "push dword 0x23002",
+    "popfd",
+    "pushfd",
+    "pop ecx",
+  ]);
+  b.add("v86: cli/sti with IOPL 3", ["cli", "pushf", "pop cx", "sti", "pushf", "pop dx", "cli"]);
+  b.add("v86: int through a DPL-0 gate raises #GP(vector*8+2)", ["int 0x10"]);
+  b.add("v86: int3 raises #GP(0x1a)", ["int3"]);
+  b.add("v86: hlt raises #GP(0)", ["hlt"]);
+  b.add("v86: mov from cr0 raises #GP(0)", ["mov eax, cr0"]);
+  b.add("v86: lgdt raises #GP(0)", ["o32 lgdt [0]"]);
+  b.add("v86: out to a port the I/O bitmap allows", ["mov al, 0x12", "out 0x80, al", "mov cx, 1"]);
+  b.add("v86: IOPL 3 does not skip the I/O bitmap: #GP(0)", ["mov al, 0x12", "out 0x81, al"]);
+  b.add("v86: iret within virtual-8086 mode", ["pushf", "push cs", "push @t", "iret", "@t:", "mov cx, sp"]);
+  b.add("v86: ud2 raises #UD through the 32-bit IDT", ["ud2"]);
+  b.add("v86: div by zero", ["xor cx, cx", "div cx"]);
+  // QEMU does not check the 64 KiB limit here either (README.md).
+  b.add("v86: an access past 0xFFFF raises #GP(0)", ["mov eax, [0xfffe]"], {
+    sdmExceptions: [{ vector: 13, error: 0 }],
+  });
+}
+
 /** The page-table experiments (32-bit protected mode with paging enabled by the harness). */
 function paging(b: CaseBuilder): void {
   const pte = (n: number): string => `dword [${hex(TEST_PAGE_TABLE + n * 4)}]`;
@@ -1512,6 +1554,8 @@ export function generateCases(seed: number, scale = 1): DiffCase[] {
   b.pae = true;
   paePaging(b);
   b.pae = false;
+  b.mode = "v86";
+  virtual8086(b);
   for (const mode of ["real", "pm16"] as const) {
     b.mode = mode;
     aluBinary(b, n(2));

@@ -22,7 +22,7 @@ export const TEST_STACK = 0x58;
 /** Where the 16-bit code is copied to (it runs with CS base 0x10000 in both 16-bit modes). */
 const LOW_CODE = 0x10000;
 
-export type CaseMode = "pm32" | "real" | "pm16";
+export type CaseMode = "pm32" | "real" | "pm16" | "v86";
 
 /** One generated test case. */
 export interface DiffCase {
@@ -168,6 +168,66 @@ function emitCase(c: DiffCase, bits: 16 | 32): string[] {
     ...c.code.map((l) => localise(l, c.id)),
     `${resume}:`,
     ...(ring3 ? [`int ${RETURN_VECTOR}`, `${resume0}:`] : []),
+    ...saveAndDump(bits),
+    ...(c.cleanup ?? []).map((l) => localise(l, c.id)),
+  ];
+  return lines;
+}
+
+/** EFLAGS.VM: virtual-8086 mode. */
+const EFLAGS_VM = 0x20000;
+/** EFLAGS.IOPL = 3: INT n, PUSHF/POPF, CLI/STI and IRET work in virtual-8086 mode. */
+const EFLAGS_IOPL3 = 0x3000;
+
+/**
+ * The 32-bit half of a virtual-8086 case: IRET into the case's code in the 16-bit part (CS = the
+ * low copy, all data segments and SS = the window) with VM and IOPL 3 set, then, after the code's
+ * `int 0x20` has come back to ring 0, the usual dump. Faults in the code go through the 32-bit
+ * IDT and back into virtual-8086 mode at the resume label, like ring-3 faults.
+ */
+function emitV86Entry(c: DiffCase): string[] {
+  const regs = c.registers;
+  const window = WINDOW_BASE >> 4;
+  return [
+    `; case ${c.id}: ${c.text.replace(/\n/g, " ")} (virtual-8086 mode)`,
+    `mov dword [fs:${V_ID}], ${c.id}`,
+    `mov dword [fs:${V_RESUME}], c${c.id}_resume`,
+    `mov dword [fs:${V_RESUME0}], c${c.id}_resume0`,
+    "call init_window32",
+    `mov esp, ${hex(WINDOW_BASE + HARNESS_STACK)}`,
+    ...[0, 1, 2, 3, 4].map(() => `push dword ${hex(window)}`), // GS, FS, DS, ES, SS
+    `push dword ${hex(TEST_STACK)}`,
+    `push dword ${hex(c.eflags | EFLAGS_VM | EFLAGS_IOPL3)}`,
+    `push dword ${hex(LOW_CODE >> 4)}`,
+    `push dword c${c.id}_v86`,
+    `mov eax, ${hex(regs[0]!)}`,
+    `mov ecx, ${hex(regs[1]!)}`,
+    `mov edx, ${hex(regs[2]!)}`,
+    `mov ebx, ${hex(regs[3]!)}`,
+    `mov ebp, ${hex(regs[4]!)}`,
+    `mov esi, ${hex(regs[5]!)}`,
+    `mov edi, ${hex(regs[6]!)}`,
+    "iretd",
+    `c${c.id}_resume0:`,
+    ...saveAndDump(32),
+    ...(c.cleanup ?? []).map((l) => localise(l, c.id)),
+  ];
+}
+
+/** The 16-bit half of a virtual-8086 case: the code, then home through `int 0x20`. */
+function emitV86Body(c: DiffCase): string[] {
+  return [
+    `c${c.id}_v86:`,
+    ...c.code.map((l) => localise(l, c.id)),
+    `c${c.id}_resume:`,
+    `int ${RETURN_VECTOR}`,
+  ];
+}
+
+/** Stores the registers and EFLAGS, switches to the harness stack and writes the case record. */
+function saveAndDump(bits: 16 | 32): string[] {
+  const hs = bits === 32 ? WINDOW_BASE + HARNESS_STACK : HARNESS_STACK;
+  return [
     `mov [fs:${V_REGS}], eax`,
     `mov [fs:${V_REGS + 4}], ecx`,
     `mov [fs:${V_REGS + 8}], edx`,
@@ -180,9 +240,7 @@ function emitCase(c: DiffCase, bits: 16 | 32): string[] {
     "pushfd",
     `pop dword [fs:${V_EFLAGS}]`,
     `call dump${bits}`,
-    ...(c.cleanup ?? []).map((l) => localise(l, c.id)),
   ];
-  return lines;
 }
 
 /** Routines shared by every case of one code size: window fill, dumps, exception handlers. */
@@ -556,6 +614,7 @@ export function programSource(cases: readonly DiffCase[]): string {
   const pm32 = cases.filter((c) => c.mode === "pm32" && !c.paging && !c.pae);
   const paged = cases.filter((c) => c.mode === "pm32" && c.paging);
   const pae = cases.filter((c) => c.mode === "pm32" && c.pae);
+  const v86 = cases.filter((c) => c.mode === "v86");
   const real = cases.filter((c) => c.mode === "real");
   const pm16 = cases.filter((c) => c.mode === "pm16");
   const out: string[] = [
@@ -661,6 +720,7 @@ export function programSource(cases: readonly DiffCase[]): string {
     for (const c of pae) out.push(...emitCase(c, 32));
     out.push("call paging_off");
   }
+  for (const c of v86) out.push(...emitV86Entry(c));
   out.push(
     // To the 16-bit world: a 16-bit code segment first, then real mode, then 16-bit protected mode.
     `jmp ${SEL.code16}:low_entry`,
@@ -806,6 +866,7 @@ export function programSource(cases: readonly DiffCase[]): string {
   for (const c of pm16) out.push(...emitCase(c, 16));
   out.push(
     `jmp dword ${SEL.code32}:back_to_32`,
+    ...v86.flatMap(emitV86Body),
     ...helpers(16),
     ...stubs("real_stub", 16, false),
     ...stubs("pm16_stub", 16, true),
