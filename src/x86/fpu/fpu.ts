@@ -451,7 +451,7 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
         case 0xd9:
           return this.escD9Memory(reg, ea, host);
         case 0xda:
-          return this.arithMemory(reg, this.memInt(host.read32(ea) | 0));
+          return this.arithInteger(reg, host.read32(ea) | 0);
         case 0xdb:
           return this.escDBMemory(reg, ea, host);
         case 0xdc:
@@ -475,7 +475,7 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
         case 0xdd:
           return this.escDDMemory(reg, ea, host);
         case 0xde:
-          return this.arithMemory(reg, this.memInt((host.read16(ea) << 16) >> 16));
+          return this.arithInteger(reg, (host.read16(ea) << 16) >> 16);
         default:
           return this.escDFMemory(reg, ea, host);
       }
@@ -637,6 +637,17 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     this.sigLo[dest] = fastResult.lo;
     this.setTag(dest, TAG_VALID);
     return true;
+  }
+
+  /** DA/DE: arithmetic and compares with an m32int/m16int operand (word path for non-zero integers). */
+  private arithInteger(reg: number, v: number): number {
+    if (v !== 0 && reg !== 2 && reg !== 3) {
+      const magnitude = Math.abs(v);
+      const shift = Math.clz32(magnitude);
+      const signExp = (v < 0 ? 0x8000 : 0) | (16383 + 31 - shift);
+      if (this.fastArithMemory(reg, signExp, (magnitude * 2 ** shift) >>> 0, 0)) return FPU_DONE;
+    }
+    return this.arithMemory(reg, this.memInt(v));
   }
 
   /** D8/DC arithmetic (not compares) with a normal m32/m64 operand, without allocating; false to take the general path. */
