@@ -138,4 +138,5 @@ test("state round-trips and re-reports decoding", () => {
     [[4, 0xc000]],
   );
   assert.throws(() => other.loadState({ config: new Uint8Array(3), intxLevel: false }, 1));
+  assert.throws(() => other.loadState(null as never, 1), /not an object/);
 });

@@ -381,6 +381,8 @@ export class PciFunction implements Persistent<PciFunctionState> {
   }
 
   loadState(state: PciFunctionState, _version: number): void {
+    if (typeof state !== "object" || state === null)
+      throw new StateError(`${this.name}: state is not an object`);
     if (!(state.config instanceof Uint8Array) || state.config.length !== 256) {
       throw new StateError(`${this.name}: PCI configuration space must be 256 bytes`);
     }
