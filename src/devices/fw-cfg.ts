@@ -271,6 +271,7 @@ export class FwCfg implements PortDevice, Persistent<FwCfgState> {
   }
 
   loadState(state: FwCfgState, _version: number): void {
+    if (typeof state !== "object" || state === null) throw new StateError("fw_cfg: state is not an object");
     const s = state as unknown as Record<string, unknown>;
     this.selector = field(s, "selector", "number") & 0xffff;
     this.offset = Math.max(0, Math.trunc(field(s, "offset", "number")));

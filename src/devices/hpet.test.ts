@@ -127,5 +127,6 @@ test("state round-trips", () => {
   assert.deepEqual(b.hpet.saveState(), a.hpet.saveState());
   assert.equal(b.r32(0xf0), a.r32(0xf0));
   assert.equal(b.pins[21]!.level, true);
+  assert.throws(() => b.hpet.loadState(null as never, 1), /not an object/);
   assert.throws(() => b.hpet.loadState({ ...a.hpet.saveState(), counter: "x" }, 1));
 });

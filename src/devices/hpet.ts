@@ -373,6 +373,7 @@ export class Hpet implements MmioDevice, Persistent<HpetState> {
   }
 
   loadState(state: HpetState, _version: number): void {
+    if (typeof state !== "object" || state === null) throw new StateError("hpet: state is not an object");
     const big = (text: unknown, what: string): bigint => {
       if (typeof text !== "string" || !/^\d{1,20}$/.test(text))
         throw new StateError(`hpet: ${what} is malformed`);

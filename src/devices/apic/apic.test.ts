@@ -246,5 +246,6 @@ test("state round-trips", () => {
   assert.equal(b.r(APIC_TIMER_CURRENT), 777 - 50, "divide by 2 after reset");
   assert.equal(b.scheduler.nextDeadline(), 777 * 2);
   assert.equal(b.intr.level, true);
+  assert.throws(() => b.ioapic.loadState(null as never, 1), /not an object/);
   assert.throws(() => b.lapic.loadState({ ...a.lapic.saveState(), isr: new Uint32Array(2) }, 1));
 });

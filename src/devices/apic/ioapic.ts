@@ -218,6 +218,7 @@ export class IoApic implements MmioDevice, Persistent<IoApicState> {
   }
 
   loadState(state: IoApicState, _version: number): void {
+    if (typeof state !== "object" || state === null) throw new StateError("ioapic: state is not an object");
     const s = state as unknown as Record<string, unknown>;
     for (const name of ["low", "high"]) {
       const v = s[name];

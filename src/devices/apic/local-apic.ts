@@ -645,6 +645,7 @@ export class LocalApic implements MmioDevice, InterruptAcknowledge, Persistent<L
   }
 
   loadState(state: LocalApicState, _version: number): void {
+    if (typeof state !== "object" || state === null) throw new StateError("lapic: state is not an object");
     const s = state as unknown as Record<string, unknown>;
     const words = (name: string, length: number): Uint32Array => {
       const v = s[name];
