@@ -358,14 +358,18 @@ interface ModRM {
   readonly memory: string | undefined;
 }
 
-function readModRM(r: Reader, addr32: boolean, segment: string | undefined): ModRM {
+function readModRM(r: Reader, addr32: boolean, segment: string | undefined, addressPrefix = false): ModRM {
   const modrm = r.u8();
   const mod = modrm >> 6;
   const reg = (modrm >> 3) & 7;
   const rm = modrm & 7;
   if (mod === 3) return { mod, reg, rm, memory: undefined };
   let inner: string;
+  // ndisasm notes the address size where the encoding is not what the default would produce:
+  // "[dword 0x1234]" for a 32-bit displacement alone, "[dword ebx+ebx]" for a SIB byte under 67.
+  let note = "";
   if (!addr32) {
+    if (mod === 0 && rm === 6 && addressPrefix) note = "word ";
     if (mod === 0 && rm === 6) inner = hex(r.u16());
     else {
       inner = MODRM16[rm]!;
@@ -375,6 +379,7 @@ function readModRM(r: Reader, addr32: boolean, segment: string | undefined): Mod
   } else {
     let base = rm;
     let index = "";
+    if ((mod === 0 && rm === 5) || (rm === 4 && addressPrefix)) note = "dword ";
     if (rm === 4) {
       const sib = r.u8();
       base = sib & 7;
@@ -394,7 +399,7 @@ function readModRM(r: Reader, addr32: boolean, segment: string | undefined): Mod
       else inner += signedHex(disp);
     }
   }
-  return { mod, reg, rm, memory: `[${segment ? `${segment}:` : ""}${inner}]` };
+  return { mod, reg, rm, memory: `[${note}${segment ? `${segment}:` : ""}${inner}]` };
 }
 
 /** Size of an operand spec in bits for the given operand size; 0 if it has none of its own. */
@@ -489,7 +494,7 @@ function decode(bytes: Uint8Array, offset: number, mode: 16 | 32, address: numbe
   const isString = STRING_OPCODES.has(b) || b === 0xd7;
 
   if (b >= 0xd8 && b <= 0xdf) {
-    const m = readModRM(r, addr32, segment);
+    const m = readModRM(r, addr32, segment, addressPrefix);
     if (m.memory) {
       usesMemory = true;
       const form = FPU_MEMORY[(b - 0xd8) * 8 + m.reg];
@@ -504,7 +509,7 @@ function decode(bytes: Uint8Array, offset: number, mode: 16 | 32, address: numbe
     let opcode = b;
     if (b === 0x0f) opcode = 0x100 | r.u8();
     if (opcode > 0xff && TWO_BYTE[opcode & 0xff]?.mnemonic === "MMX") {
-      const mmxText = mmx(opcode & 0xff, r, addr32, segment);
+      const mmxText = mmx(opcode & 0xff, r, addr32, segment, addressPrefix);
       if (mmxText === undefined) return invalid(bytes, offset);
       return finish(mmxText.text, mmxText.memory, true);
     }
@@ -513,7 +518,7 @@ function decode(bytes: Uint8Array, offset: number, mode: 16 | 32, address: numbe
     let entry: Entry | undefined;
     if (isGroup) {
       const modrmByte = r.bytes[r.p];
-      m = readModRM(r, addr32, segment);
+      m = readModRM(r, addr32, segment, addressPrefix);
       entry = lookup(opcode, modrmByte);
       // Group members that need a memory operand do not exist with a register one.
       if (entry && (entry.ops[0] === "M" || entry.ops[0] === "Mp" || entry.ops[0] === "Mq") && !m.memory)
@@ -524,7 +529,7 @@ function decode(bytes: Uint8Array, offset: number, mode: 16 | 32, address: numbe
     else if (operandPrefix && opcode === 0x90) entry = e("xchg", "eAX", "eAX");
     if (!entry) return invalid(bytes, offset);
     const needsModRM = entry.ops.some((s) => MODRM_SPECS.has(s));
-    if (needsModRM && !m) m = readModRM(r, addr32, segment);
+    if (needsModRM && !m) m = readModRM(r, addr32, segment, addressPrefix);
     if (m && entry.ops.some((s) => s === "M" || s === "Mp" || s === "Mq") && !m.memory)
       return invalid(bytes, offset);
     if (m && entry.ops.includes("Rd") && m.memory) return invalid(bytes, offset);
@@ -556,11 +561,17 @@ function decode(bytes: Uint8Array, offset: number, mode: 16 | 32, address: numbe
           if (m!.memory) {
             usesMemory = true;
             // Near indirect CALL/JMP take the operand size without saying so (ndisasm: "call [eax]").
+            // ndisasm's conventions: no keyword where a register operand or the instruction fixes
+            // the size (SETcc, the 16-bit system operands, MOVZX/MOVSX into a 16-bit register).
+            const extend = opcode === 0x1b6 || opcode === 0x1b7 || opcode === 0x1be || opcode === 0x1bf;
             const implied =
               registerSizes.includes(size) ||
               entry.ops.includes("Sw") ||
               storesWord ||
-              (opcode === 0xff && (m!.reg === 2 || m!.reg === 4));
+              (opcode === 0xff && (m!.reg === 2 || m!.reg === 4)) ||
+              (opcode >= 0x190 && opcode <= 0x19f) ||
+              (spec === "Ew" && !extend) ||
+              (extend && opsize === 16);
             operands.push(implied ? m!.memory : `${SIZE_KEYWORD[size]} ${m!.memory}`);
           } else operands.push(register(size, m!.rm));
           break;
@@ -666,7 +677,10 @@ function decode(bytes: Uint8Array, offset: number, mode: 16 | 32, address: numbe
         case "Ob":
         case "Ov":
           usesMemory = true;
-          operands.push(`[${segment ? `${segment}:` : ""}${hex(addr32 ? r.u32() : r.u16())}]`);
+          {
+            const note = addressPrefix ? (addr32 ? "dword " : "word ") : "";
+            operands.push(`[${note}${segment ? `${segment}:` : ""}${hex(addr32 ? r.u32() : r.u16())}]`);
+          }
           break;
       }
     }
@@ -792,8 +806,9 @@ function mmx(
   r: Reader,
   addr32: boolean,
   segment: string | undefined,
+  addressPrefix: boolean,
 ): { text: string; memory: boolean } | undefined {
-  const m = readModRM(r, addr32, segment);
+  const m = readModRM(r, addr32, segment, addressPrefix);
   const mmReg = `mm${m.reg}`;
   const mmRm = m.memory ?? `mm${m.rm}`;
   const group = MMX_SHIFT_GROUPS[op];
