@@ -4,8 +4,9 @@
 //
 // The PM I/O block (64 bytes) decodes where config register 0x40 (PMBA) points once bit 0 of
 // register 0x80 (PMIOSE) is set; it is reported to the machine builder as window index 7 through
-// the same listener as BARs. The GPE0 block (4 bytes, QEMU puts it at 0xAFE0) and the APM ports
-// (0xB2-0xB3) are fixed and registered by the builder.
+// the same listener as BARs. The APM ports (2 bytes, fixed at 0xB2 on PCs) and the GPE0 block
+// (4 bytes, QEMU puts it at 0xAFE0) always decode; they are reported the same way, as windows 8
+// and 9, so a builder that maps BAR changes needs no extra wiring for them.
 
 import type { PortDevice, Width } from "../../core/bus.ts";
 import type { IrqLine } from "../../core/irq.ts";
@@ -84,6 +85,11 @@ const SMBUS_HOST_ENABLE = 0x01;
 /** SMBHSTCFG bits 3:1 = 100: SMBus interrupts go to SMI (what firmware selects). */
 const SMBUS_INTERRUPT_SMI = 0x08;
 
+/** BarChange index of the APM control/status ports. */
+export const APM_WINDOW_INDEX = FIRST_EXTRA_WINDOW_INDEX + 1;
+/** BarChange index of the GPE0 block. */
+export const GPE0_WINDOW_INDEX = FIRST_EXTRA_WINDOW_INDEX + 2;
+
 /** Timer ticks per PM1 timer status event: bit 23 changes every 2^23 ticks. */
 const TIMER_EVENT_TICKS = 1 << 23;
 
@@ -95,6 +101,10 @@ export interface Piix4PmOptions {
   readonly onPowerOff?: () => void;
   /** The guest entered another sleep state (SLP_TYP value); the board may treat it as a reset. */
   readonly onSleep?: (sleepType: number) => void;
+  /** Port of the APM control register (default 0xB2; the FADT's SMI_CMD). */
+  readonly apmPort?: number;
+  /** Port of the GPE0 block (default 0xAFE0, as QEMU; the FADT's GPE0_BLK). */
+  readonly gpe0Port?: number;
 }
 
 export interface Piix4PmState extends PciFunctionState {
@@ -188,6 +198,16 @@ export class Piix4Pm extends PciFunction {
         else if (this.apmControl === APM_ACPI_DISABLE) this.pm1Control &= ~PM1_SCI_ENABLE;
       },
     };
+    this.setExtraWindow(
+      APM_WINDOW_INDEX,
+      { kind: "io", size: 2, device: this.apmPorts },
+      options.apmPort ?? 0xb2,
+    );
+    this.setExtraWindow(
+      GPE0_WINDOW_INDEX,
+      { kind: "io", size: GPE0_SIZE, device: this.gpePorts },
+      options.gpe0Port ?? 0xafe0,
+    );
     this.armTimerEvent();
   }
 

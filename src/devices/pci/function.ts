@@ -247,7 +247,7 @@ export class PciFunction implements Persistent<PciFunctionState> {
    */
   onBarChange(listener: BarChangeListener): void {
     this.listener = listener;
-    for (let i = 0; i <= EXPANSION_ROM_INDEX; i++) {
+    for (let i = 0; i < this.decodedAt.length; i++) {
       const at = this.decodedAt[i];
       if (at !== undefined)
         listener({ function: this, index: i, bar: this.barAt(i)!, from: undefined, to: at });
