@@ -533,7 +533,10 @@ describe("memory formats", () => {
     const { fpu, host } = setup();
     fldDouble(fpu, host, 1);
     host.readOnlyFrom = 0x205;
+    const before = fpu.saveState();
+    host.instructionOffset = 0x2222;
     assert.throws(() => run(fpu, host, [0xdb, 0x3d], 0x200), PageFault);
+    assert.deepEqual(fpu.saveState(), before); // pointers included
     assert.equal(fpu.top, 7);
     assert.equal(host.read32(0x200), 0);
     host.readOnlyFrom = 0x10000;

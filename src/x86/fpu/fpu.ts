@@ -420,6 +420,8 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
       const pending = this.waitCheck(host);
       if (pending !== FPU_DONE) return pending;
     }
+    // A faulting memory access leaves the unit as it was, pointers included.
+    const { fip, fcs, fop, fdp, fds } = this;
     if (!this.isControl(opcode, modrm, reg, isMemory)) {
       this.fip = host.instructionOffset >>> 0;
       this.fcs = host.instructionSelector & 0xffff;
@@ -430,54 +432,15 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
       }
     }
     if (isMemory) {
-      switch (opcode) {
-        case 0xd8:
-          if (reg !== 2 && reg !== 3) {
-            const bits = host.read32(ea) >>> 0;
-            const exp = (bits >>> 23) & 0xff;
-            if (
-              exp !== 0 &&
-              exp !== 0xff &&
-              this.fastArithMemory(
-                reg,
-                (bits >>> 31 ? 0x8000 : 0) | (exp - 127 + 16383),
-                (0x80000000 | ((bits & 0x7fffff) << 8)) >>> 0,
-                0,
-              )
-            )
-              return FPU_DONE;
-          }
-          return this.arithMemory(reg, this.memReal32(ea, host));
-        case 0xd9:
-          return this.escD9Memory(reg, ea, host);
-        case 0xda:
-          return this.arithInteger(reg, host.read32(ea) | 0);
-        case 0xdb:
-          return this.escDBMemory(reg, ea, host);
-        case 0xdc:
-          if (reg !== 2 && reg !== 3) {
-            const lo = host.read32(ea) >>> 0;
-            const hi = host.read32(ea + 4) >>> 0;
-            const exp = (hi >>> 20) & 0x7ff;
-            if (
-              exp !== 0 &&
-              exp !== 0x7ff &&
-              this.fastArithMemory(
-                reg,
-                (hi & 0x80000000 ? 0x8000 : 0) | (exp - 1023 + 16383),
-                (0x80000000 | ((hi & 0xfffff) << 11) | (lo >>> 21)) >>> 0,
-                (lo << 11) >>> 0,
-              )
-            )
-              return FPU_DONE;
-          }
-          return this.arithMemory(reg, this.memReal64(ea, host));
-        case 0xdd:
-          return this.escDDMemory(reg, ea, host);
-        case 0xde:
-          return this.arithInteger(reg, (host.read16(ea) << 16) >> 16);
-        default:
-          return this.escDFMemory(reg, ea, host);
+      try {
+        return this.executeMemoryForm(opcode, reg, ea, host);
+      } catch (fault) {
+        this.fip = fip;
+        this.fcs = fcs;
+        this.fop = fop;
+        this.fdp = fdp;
+        this.fds = fds;
+        throw fault;
       }
     }
     const i = modrm & 7;
@@ -502,6 +465,58 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
         return this.arithRegister(reg >= 4 ? reg ^ 1 : reg, i, i, true);
       default:
         return this.escDFRegister(modrm, reg, i, host);
+    }
+  }
+
+  private executeMemoryForm(opcode: number, reg: number, ea: number, host: FpuHost): number {
+    switch (opcode) {
+      case 0xd8:
+        if (reg !== 2 && reg !== 3) {
+          const bits = host.read32(ea) >>> 0;
+          const exp = (bits >>> 23) & 0xff;
+          if (
+            exp !== 0 &&
+            exp !== 0xff &&
+            this.fastArithMemory(
+              reg,
+              (bits >>> 31 ? 0x8000 : 0) | (exp - 127 + 16383),
+              (0x80000000 | ((bits & 0x7fffff) << 8)) >>> 0,
+              0,
+            )
+          )
+            return FPU_DONE;
+        }
+        return this.arithMemory(reg, this.memReal32(ea, host));
+      case 0xd9:
+        return this.escD9Memory(reg, ea, host);
+      case 0xda:
+        return this.arithInteger(reg, host.read32(ea) | 0);
+      case 0xdb:
+        return this.escDBMemory(reg, ea, host);
+      case 0xdc:
+        if (reg !== 2 && reg !== 3) {
+          const lo = host.read32(ea) >>> 0;
+          const hi = host.read32(ea + 4) >>> 0;
+          const exp = (hi >>> 20) & 0x7ff;
+          if (
+            exp !== 0 &&
+            exp !== 0x7ff &&
+            this.fastArithMemory(
+              reg,
+              (hi & 0x80000000 ? 0x8000 : 0) | (exp - 1023 + 16383),
+              (0x80000000 | ((hi & 0xfffff) << 11) | (lo >>> 21)) >>> 0,
+              (lo << 11) >>> 0,
+            )
+          )
+            return FPU_DONE;
+        }
+        return this.arithMemory(reg, this.memReal64(ea, host));
+      case 0xdd:
+        return this.escDDMemory(reg, ea, host);
+      case 0xde:
+        return this.arithInteger(reg, (host.read16(ea) << 16) >> 16);
+      default:
+        return this.escDFMemory(reg, ea, host);
     }
   }
 
