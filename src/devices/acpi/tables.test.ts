@@ -255,6 +255,22 @@ function walkDevices(aml: Uint8Array): Map<string, { hid: number[]; hasSta: bool
   return devices;
 }
 
+test("serial ports are declared as configured", () => {
+  const blobs = buildAcpiTables({
+    ramBelow4g: 64 << 20,
+    serialPorts: [
+      { base: 0x3f8, irq: 4 },
+      { base: 0x2f8, irq: 3 },
+    ],
+  });
+  const at = blobs.offsets.DSDT!;
+  const dsdt = blobs.tables.subarray(at, at + new DataView(blobs.tables.buffer).getUint32(at + 4, true));
+  const devices = walkDevices(dsdt);
+  assert.deepEqual(devices.get("COM2")?.hid, eisaId("PNP0501"));
+  assert.equal(devices.has("COM3"), false);
+  assert.equal(devices.has("HPET"), false);
+});
+
 test("a minimal firmware DSDT walk finds the ISA devices as present", () => {
   const { blobs } = linked();
   const at = blobs.offsets.DSDT!;

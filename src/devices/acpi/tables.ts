@@ -55,6 +55,8 @@ export interface AcpiConfig {
   readonly ioapicId?: number;
   /** HPET MMIO base when the board has one. */
   readonly hpetAddress?: number;
+  /** 16550 UARTs to declare (default: COM1 at 0x3F8, IRQ 4). */
+  readonly serialPorts?: readonly { readonly base: number; readonly irq: number }[];
 }
 
 /** fw_cfg file names the firmware looks for. */
@@ -406,11 +408,13 @@ function buildDsdt(config: AcpiConfig): Aml {
       ),
     ),
     device("MOU", name("_HID", eisaId("PNP0F13")), name("_CRS", resourceTemplate(irqDescriptor([12])))),
-    device(
-      "COM1",
-      name("_HID", eisaId("PNP0501")),
-      name("_UID", int(1)),
-      name("_CRS", resourceTemplate(ioPort(0x3f8, 0x3f8, 0x00, 0x08), irqDescriptor([4]))),
+    ...(config.serialPorts ?? [{ base: 0x3f8, irq: 4 }]).map((port, n) =>
+      device(
+        `COM${n + 1}`,
+        name("_HID", eisaId("PNP0501")),
+        name("_UID", int(n + 1)),
+        name("_CRS", resourceTemplate(ioPort(port.base, port.base, 0x00, 0x08), irqDescriptor([port.irq]))),
+      ),
     ),
   ];
 
