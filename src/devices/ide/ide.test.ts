@@ -771,3 +771,37 @@ describe("IDE state", () => {
     assert.throws(() => r3.ide.loadState(saved, 1), /presence/);
   });
 });
+
+describe("IDE against random guest input", () => {
+  it("never throws, whatever the registers, packets and PRD tables say", () => {
+    let seed = 99;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const r = rig(
+      { master: IdeDrive.disk(diskImage(300)), slave: IdeDrive.cdrom(isoImage(40)) },
+      { master: IdeDrive.disk(new CowOverlay(diskImage(50))) },
+    );
+    for (let a = 0; a < 0x100000; a += 4096) r.memory.write32(a + random(4096 / 4) * 4, random(0x7fffffff));
+    const commands = [
+      0x20, 0x24, 0x29, 0x30, 0x34, 0x39, 0xc4, 0xc5, 0xc6, 0xc8, 0xca, 0x25, 0x35, 0xa0, 0xa1,
+    ];
+    for (let i = 0; i < 60000; i++) {
+      const ch = random(2) === 0 ? r.primary : r.secondary;
+      const what = random(12);
+      if (what < 4) ch.commandBlock.ioWrite(1 + random(6), 1, random(256));
+      else if (what === 4)
+        ch.commandBlock.ioWrite(7, 1, random(3) ? commands[random(commands.length)]! : random(256));
+      else if (what === 5) ch.controlBlock.ioWrite(0, 1, random(256));
+      else if (what === 6) ch.commandBlock.ioWrite(0, 2, random(0x10000));
+      else if (what === 7) ch.commandBlock.ioRead(0, random(2) ? 2 : 4);
+      else if (what === 8) r.ide.busMasterPorts.ioWrite(random(16), 1, random(256));
+      else if (what === 9) r.ide.busMasterPorts.ioWrite(random(2) * 8 + 4, 4, random(0x100000));
+      else ch.commandBlock.ioRead(random(8), 1);
+    }
+    const saved = structuredClone(r.ide.saveState());
+    r.ide.loadState(saved, 1);
+    assert.deepEqual(r.ide.saveState(), saved);
+  });
+});

@@ -653,3 +653,30 @@ describe("VGA state", () => {
     assert.throws(() => other.loadState(vga.saveState(), 1), /vram/);
   });
 });
+
+describe("VGA against random guest input", () => {
+  it("never throws and always renders a bounded frame", () => {
+    let seed = 12345;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const { vga, clock } = makeVga(1 << 20);
+    for (let i = 0; i < 40000; i++) {
+      const what = random(10);
+      if (what < 5) vga.ports.ioWrite(random(0x20), 1, random(256));
+      else if (what === 5) vga.monoPorts.ioWrite(random(0x10), 1, random(256));
+      else if (what === 6) vga.vbePorts.ioWrite(random(3), 2, random(3) === 0 ? random(12) : random(0x10000));
+      else if (what === 7) vga.legacyWindow.mmioWrite(random(0x20000), 1, random(256));
+      else if (what === 8) vga.legacyWindow.mmioRead(random(0x20000), 1);
+      else vga.ports.ioRead(random(0x20), 1);
+      if (i % 2000 === 0) {
+        clock.set(i * 1000);
+        const frame = renderFrame(vga);
+        assert.ok(frame.width >= 1 && frame.width <= 4096 && frame.height >= 1 && frame.height <= 4096);
+        assert.equal(frame.rgba.length, frame.width * frame.height * 4);
+        textContent(vga);
+      }
+    }
+  });
+});
