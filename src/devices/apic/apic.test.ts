@@ -99,6 +99,9 @@ test("APIC disabled in the MSR passes the PIC through and LINT1 is NMI; relocati
   assert.equal(nmis(), 1);
   lapic.writeBaseMsr(0xfed0_0800);
   assert.deepEqual(relocations, [0xfed0_0000]);
+  lapic.reset();
+  assert.deepEqual(relocations, [0xfed0_0000, 0xfee0_0000], "reset moves the page back");
+  assert.equal(lapic.hardwareEnabled, true);
 });
 
 test("fixed interrupts: priority, ISR/IRR, TPR masking, EOI", () => {

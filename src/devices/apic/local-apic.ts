@@ -197,6 +197,7 @@ export class LocalApic implements MmioDevice, InterruptAcknowledge, Persistent<L
 
   /** Power-on / INIT reset. */
   reset(): void {
+    const oldBase = this.baseAddress;
     this.apicBase = (APIC_DEFAULT_BASE | APIC_BASE_BSP | APIC_BASE_ENABLE) >>> 0;
     this.tpr = 0;
     this.ldr = 0;
@@ -216,6 +217,8 @@ export class LocalApic implements MmioDevice, InterruptAcknowledge, Persistent<L
     this.timerRunning = false;
     this.timer.cancel();
     this.extIntPending = false;
+    // Only a relocated page moves back (the constructor's reset finds it where it starts).
+    if (oldBase !== this.baseAddress) this.onRelocate?.(this.baseAddress);
     this.update();
   }
 
