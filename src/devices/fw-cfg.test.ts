@@ -149,6 +149,8 @@ test("state round-trips, including writable items", () => {
   b.fw.loadState(structuredClone(a.fw.saveState()), 1);
   assert.deepEqual(b.fw.saveState(), a.fw.saveState());
   assert.equal(String.fromCharCode(b.ports.in8(0x511)), "E", "continues after 'Q'");
+  b.fw.reset();
+  assert.equal(String.fromCharCode(b.ports.in8(0x511)), "Q", "reset selects the signature from its start");
   assert.throws(() => b.fw.loadState(null as never, 1), /not an object/);
   assert.throws(() => b.fw.loadState({ selector: "x" } as never, 1));
 });

@@ -230,6 +230,14 @@ export class FwCfg implements PortDevice, Persistent<FwCfgState> {
     this.setItem(FW_CFG_INITRD_DATA, initrd);
   }
 
+  /** System reset: the selection and the DMA address register go back to zero; items stay. */
+  reset(): void {
+    this.selector = 0;
+    this.offset = 0;
+    this.dmaAddressHigh = 0;
+    this.dmaAddressLow = 0;
+  }
+
   // ---- ports ------------------------------------------------------------------------------
 
   ioRead(offset: number, width: Width): number {
