@@ -9,6 +9,7 @@
 import type { PortDevice, Width } from "../core/bus.ts";
 import { PortBus } from "../core/bus.ts";
 import { PhysicalMemory } from "../core/memory.ts";
+import { disassemble } from "../x86/disasm.ts";
 import {
   loadMultiboot,
   MULTIBOOT_BOOTLOADER_MAGIC,
@@ -57,6 +58,30 @@ export interface BareCpu {
    * after a debug-exit request. Without it the runner notices at the end of the slice.
    */
   requestStop?(): void;
+  /** Optional: calls `hook` before every instruction (slow), or stops when given undefined. */
+  setTrace?(hook: ((state: TraceState) => void) | undefined): void;
+}
+
+/** The CPU's state before one instruction, for trace sinks. */
+export interface TraceState {
+  readonly cs: number;
+  readonly eip: number;
+  /** The code segment's default size is 32 bits. */
+  readonly code32: boolean;
+  /** Up to 15 bytes at CS:EIP. */
+  readonly bytes: readonly number[];
+  /** EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI. */
+  readonly registers: readonly number[];
+  readonly eflags: number;
+}
+
+/** One trace line: address, instruction, then the registers and flags before it runs. */
+export function formatTrace(s: TraceState): string {
+  const hex8 = (n: number): string => (n >>> 0).toString(16).padStart(8, "0");
+  const d = disassemble(Uint8Array.from(s.bytes), 0, s.code32 ? 32 : 16, s.eip);
+  const names = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"];
+  const regs = s.registers.map((v, i) => `${names[i]}=${hex8(v)}`).join(" ");
+  return `${s.cs.toString(16).padStart(4, "0")}:${hex8(s.eip)}  ${d.text.padEnd(32)} ${regs} efl=${hex8(s.eflags)}`;
 }
 
 /** What the CPU is built from; mirrors the CPU's constructor options. */
@@ -365,9 +390,16 @@ interface TsvisorCpu {
   eip: number;
   eflags: number;
   setReg32(index: number, value: number): void;
+  getReg32?(index: number): number;
   setSegment(index: number, segment: SegmentCache): void;
+  getSegment?(index: number): SegmentCache;
   setCr(n: number, value: number): void;
+  trace?: ((cpu: TsvisorCpu) => void) | undefined;
+  instructionBytes?(max?: number): number[];
 }
+
+/** Descriptor attribute bit D/B (bit 14 of the attribute word): 32-bit code segment. */
+const ATTR_DEFAULT_BIG = 0x4000;
 
 /** Segment register indices in the CPU (ES, CS, SS, DS, FS, GS). */
 const SEGMENT_ES = 0;
@@ -395,7 +427,27 @@ function setRegisters(cpu: TsvisorCpu, registers: GeneralRegisters): void {
 
 /** Puts tsvisor's CPU into the entry states the runner offers. */
 export function adaptTsvisorCpu(cpu: TsvisorCpu): BareCpu {
+  const canTrace =
+    typeof cpu.getReg32 === "function" &&
+    typeof cpu.getSegment === "function" &&
+    typeof cpu.instructionBytes === "function";
+  const setTrace = (hook: ((state: TraceState) => void) | undefined): void => {
+    cpu.trace = hook
+      ? (c) => {
+          const code = c.getSegment!(SEGMENT_CS);
+          hook({
+            cs: code.selector,
+            eip: c.eip >>> 0,
+            code32: (code.attributes & ATTR_DEFAULT_BIG) !== 0,
+            bytes: c.instructionBytes!(15),
+            registers: REGISTER_ORDER.map((_, i) => c.getReg32!(i)),
+            eflags: c.eflags >>> 0,
+          });
+        }
+      : undefined;
+  };
   return {
+    ...(canTrace ? { setTrace } : {}),
     run: (maxInstructions) => cpu.run(maxInstructions),
     get halted() {
       return cpu.halted;

@@ -20,6 +20,7 @@ import {
   parseDump,
   runQemu,
   runTsvisor,
+  traceCase,
   Workspace,
 } from "./run.ts";
 
@@ -170,8 +171,22 @@ describe(`CPU differential test against QEMU (seed ${seed})`, { skip }, () => {
     todo: "missing" in cpu ? `the CPU is not runnable yet: ${cpu.missing}` : false,
   }, () => {
     results ??= compareAll();
-    if (results.unknown.length > 0) assert.fail(report(results.unknown));
+    if (results.unknown.length > 0) assert.fail(`${report(results.unknown)}${traces(results.unknown)}`);
   });
+
+  /** tsvisor's instruction trace of the first few failing cases. */
+  const traces = (problems: string[]): string => {
+    if ("missing" in cpu) return "";
+    const ids = [...new Set(problems.map((p) => Number(/^case (\d+)/.exec(p)?.[1])).filter((n) => n > 0))];
+    return ids
+      .slice(0, 3)
+      .map((id) => {
+        const program = programs.find((p) => p.cases.some((c) => c.id === id));
+        const lines = program ? traceCase(program, cpu.factory, id) : [];
+        return lines.length > 0 ? `\n\ntrace of case ${id} on tsvisor:\n${lines.join("\n")}` : "";
+      })
+      .join("");
+  };
 
   const bugs = KNOWN_CPU_BUGS.map((k) => k.bug);
   test("known CPU bugs are fixed", {

@@ -165,6 +165,7 @@ function emitCase(c: DiffCase, bits: 16 | 32): string[] {
     `mov esp, ${hex(sp)}`,
     ...(c.setup ?? []).map((l) => localise(l, c.id)),
     ...enterRing3,
+    `c${c.id}_code:`,
     ...c.code.map((l) => localise(l, c.id)),
     `${resume}:`,
     ...(ring3 ? [`int ${RETURN_VECTOR}`, `${resume0}:`] : []),

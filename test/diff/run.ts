@@ -7,8 +7,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { type BareCpuFactory, runMultiboot } from "../../src/machine/bare-runner.ts";
-import { type DiffCase, programSource, WINDOW_BYTES } from "./harness.ts";
+import {
+  type BareCpuFactory,
+  BareMachine,
+  formatTrace,
+  runMultiboot,
+} from "../../src/machine/bare-runner.ts";
+import { type DiffCase, programSource, WINDOW_BASE, WINDOW_BYTES } from "./harness.ts";
 
 const run = promisify(execFile);
 
@@ -27,6 +32,8 @@ export interface Program {
   readonly name: string;
   readonly cases: readonly DiffCase[];
   readonly image: Uint8Array;
+  /** Label → address the code runs at (the virtual address, for the 16-bit part its offset). */
+  readonly symbols: ReadonlyMap<string, number>;
 }
 
 /** Splits cases into programs small enough to assemble and to run in parallel. */
@@ -52,9 +59,15 @@ export class Workspace {
 export async function assemble(work: Workspace, name: string, cases: readonly DiffCase[]): Promise<Program> {
   const source = join(work.dir, `${name}.asm`);
   const output = join(work.dir, `${name}.bin`);
-  writeFileSync(source, programSource(cases));
+  const map = join(work.dir, `${name}.map`);
+  writeFileSync(source, `[map symbols ${map}]\n${programSource(cases)}`);
   await run("nasm", ["-Werror=number-overflow", "-f", "bin", "-o", output, source], { maxBuffer: 1 << 24 });
-  return { name, cases, image: new Uint8Array(readFileSync(output)) };
+  const symbols = new Map<string, number>();
+  for (const line of readFileSync(map, "latin1").split("\n")) {
+    const match = /^\s+[0-9A-Fa-f]+\s+([0-9A-Fa-f]+)\s+(\S+)\s*$/.exec(line);
+    if (match) symbols.set(match[2]!, Number.parseInt(match[1]!, 16));
+  }
+  return { name, cases, image: new Uint8Array(readFileSync(output)), symbols };
 }
 
 /** Runs `tasks` with at most `limit` in flight. */
@@ -116,6 +129,39 @@ export async function runQemu(work: Workspace, program: Program, timeoutMs = 120
 export function runTsvisor(program: Program, createCpu: BareCpuFactory, budget = 200_000_000): Uint8Array {
   const result = runMultiboot(program.image, { budget, createCpu, ramBytes: 32 << 20 });
   return result.debugcon;
+}
+
+/** Where the harness keeps the id of the running case (harness.ts V_ID). */
+const CASE_ID_ADDRESS = WINDOW_BASE + 0x100;
+
+/**
+ * The instructions tsvisor executed for one case, from its code to its resume label (exception
+ * handlers included), one formatted line each, for failure reports. Empty when the CPU cannot
+ * trace.
+ */
+export function traceCase(
+  program: Program,
+  createCpu: BareCpuFactory,
+  id: number,
+  maxLines = 120,
+  budget = 200_000_000,
+): string[] {
+  const machine = new BareMachine({ ramBytes: 32 << 20, createCpu });
+  const start = program.symbols.get(`c${id}_code`) ?? program.symbols.get(`c${id}_v86`);
+  const end = program.symbols.get(`c${id}_resume`);
+  if (!machine.cpu.setTrace || start === undefined) return [];
+  const lines: string[] = [];
+  let recording = false;
+  let done = false;
+  machine.cpu.setTrace((state) => {
+    if (done || machine.memory.read32(CASE_ID_ADDRESS) !== id) return;
+    if (state.eip === start) recording = true;
+    if (recording && state.eip === end) done = true;
+    else if (recording && lines.length < maxLines) lines.push(formatTrace(state));
+  });
+  machine.loadMultiboot(program.image);
+  machine.run(budget);
+  return lines;
 }
 
 /** What a case left behind: its registers, flags and window, and the exceptions it raised. */
