@@ -9,6 +9,7 @@ import {
   type BareCpuEnvironment,
   BareMachine,
   ByteSink,
+  formatTrace,
   type GeneralRegisters,
   loadTsvisorCpu,
   runMultiboot,
@@ -337,7 +338,16 @@ describe("bare runner", () => {
       0x10000,
       { mode: "protected32", eip: 0x10000, registers: { ebx: 0x40, ecx: 1 } },
     );
+    const traced: string[] = [];
+    flat.cpu.setTrace?.((state) => traced.push(formatTrace(state)));
     const p = flat.run(10_000);
+    if (flat.cpu.setTrace) {
+      assert.match(
+        traced[0]!,
+        /^0008:00010000 {2}mov \[dword 0x20000\],ebx +eax=00000000 ecx=00000001 edx=00000000 ebx=00000040/,
+      );
+      assert.equal(traced.length, 8);
+    }
     assert.equal(p.reason, "halted");
     assert.equal(p.interruptsEnabled, false);
     assert.deepEqual([...p.debugcon], [0x41, 1]);
