@@ -158,6 +158,26 @@ describe("multiboot loader: ELF kernels", () => {
     }
   });
 
+  test("a higher-half kernel loads at its physical addresses; the entry point is translated", () => {
+    const script = join(work, "higher-half.ld");
+    writeFileSync(
+      script,
+      `ENTRY(_start)
+SECTIONS {
+  . = 0xC0100000;
+  .text : AT(0x100000) { *(.text) }
+  .data : AT(0x100000 + (ADDR(.data) - 0xC0100000)) { *(.data) }
+  .bss : AT(0x100000 + (ADDR(.bss) - 0xC0100000)) { *(.bss) }
+}`,
+    );
+    const image = build("higher-half", ELF_KERNEL, "elf32", ["-m", "elf_i386", "-T", script]);
+    const memory = machine();
+    const result = loadMultiboot(memory, image, { memoryMap: pcMemoryMap(4 << 20) });
+    assert.equal(result.entry, 0x10000c);
+    assert.equal(memory.read8(0x10000c), 0xb8, "mov eax, imm32 at the physical entry point");
+    assert.ok(result.loadedRanges.every((r) => r.end <= 4 << 20));
+  });
+
   test("refuses a kernel that does not fit in RAM", () => {
     const high = build("elf-high", ELF_KERNEL, "elf32", ["-m", "elf_i386", "-Ttext", "0x800000"]);
     assert.throws(
