@@ -947,6 +947,16 @@ function selfModifying(b: CaseBuilder): void {
 /** Control registers, MSRs, the IDT limit and the odd one-byte instructions. */
 function system(b: CaseBuilder): void {
   b.add("int beyond the IDT limit raises #GP(vector*8+2)", ["int 0x40"]);
+  // Gate P bit (byte 5, bit 7) of IDT entries; the cleanup puts them back.
+  const gateP = (vector: number): string => `byte [idt + ${vector * 8 + 5}]`;
+  b.add("int through a not-present gate raises #NP(vector*8+2)", [`and ${gateP(0x1f)}, 0x7f`, "int 0x1f"], {
+    cleanup: [`or ${gateP(0x1f)}, 0x80`],
+  });
+  b.add(
+    "#NP while delivering #NP becomes a double fault",
+    [`and ${gateP(0x1f)}, 0x7f`, `and ${gateP(11)}, 0x7f`, "int 0x1f"],
+    { cleanup: [`or ${gateP(0x1f)}, 0x80`, `or ${gateP(11)}, 0x80`] },
+  );
   b.add("salc sets AL from CF", ["salc"], { flags: b.flags(CF) });
   b.add("salc clears AL without CF", ["clc", "salc"]);
   // QEMU's pentium3 raises #UD for INT1 (F1); the SDM documents it as a #DB trap.
