@@ -6,6 +6,7 @@
 // Sectors are always 512 bytes; a CD-ROM addresses 2048-byte blocks as four of them.
 
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
+import { type FileHandle, open as openFile } from "node:fs/promises";
 import { type Persistent, StateError } from "../../core/persist.ts";
 
 export const SECTOR_SIZE = 512;
@@ -148,6 +149,110 @@ export class FileBlockBackend implements BlockBackend {
     } catch (e) {
       return e instanceof Error ? e : new Error(String(e));
     }
+  }
+}
+
+export interface AsyncFileOptions {
+  readOnly?: boolean;
+  /**
+   * Delivers completions to the VM's run loop (RunLoop.post), so they run between instructions
+   * and wake a halted CPU.
+   */
+  post: (task: () => void) => void;
+}
+
+/**
+ * A raw image file read and written asynchronously (the libuv thread pool): the CPU keeps
+ * running while the host does the I/O, and the device sees BSY until the completion arrives
+ * through `post`. Open with `AsyncFileBlockBackend.open`.
+ */
+export class AsyncFileBlockBackend implements BlockBackend {
+  readonly path: string;
+  readonly readOnly: boolean;
+  readonly sectorCount: number;
+  private readonly handle: FileHandle;
+  private readonly fileSize: number;
+  private readonly post: (task: () => void) => void;
+  private closed = false;
+
+  private constructor(path: string, handle: FileHandle, fileSize: number, options: AsyncFileOptions) {
+    this.path = path;
+    this.handle = handle;
+    this.fileSize = fileSize;
+    this.readOnly = options.readOnly ?? false;
+    this.post = options.post;
+    this.sectorCount = Math.ceil(fileSize / SECTOR_SIZE);
+  }
+
+  static async open(path: string, options: AsyncFileOptions): Promise<AsyncFileBlockBackend> {
+    let handle: FileHandle;
+    try {
+      handle = await openFile(path, options.readOnly ? "r" : "r+");
+    } catch (e) {
+      throw new Error(`cannot open disk image ${path}: ${(e as Error).message}`);
+    }
+    const { size } = await handle.stat();
+    return new AsyncFileBlockBackend(path, handle, size, options);
+  }
+
+  read(sector: number, count: number, into: Uint8Array, done: BlockCallback): void {
+    const error = checkRange(this, sector, count, into) ?? this.closedError();
+    if (error) {
+      this.post(() => done(error));
+      return;
+    }
+    const target = into.subarray(0, count * SECTOR_SIZE);
+    const position = sector * SECTOR_SIZE;
+    this.complete(async () => {
+      let got = 0;
+      while (got < target.length && position + got < this.fileSize) {
+        const { bytesRead } = await this.handle.read(target, got, target.length - got, position + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      target.fill(0, got);
+    }, done);
+  }
+
+  write(sector: number, count: number, from: Uint8Array, done: BlockCallback): void {
+    let error = checkRange(this, sector, count, from) ?? this.closedError();
+    if (!error && this.readOnly) error = new Error(`${this.path} is read-only`);
+    if (error) {
+      const failure = error;
+      this.post(() => done(failure));
+      return;
+    }
+    const source = from.subarray(0, count * SECTOR_SIZE);
+    const position = sector * SECTOR_SIZE;
+    this.complete(async () => {
+      let put = 0;
+      while (put < source.length) {
+        const { bytesWritten } = await this.handle.write(source, put, source.length - put, position + put);
+        put += bytesWritten;
+      }
+    }, done);
+  }
+
+  flush(done: BlockCallback): void {
+    if (this.readOnly) this.post(() => done(undefined));
+    else this.complete(() => this.handle.sync(), done);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close();
+  }
+
+  private closedError(): Error | undefined {
+    return this.closed ? new Error(`${this.path} is closed`) : undefined;
+  }
+
+  private complete(operation: () => Promise<void>, done: BlockCallback): void {
+    operation().then(
+      () => this.post(() => done(undefined)),
+      (e: unknown) => this.post(() => done(e instanceof Error ? e : new Error(String(e)))),
+    );
   }
 }
 

@@ -154,7 +154,10 @@ export class IdeChannel implements Persistent<IdeChannelState> {
   private irqPending = false;
   /** The device running the current command. */
   private unit = 0;
-  private readonly buffer = new Uint8Array(BUFFER_SIZE);
+  /** Replaced (not reused) when a command is abandoned with host I/O still writing into it. */
+  private buffer = new Uint8Array(BUFFER_SIZE);
+  /** Block requests issued and not yet completed (asynchronous backends). */
+  private pendingIo = 0;
   private pioKind: PioKind = "none";
   private pioPos = 0;
   private pioEnd = 0;
@@ -375,6 +378,16 @@ export class IdeChannel implements Persistent<IdeChannelState> {
     this.generation++;
     this.pioKind = "none";
     this.dmaKind = "none";
+    // A request still in flight may yet fill the old buffer; the next command gets a fresh one.
+    if (this.pendingIo > 0) this.buffer = new Uint8Array(BUFFER_SIZE);
+  }
+
+  /**
+   * True while a block request is in flight. State must not be saved then: the VM layer lets
+   * the run loop deliver the completions first.
+   */
+  get hostIoPending(): boolean {
+    return this.pendingIo > 0;
   }
 
   private succeed(drive: IdeDrive): void {
@@ -406,7 +419,9 @@ export class IdeChannel implements Persistent<IdeChannelState> {
   ): void {
     const generation = this.generation;
     drive.status = STATUS_BSY | (drive.status & STATUS_DRDY);
+    this.pendingIo++;
     request((error) => {
+      this.pendingIo--;
       if (generation === this.generation) then(error);
     });
   }

@@ -6,6 +6,7 @@ import { describe, it } from "node:test";
 import { IrqLine } from "../../core/irq.ts";
 import { PhysicalMemory } from "../../core/memory.ts";
 import {
+  AsyncFileBlockBackend,
   type BlockBackend,
   type BlockCallback,
   CowOverlay,
@@ -728,6 +729,23 @@ describe("asynchronous backends", () => {
     assert.equal(engine.status() & 5, BM_STATUS_INTERRUPT);
   });
 
+  it("a completion for an abandoned command cannot overwrite the next command's data", () => {
+    const backend = new DeferredBackend(diskImage(64));
+    const r = rig({ master: IdeDrive.disk(backend) });
+    lba28(r.primary, 3, 1);
+    out(r.primary, 7, 0x20);
+    assert.equal(r.ide.hostIoPending, true);
+    r.primary.controlBlock.ioWrite(0, 1, 0x04);
+    r.primary.controlBlock.ioWrite(0, 1, 0x00);
+    out(r.primary, 7, 0xec);
+    backend.runAll();
+    assert.equal(r.ide.hostIoPending, false);
+    const words = new Uint16Array(256);
+    for (let i = 0; i < 256; i++) words[i] = readWord(r.primary);
+    assert.equal(words[0], 0x0040, "IDENTIFY data, not the stale sector");
+    assert.equal(identifyString(words, 27, 20), "TSVISOR HARDDISK");
+  });
+
   it("a software reset makes a late completion harmless", () => {
     const backend = new DeferredBackend(diskImage(64));
     const r = rig({ master: IdeDrive.disk(backend) });
@@ -738,6 +756,49 @@ describe("asynchronous backends", () => {
     backend.runAll();
     assert.equal(inb(r.primary, 7), 0x50);
     assert.equal(r.irq14.level, false);
+  });
+});
+
+describe("asynchronous image files", () => {
+  it("complete through the posted queue: BSY first, then data, then writes reach the file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tsvisor-ide-"));
+    try {
+      const path = join(dir, "disk.img");
+      const content = Uint8Array.from({ length: 8 * 512 }, (_, i) => (i * 5) & 0xff);
+      writeFileSync(path, content);
+      const posted: (() => void)[] = [];
+      const backend = await AsyncFileBlockBackend.open(path, { post: (task) => posted.push(task) });
+      const r = rig({ master: IdeDrive.disk(backend) });
+      const settle = async () => {
+        while (posted.length === 0) await new Promise((resolve) => setImmediate(resolve));
+        while (posted.length > 0) posted.shift()!();
+      };
+      lba28(r.primary, 2, 2);
+      out(r.primary, 7, 0x20);
+      assert.equal(altStatus(r.primary) & 0x80, 0x80);
+      await settle();
+      assert.deepEqual(readBytes(r.primary, 512), content.subarray(1024, 1536));
+      await settle();
+      assert.deepEqual(readBytes(r.primary, 512), content.subarray(1536, 2048));
+
+      lba28(r.primary, 7, 1);
+      out(r.primary, 7, 0x30);
+      writeBytes(r.primary, new Uint8Array(512).fill(0x5a));
+      assert.equal(altStatus(r.primary) & 0x80, 0x80);
+      await settle();
+      assert.equal(inb(r.primary, 7), 0x50);
+      out(r.primary, 7, 0xe7);
+      await settle();
+      assert.equal(inb(r.primary, 7), 0x50);
+      await backend.close();
+      assert.equal(readFileSync(path)[7 * 512 + 100], 0x5a);
+      await assert.rejects(
+        AsyncFileBlockBackend.open(join(dir, "missing.img"), { post: () => {} }),
+        /cannot open/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
   });
 });
 

@@ -292,6 +292,11 @@ export class PiixIde implements Persistent<PiixIdeState> {
     }
   }
 
+  /** A block request is in flight on either channel (wait for it before saving state). */
+  get hostIoPending(): boolean {
+    return this.channels[0].hostIoPending || this.channels[1].hostIoPending;
+  }
+
   /** Hard reset: channels, drives, DMA engines and configuration space. */
   reset(): void {
     for (const c of this.channels) c.reset();
