@@ -378,6 +378,7 @@ export class IdeChannel implements Persistent<IdeChannelState> {
     this.generation++;
     this.pioKind = "none";
     this.dmaKind = "none";
+    this.dmaRunning = false;
     // A request still in flight may yet fill the old buffer; the next command gets a fresh one.
     if (this.pendingIo > 0) this.buffer = new Uint8Array(BUFFER_SIZE);
   }
@@ -823,17 +824,19 @@ export class IdeChannel implements Persistent<IdeChannelState> {
 
   /** ATAPI: the PACKET command asked for DMA (features bit 0). */
   private dmaRequested = false;
+  /** A DMA transfer is under way (its block I/O may complete later). */
+  private dmaRunning = false;
 
   /** The drive is ready to move data by DMA; it happens as soon as the bus master is started. */
   private requestDma(drive: IdeDrive, kind: DmaKind): void {
     this.dmaKind = kind;
     drive.status = STATUS_DRDY | STATUS_DSC | STATUS_DRQ;
-    if (this.dma?.active) this.runDma();
+    if (this.dma?.active && !this.dmaRunning) this.runDma();
   }
 
   /** The bus master was started: run a DMA transfer the drive is waiting for. */
   dmaStarted(): void {
-    if (this.dmaKind !== "none" && this.dma?.active) this.runDma();
+    if (this.dmaKind !== "none" && this.dma?.active && !this.dmaRunning) this.runDma();
   }
 
   private runDma(): void {
@@ -859,7 +862,12 @@ export class IdeChannel implements Persistent<IdeChannelState> {
       finished();
       return;
     }
-    this.loop((next) => {
+    this.dmaRunning = true;
+    this.loop((step) => {
+      const next = (more: boolean) => {
+        if (!more) this.dmaRunning = false;
+        step(more);
+      };
       if (generation !== this.generation) return next(false);
       if (this.remaining === 0) {
         finished();

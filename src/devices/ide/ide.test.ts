@@ -746,6 +746,38 @@ describe("asynchronous backends", () => {
     assert.equal(identifyString(words, 27, 20), "TSVISOR HARDDISK");
   });
 
+  it("restarting the engine while a DMA read waits for the host does not start it twice", () => {
+    const image = diskImage(400);
+    const backend = new DeferredBackend(image);
+    const r = rig({ master: IdeDrive.disk(backend) });
+    const engine = bm(r, 0);
+    prdTable(r.memory, 0x1000, [[0x20000, 2 * 512]]);
+    engine.setTable(0x1000);
+    lba28(r.primary, 9, 2);
+    out(r.primary, 7, 0xc8);
+    engine.start(true);
+    r.ide.busMasterPorts.ioWrite(0, 1, 0x08);
+    engine.start(true);
+    assert.equal(backend.runAll(), 1, "one read, not two");
+    assert.deepEqual(r.memory.readBytes(0x20000, 1024), image.bytes.subarray(9 * 512, 11 * 512));
+    assert.equal(engine.status() & 5, BM_STATUS_INTERRUPT);
+  });
+
+  it("stopping the engine abandons the transfer", () => {
+    const backend = new DeferredBackend(diskImage(400));
+    const r = rig({ master: IdeDrive.disk(backend) });
+    const engine = bm(r, 0);
+    prdTable(r.memory, 0x1000, [[0x20000, 512]]);
+    engine.setTable(0x1000);
+    lba28(r.primary, 9, 1);
+    out(r.primary, 7, 0xc8);
+    engine.start(true);
+    engine.stop();
+    backend.runAll();
+    assert.deepEqual(r.memory.readBytes(0x20000, 4), new Uint8Array(4));
+    assert.equal(r.irq14.level, false);
+  });
+
   it("a software reset makes a late completion harmless", () => {
     const backend = new DeferredBackend(diskImage(64));
     const r = rig({ master: IdeDrive.disk(backend) });

@@ -139,6 +139,8 @@ export class BusMaster implements DmaPort, Persistent<BusMasterState> {
   }
 
   transfer(buffer: Uint8Array, toMemory: boolean): number {
+    // A stopped engine moves nothing: the guest abandoned the transfer.
+    if (!(this.status & BM_STATUS_ACTIVE)) return 0;
     let done = 0;
     while (done < buffer.length) {
       if (this.left === 0) {
