@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { PortBus } from "../core/bus.ts";
 import { IrqLine } from "../core/irq.ts";
+import type { Persistent } from "../core/persist.ts";
 import { saveVersioned } from "../core/persist.ts";
 import { InstructionClock, Scheduler } from "../core/scheduler.ts";
 import { I8042 } from "./i8042.ts";
@@ -273,4 +274,68 @@ test("port script: PIC programming, IRQ 1/12/4 from the 8042 and UART, polling, 
     "00 ff ff 00 00 00 02 81 02 00 11 5a 10 00 00 10 04 82 84 10 04 31 a5 00 00 12 84 00 81 00 11",
   ].join(" ");
   assert.equal(replay(bus, script), expected);
+});
+
+test("random port traffic on the legacy devices never throws, and their states round-trip", () => {
+  let seed = 12345;
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const build = () => {
+    const clock = new InstructionClock(1);
+    const scheduler = new Scheduler(clock);
+    const intr = new IrqLine("intr");
+    const pic = new DualPic(intr);
+    const irq = Array.from({ length: 16 }, (_, i) => {
+      const line = new IrqLine(`irq${i}`);
+      line.connect(pic.input(i));
+      return line;
+    });
+    const pit = new Pit(scheduler, irq[0]!);
+    const portB = new SystemControlPortB(scheduler, pit);
+    const rtc = new Rtc(scheduler, irq[8]!, { wallClockMs: () => 1_700_000_000_000 });
+    const kbc = new I8042(irq[1]!, irq[12]!);
+    const uart = new Uart16550(scheduler, irq[4]!);
+    const bus = new PortBus();
+    bus.register("pic-master", 0x20, 2, pic.master);
+    bus.register("pic-slave", 0xa0, 2, pic.slave);
+    bus.register("pit", 0x40, 4, pit);
+    bus.register("port-b", 0x61, 1, portB);
+    bus.register("rtc", 0x70, 2, rtc);
+    bus.register("kbc-data", 0x60, 1, kbc.dataPort);
+    bus.register("kbc-command", 0x64, 1, kbc.commandPort);
+    bus.register("com1", 0x3f8, 8, uart);
+    return { clock, scheduler, intr, pic, pit, portB, rtc, kbc, uart, bus };
+  };
+  const a = build();
+  const ports = [0x20, 0x21, 0xa0, 0xa1, 0x40, 0x41, 0x42, 0x43, 0x61, 0x70, 0x71, 0x60, 0x64];
+  for (let p = 0x3f8; p < 0x400; p++) ports.push(p);
+  const keys = ["KeyA", "Enter", "ArrowUp", "Pause", "PrintScreen", "ShiftLeft"];
+  for (let i = 0; i < 200_000; i++) {
+    const r = random(100);
+    const port = ports[random(ports.length)]!;
+    if (r < 45) a.bus.out8(port, random(256));
+    else if (r < 90) {
+      const v = a.bus.in8(port);
+      assert.ok(Number.isInteger(v) && v >= 0 && v <= 0xff, `port ${port.toString(16)} read ${v}`);
+    } else if (r < 93) {
+      if (a.intr.level) assert.ok(a.pic.acknowledge() <= 0xff);
+    } else if (r < 95) a.kbc.keyboard.keyDown(keys[random(keys.length)]!);
+    else if (r < 96) a.kbc.mouse.move(random(1000) - 500, random(1000) - 500, random(9) - 4, random(32));
+    else if (r < 97) a.uart.receive([random(256), random(256)]);
+    else {
+      a.clock.advance(random(200_000));
+      a.scheduler.runDue();
+    }
+  }
+  const b = build();
+  b.clock.set(a.clock.now());
+  for (const name of ["pic", "pit", "portB", "rtc", "kbc", "uart"] as const) {
+    const from: Persistent<unknown> = a[name];
+    const to: Persistent<unknown> = b[name];
+    const saved = structuredClone(saveVersioned(from));
+    to.loadState(saved.state, saved.version);
+    assert.deepEqual(to.saveState(), from.saveState(), name);
+  }
 });
