@@ -259,3 +259,59 @@ test("port script: 8254 control words and read-back status, port 0x61", () => {
   const expected = ["b6 10 20 31 b2 b8 ba b4 bc 30 b6 03 00"].join(" ");
   assert.equal(replay(bus, script), expected);
 });
+
+test("a new count written to a running rate generator takes over at the end of the period", () => {
+  const { pit, edges, runTo, clock } = setup();
+  pit.ioWrite(3, 1, 0x34);
+  pit.ioWrite(0, 1, 1000 & 0xff);
+  pit.ioWrite(0, 1, 1000 >> 8);
+  const start = clock.now();
+  edges.length = 0;
+  runTo(start + tickNs(300));
+  pit.ioWrite(0, 1, 500 & 0xff);
+  pit.ioWrite(0, 1, 500 >> 8);
+  assert.equal(pit.counter(0), 700, "the current period keeps the old count");
+  runTo(start + tickNs(999));
+  assert.equal(edges.length, 0);
+  runTo(start + tickNs(1001));
+  assert.equal(edges.length, 1);
+  assert.equal(pit.counter(0), 499);
+  const saved = structuredClone(saveVersioned(pit));
+  runTo(start + tickNs(2001));
+  assert.equal(edges.length, 3, "then every 500 ticks");
+
+  const b = setup();
+  b.pit.ioWrite(3, 1, 0x34);
+  b.pit.ioWrite(0, 1, 1000 & 0xff);
+  b.pit.ioWrite(0, 1, 1000 >> 8);
+  b.runTo(b.clock.now() + tickNs(300));
+  b.pit.ioWrite(0, 1, 500 & 0xff);
+  b.pit.ioWrite(0, 1, 500 >> 8);
+  const pending = structuredClone(saveVersioned(b.pit));
+  const c = setup();
+  c.pit.loadState(pending.state, pending.version);
+  c.edges.length = 0;
+  const t = c.clock.now();
+  c.runTo(t + tickNs(699));
+  assert.equal(c.edges.length, 0);
+  c.runTo(t + tickNs(701));
+  assert.equal(c.edges.length, 1);
+  c.runTo(t + tickNs(1201));
+  assert.equal(c.edges.length, 2, "the restored reload applies");
+  assert.ok(saved.state.channels[0]!.count === 500);
+});
+
+test("reading the counter after a deferred reload does not swallow the IRQ edge", () => {
+  const { pit, edges, scheduler, clock } = setup();
+  pit.ioWrite(3, 1, 0x34);
+  pit.ioWrite(0, 1, 100);
+  pit.ioWrite(0, 1, 0);
+  const start = clock.now();
+  edges.length = 0;
+  pit.ioWrite(0, 1, 50);
+  pit.ioWrite(0, 1, 0);
+  clock.skipTo(start + tickNs(120)); // past the boundary, timer not yet run
+  assert.equal(pit.counter(0), 30);
+  scheduler.runDue();
+  assert.equal(edges.length, 1);
+});

@@ -75,6 +75,9 @@ export interface PitChannelState {
   latchValue: number;
   statusLatched: boolean;
   statusValue: number;
+  /** A deferred mode 2/3 count and the ticks until it takes over (-1: none). */
+  reloadCount?: number;
+  reloadIn?: number;
 }
 
 class PitChannel {
@@ -101,8 +104,12 @@ class PitChannel {
   latchValue = 0;
   statusLatched = false;
   statusValue = 0;
-  /** Elapsed-tick value of the OUT edge the timer is armed for. */
-  pendingEvent = Number.POSITIVE_INFINITY;
+  /** Tick of the OUT edge the timer is armed for, and whether that edge rises. */
+  pendingEventTick = Number.POSITIVE_INFINITY;
+  pendingRising = false;
+  /** A count written while mode 2 or 3 runs: it takes over at tick `reloadAt` (-1: none). */
+  reloadCount = 0;
+  reloadAt = -1;
   readonly line: IrqLine | undefined;
   readonly timer: Timer | undefined;
 
@@ -119,8 +126,18 @@ class PitChannel {
     return this.pausedElapsed >= 0 ? this.pausedElapsed : tick - this.startTick;
   }
 
+  /** Switches to a deferred count once its period boundary has passed. */
+  settle(tick: number): void {
+    if (this.reloadAt >= 0 && tick >= this.reloadAt) {
+      this.count = this.reloadCount;
+      this.startTick = this.reloadAt;
+      this.reloadAt = -1;
+    }
+  }
+
   /** The counting element's value at `tick`. */
   value(tick: number): number {
+    this.settle(tick);
     const n = this.count;
     if (!this.counting) return n % this.modulus;
     const d = this.elapsed(tick);
@@ -141,6 +158,7 @@ class PitChannel {
 
   /** Level of OUT at `tick`. */
   out(tick: number): boolean {
+    this.settle(tick);
     if (!this.counting) return this.mode !== 0;
     const d = this.elapsed(tick);
     const n = this.count;
@@ -195,6 +213,7 @@ class PitChannel {
 
   start(tick: number): void {
     this.counting = true;
+    this.reloadAt = -1;
     if (this.gate || this.mode === 1 || this.mode === 5) {
       this.startTick = tick;
       this.pausedElapsed = -1;
@@ -237,6 +256,7 @@ export class Pit implements PortDevice, Persistent<PitState> {
       ch.latchPhase = LATCH_NONE;
       ch.statusLatched = false;
       ch.count = 0x10000;
+      ch.reloadAt = -1;
       ch.nullCount = false;
       ch.counting = false;
       if (ch.gate) ch.start(tick);
@@ -267,6 +287,7 @@ export class Pit implements PortDevice, Persistent<PitState> {
     const ch = this.channels[channel];
     if (!ch || ch.gate === high) return;
     const tick = this.tick();
+    ch.settle(tick);
     ch.gate = high;
     switch (ch.mode) {
       case 0:
@@ -391,6 +412,7 @@ export class Pit implements PortDevice, Persistent<PitState> {
     ch.nullCount = true;
     ch.counting = false;
     ch.pausedElapsed = -1;
+    ch.reloadAt = -1;
     this.reschedule(ch, tick);
   }
 
@@ -424,18 +446,29 @@ export class Pit implements PortDevice, Persistent<PitState> {
 
   private load(ch: PitChannel, raw: number): void {
     const tick = this.tick();
-    ch.count = this.decode(ch, raw);
+    ch.settle(tick);
+    const count = this.decode(ch, raw);
     ch.nullCount = false;
     switch (ch.mode) {
       case 1:
       case 5:
         // The count waits for a rising gate to trigger it.
+        ch.count = count;
         break;
       case 2:
       case 3:
-        if (ch.gate) ch.start(tick);
+        if (ch.counting && ch.pausedElapsed < 0) {
+          // A running rate generator finishes its period with the old count (for mode 3 the
+          // datasheet switches at the next half-cycle; the whole period keeps OUT's phase simple).
+          ch.reloadCount = count;
+          ch.reloadAt = ch.startTick + (Math.floor((tick - ch.startTick) / ch.count) + 1) * ch.count;
+        } else {
+          ch.count = count;
+          if (ch.gate) ch.start(tick);
+        }
         break;
       default:
+        ch.count = count;
         ch.start(tick);
         break;
     }
@@ -444,6 +477,7 @@ export class Pit implements PortDevice, Persistent<PitState> {
 
   /** Brings the line to OUT's level and arms the timer for the next edge. */
   private reschedule(ch: PitChannel, tick: number): void {
+    ch.settle(tick);
     const line = ch.line;
     const timer = ch.timer;
     if (!line || !timer) return;
@@ -451,20 +485,25 @@ export class Pit implements PortDevice, Persistent<PitState> {
     const pulsed = ch.counting && (ch.mode === 2 || ch.mode === 4 || ch.mode === 5);
     line.set(pulsed || ch.out(tick));
     const next = ch.nextEvent(ch.elapsed(tick));
-    ch.pendingEvent = next;
-    if (next === Number.POSITIVE_INFINITY) timer.cancel();
-    else timer.setAt(pitTickTime(ch.startTick + next));
+    if (next === Number.POSITIVE_INFINITY) {
+      ch.pendingEventTick = next;
+      timer.cancel();
+    } else {
+      ch.pendingEventTick = ch.startTick + next;
+      ch.pendingRising = ch.isRisingEvent(next);
+      timer.setAt(pitTickTime(ch.pendingEventTick));
+    }
   }
 
   private onEdge(now: number): void {
     const ch = this.channels[0]!;
     const line = ch.line!;
     const tick = pitTicksAt(now);
-    const event = ch.pendingEvent;
-    const d = ch.elapsed(tick);
-    if (event !== Number.POSITIVE_INFINITY && d >= event) {
-      // Make a rising edge visible even if the timer ran late and OUT has moved on since.
-      const rose = ch.isRisingEvent(event) || (ch.mode === 3 && Math.floor(d / ch.count) * ch.count >= event);
+    const due = ch.pendingEventTick;
+    if (due !== Number.POSITIVE_INFINITY && tick >= due) {
+      // Make a rising edge visible even if the timer ran late and OUT has moved on since: a
+      // square wave that was due to fall has risen again once half a period has passed.
+      const rose = ch.pendingRising || (ch.mode === 3 && tick - due >= ch.count >> 1);
       line.lower();
       if (rose) line.raise();
     }
@@ -473,6 +512,7 @@ export class Pit implements PortDevice, Persistent<PitState> {
 
   saveState(): PitState {
     const tick = this.tick();
+    for (const ch of this.channels) ch.settle(tick);
     return {
       channels: this.channels.map((ch) => ({
         mode: ch.mode,
@@ -492,6 +532,8 @@ export class Pit implements PortDevice, Persistent<PitState> {
         latchValue: ch.latchValue,
         statusLatched: ch.statusLatched,
         statusValue: ch.statusValue,
+        reloadCount: ch.reloadCount,
+        reloadIn: ch.reloadAt >= 0 ? ch.reloadAt - tick : -1,
       })),
     };
   }
@@ -534,6 +576,10 @@ export class Pit implements PortDevice, Persistent<PitState> {
       ch.latchValue = int(s.latchValue, 0, 0xffff, "latchValue");
       ch.statusLatched = s.statusLatched === true;
       ch.statusValue = int(s.statusValue, 0, 0xff, "statusValue");
+      const reloadIn =
+        s.reloadIn === undefined ? -1 : int(s.reloadIn, -1, Number.MAX_SAFE_INTEGER, "reloadIn");
+      ch.reloadCount = s.reloadCount === undefined ? 0 : int(s.reloadCount, 0, 0x10000, "reloadCount");
+      ch.reloadAt = reloadIn >= 0 ? tick + reloadIn : -1;
       this.reschedule(ch, tick);
     }
   }
