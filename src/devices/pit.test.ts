@@ -315,3 +315,18 @@ test("reading the counter after a deferred reload does not swallow the IRQ edge"
   scheduler.runDue();
   assert.equal(edges.length, 1);
 });
+
+test("a gate restart loads the count still waiting for its period's end", () => {
+  const { pit, runTo, clock } = setup();
+  pit.setGate(2, true);
+  pit.ioWrite(3, 1, 0xb4); // channel 2, mode 2
+  pit.ioWrite(2, 1, 0x00);
+  pit.ioWrite(2, 1, 0x10);
+  runTo(clock.now() + tickNs(0x100));
+  pit.ioWrite(2, 1, 0x00);
+  pit.ioWrite(2, 1, 0x08);
+  assert.equal(pit.counter(2), 0x1000 - 0x100, "still the old period");
+  pit.setGate(2, false);
+  pit.setGate(2, true);
+  assert.equal(pit.counter(2), 0x800);
+});

@@ -213,7 +213,11 @@ class PitChannel {
 
   start(tick: number): void {
     this.counting = true;
-    this.reloadAt = -1;
+    // A (re)start loads the latest count written, even one still waiting for its period's end.
+    if (this.reloadAt >= 0) {
+      this.count = this.reloadCount;
+      this.reloadAt = -1;
+    }
     if (this.gate || this.mode === 1 || this.mode === 5) {
       this.startTick = tick;
       this.pausedElapsed = -1;
