@@ -208,6 +208,16 @@ test("IntelliMouse knock sequences unlock the wheel and extra buttons", () => {
   assert.deepEqual(drain().slice(-1), [0], "reset returns to a standard mouse");
 });
 
+test("motion while reporting is off is not counted", () => {
+  const { kbc, command, data, drain } = setup();
+  kbc.mouse.move(50, 50, 0, 0);
+  command(0xd4);
+  data(0xf4);
+  assert.deepEqual(drain(), [0xfa], "no packet for motion before enabling");
+  kbc.mouse.move(3, 0, 0, 0);
+  assert.deepEqual(drain(), [0x08, 3, 0]);
+});
+
 test("mouse motion waits for buffer room instead of being lost", () => {
   const { kbc, command, data, drain } = setup();
   command(0xd4);

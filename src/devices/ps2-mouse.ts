@@ -92,11 +92,24 @@ export class Ps2Mouse {
    * (positive scrolls down, like DOM deltaY), `buttons` a MOUSE_* mask.
    */
   move(dx: number, dy: number, dz: number, buttons: number): void {
+    this.buttons = buttons & 0x1f;
+    // A stream-mode mouse with reporting off doesn't count motion (remote mode always does).
+    if (!this.enabled && !this.remote) {
+      this.reportedButtons = this.buttons;
+      return;
+    }
     this.dx += Math.trunc(dx) || 0;
     this.dy -= Math.trunc(dy) || 0;
     this.dz += Math.trunc(dz) || 0;
-    this.buttons = buttons & 0x1f;
     this.flush();
+  }
+
+  /** Enabling or disabling reporting starts the movement counters afresh. */
+  private resetCounters(): void {
+    this.dx = 0;
+    this.dy = 0;
+    this.dz = 0;
+    this.reportedButtons = this.buttons;
   }
 
   private get packetSize(): number {
@@ -229,10 +242,12 @@ export class Ps2Mouse {
         break;
       case 0xf4: // enable data reporting
         this.enabled = true;
+        this.resetCounters();
         this.reply(PS2_ACK);
         break;
       case 0xf5: // disable data reporting
         this.enabled = false;
+        this.resetCounters();
         this.reply(PS2_ACK);
         break;
       case 0xf6: // set defaults
