@@ -1141,6 +1141,16 @@ function tasks(b: CaseBuilder): void {
     "clts",
   ]);
   b.add("jmp to a busy TSS raises #GP(selector)", [`jmp ${SEL.tss1}:0`]);
+  b.add(
+    "a TSS below the minimum limit raises #TS(selector)",
+    [
+      "mov dword [fs:0x184], task2_jmp",
+      "call init_task2",
+      `mov word [gdt + ${SEL.tss2}], 0x20`,
+      `jmp ${SEL.tss2}:0`,
+    ],
+    { cleanup: [`mov word [gdt + ${SEL.tss2}], 0x67`] },
+  );
 }
 
 /** x87 arithmetic with exact IEEE results (transcendentals differ between QEMU and hardware). */
