@@ -237,12 +237,8 @@ function replay(bus: PortBus, script: string): string {
   return reads.join(" ");
 }
 
-// Expected reads come from QEMU: the script was run on QEMU 7.2's pc machine by a multiboot
-// program making exactly these port accesses with interrupts off and printing every read to
-// debugcon.
-// QEMU reads 0x19/0x18/0x39 from port 0x64 at reads 10, 12 and 21: it keeps status bit 3 (last
-// write was a command) set after data writes, where the 8042 clears it.
-test("port script: PIC programming, IRQ 1/12/4 from the 8042 and UART, polling, cascade and rotation", () => {
+/** The PICs with the 8042, UART, PIT and RTC as interrupt sources, at their PC ports. */
+function interruptBench(): PortBus {
   const scheduler = new Scheduler(new InstructionClock(1));
   const bus = new PortBus();
   const pic = new DualPic(new IrqLine("intr"));
@@ -261,6 +257,16 @@ test("port script: PIC programming, IRQ 1/12/4 from the 8042 and UART, polling, 
   bus.register("kbc-data", 0x60, 1, kbc.dataPort);
   bus.register("kbc-command", 0x64, 1, kbc.commandPort);
   bus.register("com1", 0x3f8, 8, new Uart16550(scheduler, irq[4]!));
+  return bus;
+}
+
+// Expected reads come from QEMU: the script was run on QEMU 7.2's pc machine by a multiboot
+// program making exactly these port accesses with interrupts off and printing every read to
+// debugcon.
+// QEMU reads 0x19/0x18/0x39 from port 0x64 at reads 10, 12 and 21: it keeps status bit 3 (last
+// write was a command) set after data writes, where the 8042 clears it.
+test("port script: PIC programming, IRQ 1/12/4 from the 8042 and UART, polling, cascade and rotation", () => {
+  const bus = interruptBench();
   const script = [
     "o61=00 o43=32 o40=00 o40=10 o70=0c i71&00 flush o64=60 o60=00 flush o20=11 o21=20 o21=04 o21=01",
     "oa0=11 oa1=28 oa1=02 oa1=01 o21=ff oa1=ff i21 ia1 o20=0a i20 o20=0b i20 oa0=0a ia0&3f o64=60 o60=01",
@@ -272,6 +278,27 @@ test("port script: PIC programming, IRQ 1/12/4 from the 8042 and UART, polling, 
   ].join(" ");
   const expected = [
     "00 ff ff 00 00 00 02 81 02 00 11 5a 10 00 00 10 04 82 84 10 04 31 a5 00 00 12 84 00 81 00 11",
+  ].join(" ");
+  assert.equal(replay(bus, script), expected);
+});
+
+// Recorded on QEMU 7.2 like the script above; QEMU reads the same values.
+test("port script: automatic EOI with and without rotation, special mask mode, re-initialisation", () => {
+  const bus = interruptBench();
+  const script = [
+    "o61=00 o43=32 o40=00 o40=10 o70=0c i71&00 flush o64=60 o60=00 flush o3fb=80 o3f8=ff o3f9=ff o3fb=03",
+    "o3fa=00 o3fc=08 o3f9=00 o20=11 o21=20 o21=04 o21=03 oa0=11 oa1=28 oa1=02 oa1=01 o21=ed oa1=ff o64=60",
+    "o60=01 o64=d2 o60=5a o20=0c i20 o20=0b i20 i60 o20=80 o64=60 o60=01 o64=d2 o60=5a o3f9=00 o3f9=02",
+    "o20=0a i20 o20=0c i20 o20=0c i20 o20=0b i20 i60 o64=60 o60=01 o64=d2 o60=5a o3f9=00 o3f9=02 o20=0c",
+    "i20 o20=0c i20 i60 o20=00 o3f9=00 o20=11 o21=20 o21=04 o21=01 oa0=11 oa1=28 oa1=02 oa1=01 o21=ed",
+    "oa1=ff o3f9=00 o3f9=02 o20=0c i20 o64=60 o60=01 o64=d2 o60=5a o20=0c i20 o21=ef o20=68 o20=0c i20",
+    "o20=0b i20 o20=48 o20=20 o20=0b i20 o20=20 o20=0b i20 i60 o3f9=00 o20=0b o20=08 o64=60 o60=01 o64=d2",
+    "o60=5a i20 o20=0a i20 i21 o20=0c i20 o20=20 i60 o21=55 o64=60 o60=01 o64=d2 o60=5a o20=0c i20 o20=11",
+    "o21=20 o21=04 o21=01 oa0=11 oa1=28 oa1=02 oa1=01 i21 o20=0b i20 o20=0a i20 i60 o21=fd o64=60 o60=01",
+    "o64=d2 o60=5a o20=0c i20 o20=63 o20=0b i20 o20=61 o20=0b i20 i60 o21=ff",
+  ].join(" ");
+  const expected = [
+    "00 81 00 5a 12 81 84 00 5a 81 84 5a 84 81 00 12 10 00 5a 00 02 ef 00 5a 81 00 00 00 5a 81 02 00 5a",
   ].join(" ");
   assert.equal(replay(bus, script), expected);
 });
