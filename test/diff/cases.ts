@@ -475,11 +475,7 @@ function strings(b: CaseBuilder): void {
   const si = pm ? WINDOW_BASE + 24 : 24;
   const di = pm ? WINDOW_BASE + 56 : 56;
   for (const op of ["movs", "stos", "lods", "cmps", "scas"]) {
-    for (const [suffix, w] of [
-      ["b", 8],
-      ["w", 16],
-      ["d", 32],
-    ] as const) {
+    for (const suffix of ["b", "w", "d"]) {
       for (const prefix of ["", "rep ", "repe ", "repne "]) {
         if (prefix === "rep " && (op === "cmps" || op === "scas")) continue;
         if ((prefix === "repe " || prefix === "repne ") && op !== "cmps" && op !== "scas") continue;
@@ -494,15 +490,20 @@ function strings(b: CaseBuilder): void {
             [`${prefix}${op}${suffix}`],
             { registers: regs, flags: b.flags(direction) },
           );
-          void w;
         }
       }
     }
   }
   // Segment override on the source, and XLAT.
   b.add("movsd with es override on source", ["es movsd"], {
-    registers: [undefined, undefined, undefined, undefined, undefined, si, di],
+    registers: [undefined, undefined, undefined, undefined, undefined, undefined, si, di],
   });
+  if (!pm) {
+    // 32-bit addressing in 16-bit code: ESI, EDI and ECX count in full.
+    for (const line of ["a32 rep movsb", "a32 rep stosw", "a32 lodsd", "a32 repe cmpsb"]) {
+      b.add(line, [line], { registers: [rng.u32(), 3, undefined, undefined, undefined, undefined, si, di] });
+    }
+  }
   const table = b.memoryBase;
   const r: (number | undefined)[] = [];
   r[3] = table.value;
