@@ -115,14 +115,23 @@ describe("fuzzing: random instruction streams", { skip: tools }, () => {
       const code = randomCode(seed);
       const describeStream = (): string =>
         `seed ${seed} (${mode}): ${[...code].map((b) => b.toString(16).padStart(2, "0")).join(" ")}`;
-      let reason: string;
-      try {
+      const runOnce = (): string => {
         const machine = new BareMachine({ ramBytes: 4 << 20, createCpu: cpu.factory });
         machine.loadMultiboot(frames!.withCode(mode, code));
-        reason = machine.run(BUDGET).reason;
+        const r = machine.run(BUDGET);
+        return `${r.reason} ${r.exitStatus} ${r.instructions} ${[...r.debugcon].join(",")}`;
+      };
+      let outcome: string;
+      try {
+        outcome = runOnce();
+        // Every eighth stream runs again on a fresh machine: the same bytes must give the same
+        // result, or state leaks between CPU instances.
+        if (i % 8 === 0) assert.equal(runOnce(), outcome, `second run differs for ${describeStream()}`);
       } catch (error) {
+        if (error instanceof assert.AssertionError) throw error;
         assert.fail(`host exception for ${describeStream()}\n${(error as Error).stack}`);
       }
+      const reason = outcome.split(" ")[0]!;
       assert.ok(["debug-exit", "halted", "triple-fault", "budget"].includes(reason), describeStream());
       outcomes.set(`${mode}/${reason}`, (outcomes.get(`${mode}/${reason}`) ?? 0) + 1);
     }
