@@ -105,6 +105,21 @@ describe("clocks", () => {
     assert.equal(c.instructionsUntil(10), 1);
   });
 
+  it("InstructionClock with a live counter sees every instruction, and skips ahead", () => {
+    let retired = 1000;
+    const c = new InstructionClock(2, 50, () => retired);
+    assert.equal(c.now(), 50);
+    retired += 10;
+    assert.equal(c.now(), 70, "time moves with the counter, mid-slice");
+    c.advance(1000);
+    assert.equal(c.now(), 70, "advance is ignored: the counter already told");
+    c.skipTo(500);
+    assert.equal(c.now(), 500);
+    retired += 1;
+    assert.equal(c.now(), 502);
+    assert.equal(c.live, true);
+  });
+
   it("RealTimeClock follows host time and stands still while paused", () => {
     let host = 1_000_000;
     const c = new RealTimeClock(0, () => host);

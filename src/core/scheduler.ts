@@ -48,37 +48,51 @@ export class RealTimeClock implements Clock {
 }
 
 /**
- * Deterministic guest time: `nsPerInstruction` per executed instruction. The run loop reports
- * progress with `advance`; `skipTo` jumps ahead while the CPU is halted waiting for a timer.
+ * Deterministic guest time: `nsPerInstruction` per executed instruction. With a live instruction
+ * counter (the CPU's), time advances with every instruction, so a device read in the middle of a
+ * run slice (a PIT or PM timer poll, RDTSC) sees the exact time. Without one, the run loop reports
+ * progress with `advance`. `skipTo` jumps ahead while the CPU is halted waiting for a timer.
  */
 export class InstructionClock implements Clock {
-  private ns: number;
   readonly nsPerInstruction: number;
+  private readonly counter: (() => number) | undefined;
+  /** Guest time at `baseCount` instructions. */
+  private baseNs: number;
+  private baseCount: number;
 
-  constructor(nsPerInstruction = 1, startNs = 0) {
+  constructor(nsPerInstruction = 1, startNs = 0, counter?: () => number) {
     this.nsPerInstruction = nsPerInstruction;
-    this.ns = startNs;
+    this.counter = counter;
+    this.baseNs = startNs;
+    this.baseCount = counter ? counter() : 0;
+  }
+
+  /** True when time follows a live instruction counter (the run loop need not call `advance`). */
+  get live(): boolean {
+    return this.counter !== undefined;
   }
 
   now(): number {
-    return this.ns;
+    return this.counter ? this.baseNs + (this.counter() - this.baseCount) * this.nsPerInstruction : this.baseNs;
   }
 
+  /** Reports executed instructions (only for a clock without a live counter). */
   advance(instructions: number): void {
-    this.ns += instructions * this.nsPerInstruction;
+    if (!this.counter) this.baseNs += instructions * this.nsPerInstruction;
   }
 
   skipTo(ns: number): void {
-    if (ns > this.ns) this.ns = ns;
+    if (ns > this.now()) this.set(ns);
   }
 
   set(ns: number): void {
-    this.ns = ns;
+    this.baseNs = ns;
+    this.baseCount = this.counter ? this.counter() : 0;
   }
 
   /** Instructions that fit before guest time `ns` (at least 1). */
   instructionsUntil(ns: number): number {
-    return Math.max(1, Math.ceil((ns - this.ns) / this.nsPerInstruction));
+    return Math.max(1, Math.ceil((ns - this.now()) / this.nsPerInstruction));
   }
 }
 

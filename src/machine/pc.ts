@@ -43,6 +43,7 @@ import {
   FW_CFG_SETUP_SIZE,
   FwCfg,
 } from "../devices/fw-cfg.ts";
+import { Hpet } from "../devices/hpet.ts";
 import { I8042 } from "../devices/i8042.ts";
 import { type BlockBackend, CowOverlay, FileBlockBackend } from "../devices/ide/block.ts";
 import { IdeDrive } from "../devices/ide/drive.ts";
@@ -57,6 +58,7 @@ import { SystemControlPortA, SystemControlPortB } from "../devices/system-contro
 import { Uart16550 } from "../devices/uart.ts";
 import { StdVga } from "../devices/vga/stdvga.ts";
 import { Cpu } from "../x86/cpu.ts";
+import { FpuErrorLatch } from "../x86/fpu/ferr.ts";
 import { Fpu } from "../x86/fpu/fpu.ts";
 import { E820_ACPI, type E820Entry, encodeFwCfgE820, pcMemoryMap, splitRam } from "./e820.ts";
 import {
@@ -77,12 +79,24 @@ const VGA_WINDOW = 0xa0000;
 const VGA_WINDOW_SIZE = 0x20000;
 const LOW_BIOS_WINDOW = 0x20000;
 const IOAPIC_BASE = 0xfec00000;
+const HPET_BASE = 0xfed00000;
+/** COM1-COM4: base port and ISA IRQ. */
+const COM_PORTS: readonly (readonly [number, number])[] = [
+  [0x3f8, 4],
+  [0x2f8, 3],
+  [0x3e8, 4],
+  [0x2e8, 3],
+];
 const LAPIC_BASE = 0xfee00000;
 /** ACPI tables for direct kernel boot live in the last 128 KiB of low RAM. */
 const ACPI_AREA_SIZE = 0x20000;
 /** The RSDP goes in the 0xF0000 segment, where operating systems scan for it. */
 const RSDP_ADDRESS = 0xf5000;
 const MAX_FIRMWARE = 16 << 20;
+/** TSC ticks per nanosecond of guest time (a 1 GHz processor). */
+const TSC_PER_NS = 1;
+/** Instructions per guest microsecond in deterministic time. */
+const DETERMINISTIC_MIPS = 100;
 /** The fw_cfg file SeaBIOS runs as an option ROM (genroms/*) to start a --kernel Linux. */
 const LINUXBOOT_ROM_FILE = "genroms/linuxboot.bin";
 
@@ -120,6 +134,7 @@ class Pc implements Machine {
   readonly pic: DualPic;
   readonly lapic: LocalApic;
   readonly ioapic: IoApic;
+  readonly hpet: Hpet;
   readonly pit: Pit;
   readonly rtc: Rtc;
   readonly com: Uart16550[];
@@ -128,6 +143,7 @@ class Pc implements Machine {
   readonly ide: PiixIde;
   readonly pm: Piix4Pm;
   readonly fwCfg: FwCfg;
+  readonly ferr: FpuErrorLatch;
   readonly pciBus = new PciBus();
   readonly i440fx: I440fx;
   readonly piix3: Piix3;
@@ -172,7 +188,13 @@ class Pc implements Machine {
         : {}),
     });
 
-    this.clock = config.clock === "deterministic" ? new InstructionClock(1) : new RealTimeClock();
+    // Deterministic time counts the CPU's retired instructions, read live, as a processor of
+    // DETERMINISTIC_MIPS: near what the interpreter really does, so guests that busy-wait on a
+    // timer spend about as many instructions as they would in real time.
+    this.clock =
+      config.clock === "deterministic"
+        ? new InstructionClock(1000 / DETERMINISTIC_MIPS, 0, () => this.cpu?.instructionCount ?? 0)
+        : new RealTimeClock();
     this.scheduler = new Scheduler(this.clock);
 
     // Interrupt wiring: ISA lines are wired-OR (several devices and the PIRQ router may drive one).
@@ -209,11 +231,18 @@ class Pc implements Machine {
     const isaIrq = (irq: number, name: string) => isa[irq]!.input(name);
 
     const interrupts: InterruptAcknowledge = this.lapic;
+    const fpu = new Fpu();
+    // FERR# to IRQ 13 and IGNNE# through port 0xF0, for guests that run with CR0.NE clear.
+    this.ferr = new FpuErrorLatch(fpu, isaIrq(13, "fpu"));
+    this.ports.register("fpu-error", 0xf0, 1, this.ferr);
     this.cpu = new Cpu({
       memory: this.memory,
       ports: this.ports,
       interrupts,
-      fpu: new Fpu(),
+      fpu,
+      // The time-stamp counter runs at a nominal 1 GHz of guest time, so the guest's TSC
+      // calibration agrees with the PIT, the PM timer and the RTC.
+      tsc: () => Math.floor(this.scheduler.now() * TSC_PER_NS),
       onShutdown: (reason) => this.requestReset(`triple fault (${reason})`, "triple-fault"),
     });
     cpuIntr.connect((high) => this.cpu.setIntr(high));
@@ -234,7 +263,15 @@ class Pc implements Machine {
     // Legacy ISA devices.
     this.ports.register("pic-master", 0x20, 2, this.pic.master);
     this.ports.register("pic-slave", 0xa0, 2, this.pic.slave);
-    this.pit = new Pit(this.scheduler, isaIrq(0, "pit"));
+    // The HPET's legacy replacement mode takes IRQ 0 and IRQ 8 from the PIT and the RTC.
+    let hpetLegacy = false;
+    const gated = (irq: number, name: string) => {
+      const wire = isaIrq(irq, name);
+      const line = new IrqLine(`${name}-out`);
+      line.connect((high) => wire.set(high && !hpetLegacy));
+      return line;
+    };
+    this.pit = new Pit(this.scheduler, gated(0, "pit"));
     this.ports.register("pit", 0x40, 4, this.pit);
     this.ports.register("port61", 0x61, 1, new SystemControlPortB(this.scheduler, this.pit));
     this.ports.register(
@@ -246,7 +283,7 @@ class Pc implements Machine {
         () => this.requestReset("reset through port 0x92"),
       ),
     );
-    this.rtc = new Rtc(this.scheduler, isaIrq(8, "rtc"));
+    this.rtc = new Rtc(this.scheduler, gated(8, "rtc"));
     this.ports.register("rtc", 0x70, 2, this.rtc);
     this.i8042 = new I8042(isaIrq(1, "kbd"), isaIrq(12, "mouse"), {
       onA20: (on) => this.cpu.setA20(on),
@@ -254,12 +291,7 @@ class Pc implements Machine {
     });
     this.ports.register("i8042-data", 0x60, 1, this.i8042.dataPort);
     this.ports.register("i8042-cmd", 0x64, 1, this.i8042.commandPort);
-    this.com = [
-      [0x3f8, 4],
-      [0x2f8, 3],
-      [0x3e8, 4],
-      [0x2e8, 3],
-    ].map(([base, irq], n) => {
+    this.com = COM_PORTS.map(([base, irq], n) => {
       const uart = new Uart16550(this.scheduler, isaIrq(irq!, `com${n + 1}`), {
         onTransmit: n === 0 ? (byte) => this.emit("serial", byte) : undefined,
       });
@@ -340,19 +372,35 @@ class Pc implements Machine {
 
     // Platform MMIO.
     this.memory.addMmio("ioapic", IOAPIC_BASE, 0x1000, this.ioapic);
+    this.hpet = new Hpet({
+      scheduler: this.scheduler,
+      ioapicLines: Array.from({ length: 24 }, (_, pin) => {
+        const line = new IrqLine(`hpet-gsi${pin}`);
+        line.connect(this.ioapic.input(pin));
+        return line;
+      }),
+      legacyIrq0: isaIrq(0, "hpet-timer0"),
+      legacyIrq8: isaIrq(8, "hpet-timer1"),
+      onLegacyChange: (enabled) => {
+        hpetLegacy = enabled;
+      },
+    });
+    this.memory.addMmio("hpet", HPET_BASE, 0x1000, this.hpet);
     this.lapicRegion = this.memory.addMmio("lapic", LAPIC_BASE, 0x1000, this.lapic);
 
     // Firmware interface: fw_cfg with the memory map, boot order and ACPI tables.
     this.fwCfg = new FwCfg(this.memory, { ramSize: config.memoryBytes });
     this.ports.register("fw-cfg", 0x510, 12, this.fwCfg);
     this.fwCfg.addFile("etc/e820", encodeFwCfgE820(this.e820));
-    this.fwCfg.addFile("bootorder", new TextEncoder().encode(this.bootOrder()));
+    this.fwCfg.setBootOrder(this.bootOrder());
     if (this.kernelViaFirmware)
       this.publishKernel(this.kernel as DirectBoot & { kind: "linux" }, split.below4g);
     const acpi = buildAcpiTables({
       ramBelow4g: split.below4g,
       ioapicAddress: IOAPIC_BASE,
       localApicAddress: LAPIC_BASE,
+      hpetAddress: HPET_BASE,
+      serialPorts: COM_PORTS.map(([base, irq]) => ({ base, irq })),
     });
     publishAcpiTables(this.fwCfg, acpi);
     this.acpiBlobs = acpi;
@@ -371,6 +419,9 @@ class Pc implements Machine {
       this.lapic,
       this.ioapic,
       this.ide,
+      this.hpet,
+      this.vga,
+      this.fwCfg,
       ...this.com,
     );
     this.routeVgaWindow(false);
@@ -418,7 +469,13 @@ class Pc implements Machine {
     this.cpu.setA20(true);
     this.routeVgaWindow(false);
     this.i440fx.reportMemoryRouting();
-    if (this.kernel && !this.kernelViaFirmware) this.loadDirect(this.kernel);
+    if (this.kernel && !this.kernelViaFirmware) {
+      // No firmware runs: set up what it would have (PIRQ routes, the ACPI PM block, text mode).
+      this.piix3.applyFirmwareDefaults();
+      this.pm.applyFirmwareDefaults();
+      this.vga.setTextMode();
+      this.loadDirect(this.kernel);
+    }
   }
 
   private loadDirect(boot: DirectBoot): void {
@@ -535,15 +592,12 @@ class Pc implements Machine {
     this.fwCfg.addFile(LINUXBOOT_ROM_FILE, linuxBootRom());
   }
 
-  private bootOrder(): string {
-    // SeaBIOS's bootorder file: one device path per line, in order.
+  /** SeaBIOS's boot order (OpenFirmware device paths), first to try first. */
+  private bootOrder(): string[] {
     const disk = "/pci@i0cf8/ide@1,1/drive@0/disk@0";
-    const cdrom =
-      this.config.disks.length > 1
-        ? "/pci@i0cf8/ide@1,1/drive@1/disk@0"
-        : "/pci@i0cf8/ide@1,1/drive@1/disk@0";
-    const rom = this.kernelViaFirmware ? `/rom@${LINUXBOOT_ROM_FILE}\n` : "";
-    return rom + (this.config.boot === "d" ? `${cdrom}\n${disk}\n` : `${disk}\n${cdrom}\n`);
+    const cdrom = "/pci@i0cf8/ide@1,1/drive@1/disk@0";
+    const rom = this.kernelViaFirmware ? [`/rom@${LINUXBOOT_ROM_FILE}`] : [];
+    return [...rom, ...(this.config.boot === "d" ? [cdrom, disk] : [disk, cdrom])];
   }
 
   private ideDrives(config: MachineConfig) {
