@@ -1095,6 +1095,55 @@ function realModeLimits(b: CaseBuilder): void {
   });
 }
 
+/** LOCK on the read-modify-write instructions Linux uses for atomics, and where LOCK is #UD. */
+function locked(b: CaseBuilder): void {
+  const base = b.memoryBase;
+  const m = base.reg;
+  const r: (number | undefined)[] = [];
+  r[3] = base.value;
+  // A small bit offset keeps LOCK BTS inside the window.
+  r[1] = 37;
+  for (const line of [
+    `lock add dword [${m}+4], ecx`,
+    `lock xadd [${m}+8], eax`,
+    `lock cmpxchg [${m}+12], edx`,
+    `lock inc dword [${m}]`,
+    `lock dec word [${m}+2]`,
+    `lock bts dword [${m}], ecx`,
+    `lock btr dword [${m}+4], 5`,
+    `lock or byte [${m}+1], 0x80`,
+    `lock xchg [${m}+4], ecx`,
+    `lock cmpxchg8b [${m}+16]`,
+    `lock neg dword [${m}+20]`,
+    `lock sbb word [${m}+6], dx`,
+  ]) {
+    b.add(line, [line], { registers: r });
+  }
+  // QEMU executes LOCK MOV; the SDM raises #UD (README.md).
+  b.add("lock on MOV raises #UD", ["db 0xf0, 0x89, 0x03"], {
+    registers: r,
+    sdmExceptions: [{ vector: 6, error: 0 }],
+  });
+  b.add("lock on CMP raises #UD", [`db 0xf0, 0x39, 0x03`], { registers: r });
+  b.add("wbinvd and invd change nothing visible", ["wbinvd", "invd", `invlpg [${m}]`], { registers: r });
+  // A 32-bit push of a segment register may write only 16 bits (SDM PUSH): the upper halves
+  // of the two stack slots and of what is popped from them are undefined.
+  b.add(
+    "push of segment registers with a 32-bit operand size",
+    ["push ds", "push es", "pop eax", "pop ecx"],
+    {
+      undefinedWindow: [
+        [0x52, 0x54],
+        [0x56, 0x58],
+      ],
+      undefinedBits: [
+        { index: 0, mask: 0xffff0000 },
+        { index: 1, mask: 0xffff0000 },
+      ],
+    },
+  );
+}
+
 /** Single-stepping with EFLAGS.TF: the #DB trap lands after the right instruction. */
 function singleStep(b: CaseBuilder): void {
   const setTf = ["pushfd", "or dword [esp], 0x100", "popfd"];
@@ -1563,6 +1612,7 @@ export function generateCases(seed: number, scale = 1): DiffCase[] {
   selfModifying(b);
   singleStep(b);
   system(b);
+  locked(b);
   addressing(b);
   sequences(b, n(60));
   tasks(b);
