@@ -1500,6 +1500,25 @@ function paging(b: CaseBuilder): void {
     `mov ${pte(0)}, 0x80003`,
     `mov eax, [${linear(0, 0xffe)}]`,
   ]);
+  // Both test pages map the window's page (the second read-only): a write across the boundary
+  // must fault before it writes anything, on either side (window offsets 0xFFE-0xFFF and 0-1).
+  b.add("write across into a read-only page: #PF(3), nothing written", [
+    ...reset,
+    `mov ${pte(0)}, 0x80003`,
+    `mov ${pte(1)}, 0x80001`,
+    "mov eax, cr0",
+    "or eax, 0x10000",
+    "mov cr0, eax",
+    `mov dword [${linear(0, 0xffe)}], 0xaabbccdd`,
+  ]);
+  // An instruction that starts on a present page and ends on a missing one: CR2 is the missing
+  // page, EIP the instruction's start (a NOP at 0xFFC runs first).
+  b.add("instruction fetch across into a not-present page: #PF(0)", [
+    ...reset,
+    `mov ${pte(0)}, 0x80003`,
+    `mov dword [${linear(0, 0xffc)}], 0x3412b890`,
+    `jmp ${linear(0, 0xffc)}`,
+  ]);
   b.add("page fault with WP=1 on a read-only PDE", [
     ...reset,
     `mov ${pte(0)}, 0x80003`,

@@ -30,8 +30,9 @@ import {
  */
 const KNOWN_CPU_BUGS: readonly { readonly cases: RegExp; readonly bug: string }[] = [
   {
-    cases: /^fetch from a not-present page: #PF\(0\) with CR2 = target$/,
-    bug: "a #PF on the instruction fetch after a JMP reports the JMP's EIP; the SDM saves the target's",
+    cases:
+      /^(fetch from a not-present page: #PF\(0\) with CR2 = target|instruction fetch across into a not-present page: #PF\(0\))$/,
+    bug: "a #PF raised while fetching an instruction saves the EIP of the instruction before it (the JMP, or the NOP that ran); the SDM saves the faulting instruction's own EIP",
   },
   {
     cases: /^mmx: the FPU tag word after MMX and after EMMS$/,

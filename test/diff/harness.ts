@@ -9,7 +9,7 @@
 // restores the registers and IRETs to the end of the case, which then dumps as usual.
 //
 // Record format on port 0xE9 (little-endian):
-//   'C' id:u32 eax ecx edx ebx esp ebp esi edi eflags:u32 window:96 bytes
+//   'C' id:u32 eax ecx edx ebx esp ebp esi edi eflags:u32 window:96 bytes tail:4 bytes
 //   'X' id:u32 vector err eip cs eflags cr2:u32
 //   'E'  (end of program)
 
@@ -17,6 +17,12 @@
 export const WINDOW_BASE = 0x80000;
 /** Bytes of memory dumped after every case, from WINDOW_BASE. */
 export const WINDOW_BYTES = 96;
+/**
+ * Also dumped: the last 4 bytes of the window's 4 KiB page (offset 0xFFC), so accesses that cross
+ * into or out of the page are visible on both sides.
+ */
+export const WINDOW_TAIL = 0xffc;
+export const WINDOW_TAIL_BYTES = 4;
 /** Initial stack pointer of a case, as an offset from WINDOW_BASE (inside the window). */
 export const TEST_STACK = 0x58;
 /** Where the 16-bit code is copied to (it runs with CS base 0x10000 in both 16-bit modes). */
@@ -264,6 +270,7 @@ function helpers(bits: 16 | 32): string[] {
     // The whole 256 bytes below the variables: stack pops may read past the dumped part.
     `cmp ${si}, ${V_ID}`,
     `jb .fill${bits}`,
+    `mov [fs:${WINDOW_TAIL}], eax`,
     "ret",
     // out_bytes: writes CX bytes from fs:SI to the debug console.
     `out_bytes${bits}:`,
@@ -284,6 +291,9 @@ function helpers(bits: 16 | 32): string[] {
     `call out_bytes${bits}`,
     `xor ${si}, ${si}`,
     `mov ${cx}, ${WINDOW_BYTES}`,
+    `call out_bytes${bits}`,
+    `mov ${si}, ${WINDOW_TAIL}`,
+    `mov ${cx}, ${WINDOW_TAIL_BYTES}`,
     `call out_bytes${bits}`,
     // Cases may leave other data segments loaded; the next one starts from the standard ones.
     ...(bits === 32 ? [`mov ax, ${SEL.data32}`] : ["mov ax, fs"]),

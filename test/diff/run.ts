@@ -13,7 +13,14 @@ import {
   formatTrace,
   runMultiboot,
 } from "../../src/machine/bare-runner.ts";
-import { type DiffCase, programSource, WINDOW_BASE, WINDOW_BYTES } from "./harness.ts";
+import {
+  type DiffCase,
+  programSource,
+  WINDOW_BASE,
+  WINDOW_BYTES,
+  WINDOW_TAIL,
+  WINDOW_TAIL_BYTES,
+} from "./harness.ts";
 
 const run = promisify(execFile);
 
@@ -187,7 +194,8 @@ export interface ParsedDump {
   readonly problem: string | undefined;
 }
 
-const CASE_RECORD = 1 + 4 + 36 + WINDOW_BYTES;
+const DUMPED_BYTES = WINDOW_BYTES + WINDOW_TAIL_BYTES;
+const CASE_RECORD = 1 + 4 + 36 + DUMPED_BYTES;
 const EXCEPTION_RECORD = 1 + 4 + 24;
 
 /** Parses a dump stream into per-case results. */
@@ -210,7 +218,7 @@ export function parseDump(bytes: Uint8Array): ParsedDump {
       const c = entry(view.getUint32(at + 1, true));
       c.registers = Array.from({ length: 8 }, (_, i) => view.getUint32(at + 5 + i * 4, true));
       c.eflags = view.getUint32(at + 37, true);
-      c.window = bytes.slice(at + 41, at + 41 + WINDOW_BYTES);
+      c.window = bytes.slice(at + 41, at + 41 + DUMPED_BYTES);
       at += CASE_RECORD;
       continue;
     }
@@ -280,11 +288,11 @@ export function compareCase(
       `eflags ${hex(actual.eflags & mask)}, expected ${hex(expected.eflags & mask)} (compared bits ${hex(mask)})`,
     );
   }
-  for (let i = 0; i < WINDOW_BYTES; i++) {
+  for (let i = 0; i < DUMPED_BYTES; i++) {
     if (c.undefinedWindow?.some(([from, to]) => i >= from && i < to)) continue;
     if (expected.window[i] !== actual.window[i]) {
       problems.push(
-        `memory window+0x${i.toString(16)} = 0x${actual.window[i]?.toString(16)}, expected 0x${expected.window[i]?.toString(16)}`,
+        `memory window+0x${(i < WINDOW_BYTES ? i : WINDOW_TAIL + i - WINDOW_BYTES).toString(16)} = 0x${actual.window[i]?.toString(16)}, expected 0x${expected.window[i]?.toString(16)}`,
       );
       break;
     }
