@@ -1519,6 +1519,34 @@ function paging(b: CaseBuilder): void {
     `mov dword [${linear(0, 0xffc)}], 0x3412b890`,
     `jmp ${linear(0, 0xffc)}`,
   ]);
+  // Faulting instructions must leave everything as it was, so they can be restarted: registers,
+  // flags and memory (the read-only page maps the window, so a stray write would show).
+  const readOnlyWindow = [
+    ...reset,
+    `mov ${pte(0)}, 0x80001`,
+    "mov eax, cr0",
+    "or eax, 0x10000",
+    "mov cr0, eax",
+  ];
+  const restartable: [string, string[]][] = [
+    ["add to a read-only page", [`add [${linear(0, 8)}], ecx`]],
+    // ADC reads CF: if the failed attempt changed it, the restarted one computes a wrong sum.
+    ["adc to a read-only page", [`adc [${linear(0, 8)}], ecx`]],
+    ["rcl on a read-only page", [`rcl dword [${linear(0, 8)}], 1`]],
+    ["xchg with a read-only page", [`xchg [${linear(0, 8)}], ecx`]],
+    ["cmpxchg8b on a read-only page writes even when unequal", [`cmpxchg8b [${linear(0, 16)}]`]],
+    ["cmpxchg on a read-only page", [`cmpxchg [${linear(0, 4)}], ecx`]],
+    [
+      "movsd into a read-only page",
+      [`mov esi, ${hex(WINDOW_BASE + 0x20)}`, `mov edi, ${linear(0, 0x40)}`, "cld", "movsd"],
+    ],
+    ["pop into a read-only page", [`pop dword [${linear(0, 0x30)}]`]],
+    ["inc on a read-only page", [`inc dword [${linear(0, 12)}]`]],
+    ["shld on a read-only page", [`shld [${linear(0, 12)}], ecx, 5`]],
+  ];
+  for (const [text, code] of restartable) {
+    b.add(`restartable: ${text}: #PF(3), nothing changed`, [...readOnlyWindow, ...code]);
+  }
   b.add("page fault with WP=1 on a read-only PDE", [
     ...reset,
     `mov ${pte(0)}, 0x80003`,
