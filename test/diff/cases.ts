@@ -1547,6 +1547,28 @@ function paging(b: CaseBuilder): void {
   for (const [text, code] of restartable) {
     b.add(`restartable: ${text}: #PF(3), nothing changed`, [...readOnlyWindow, ...code]);
   }
+  // Stack reads that run into a missing page: the stack pointer must not move. The exception
+  // frame goes below ESP, on the present page.
+  const stackAtEnd = [...reset, `mov ${pte(0)}, 0x80003`, `mov esp, ${linear(0, 0xffe)}`];
+  for (const [text, line] of [
+    ["ret", "ret"],
+    ["ret 8", "ret 8"],
+    ["pop", "pop ecx"],
+    ["popfd", "popfd"],
+    ["retf", "retf"],
+    ["popad", "popad"],
+    ["leave", `mov ebp, ${linear(0, 0xffe)}`],
+  ] as const) {
+    const code = text === "leave" ? [...stackAtEnd, line, "leave"] : [...stackAtEnd, line];
+    b.add(`restartable: ${text} reading into a not-present page: #PF(0), ESP unchanged`, code);
+  }
+  b.add("restartable: lodsd reading into a not-present page: #PF(0), ESI unchanged", [
+    ...reset,
+    `mov ${pte(0)}, 0x80003`,
+    `mov esi, ${linear(0, 0xffe)}`,
+    "cld",
+    "lodsd",
+  ]);
   b.add("page fault with WP=1 on a read-only PDE", [
     ...reset,
     `mov ${pte(0)}, 0x80003`,
