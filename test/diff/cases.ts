@@ -1495,6 +1495,11 @@ function paging(b: CaseBuilder): void {
     "rep movsd",
   ]);
   b.add("fetch from a not-present page: #PF(0) with CR2 = target", [...reset, `jmp ${linear(2)}`]);
+  // Demand paging of code: the CALL completes (return address pushed), the fault is the target's.
+  b.add("call into a not-present page: the call completes, #PF(0) at the target", [
+    ...reset,
+    `call ${linear(2)}`,
+  ]);
   b.add("read across into a not-present page: CR2 is the first absent byte", [
     ...reset,
     `mov ${pte(0)}, 0x80003`,
