@@ -1590,10 +1590,11 @@ function paging(b: CaseBuilder): void {
 function userPages(b: CaseBuilder): void {
   const pte = (n: number): string => `dword [${hex(TEST_PAGE_TABLE + n * 4)}]`;
   const linear = (n: number, off = 0): string => hex(TEST_LINEAR + n * 0x1000 + off);
-  const user = (text: string, entry: number, code: string[]): void =>
+  const user = (text: string, entry: number, code: string[], undefinedWindow?: [number, number][]): void =>
     b.add(`ring 3 paging: ${text}`, code, {
       ring3: true,
       setup: ["call paging_reset", `mov ${pte(0)}, ${hex(entry)}`, `invlpg [${linear(0)}]`],
+      undefinedWindow,
     });
   user("read of a supervisor page: #PF(5)", 0x80003, [`mov eax, [${linear(0, 8)}]`]);
   user("write to a supervisor page: #PF(7)", 0x80003, [`mov [${linear(0, 8)}], eax`]);
@@ -1601,6 +1602,23 @@ function userPages(b: CaseBuilder): void {
   user("read of a user page sets A", 0x80005, [`mov eax, [${linear(0, 8)}]`, `mov ebx, ${pte(0)}`]);
   user("write to a user page sets A and D", 0x80007, [`mov [${linear(0, 8)}], ecx`, `mov ebx, ${pte(0)}`]);
   user("read of a not-present page: #PF(4)", 0, [`mov eax, [${linear(0, 8)}]`]);
+  // Stack writes at CPL 3 that fault: the handler runs on the ring-0 stack, so these can be
+  // tested; the user ESP must not move (the instruction restarts after the fault).
+  for (const [text, line] of [
+    ["push", "push eax"],
+    ["call", "call @t"],
+    ["pushad", "pushad"],
+    ["enter", "enter 8, 0"],
+    ["push of a memory operand", `push dword [${hex(WINDOW_BASE)}]`],
+  ] as const) {
+    user(
+      `${text} into a not-present page: #PF(6), ESP unchanged`,
+      0x80007,
+      [`mov esp, ${linear(1, 2)}`, line, "@t:", "mov ecx, esp"],
+      // Which of PUSHAD's eight slots are written before the faulting one is not specified.
+      text === "pushad" ? [[0xffc, 0x1000]] : undefined,
+    );
+  }
   user("user page under a supervisor directory entry: #PF(5)", 0x80007, [
     `and dword [${hex(PAGE_DIRECTORY + 8)}], ~4`,
     `mov eax, [${linear(0, 8)}]`,

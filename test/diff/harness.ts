@@ -52,7 +52,7 @@ export interface DiffCase {
   readonly sdmExceptions?: readonly { readonly vector: number; readonly error: number }[];
   /** Register bits the SDM leaves undefined (e.g. LAR's bits 16-19): not compared. */
   readonly undefinedBits?: readonly { readonly index: number; readonly mask: number }[];
-  /** Window byte ranges [from, to) the SDM leaves undefined (reserved fields): not compared. */
+  /** Byte ranges [from, to) of the window page (offsets 0-0x5F and 0xFFC-0xFFF are dumped) the SDM leaves undefined: not compared. */
   readonly undefinedWindow?: readonly (readonly [number, number])[];
   /**
    * Where QEMU is known to compute some bits differently from the SDM (README.md, "Deviations"):

@@ -289,10 +289,11 @@ export function compareCase(
     );
   }
   for (let i = 0; i < DUMPED_BYTES; i++) {
-    if (c.undefinedWindow?.some(([from, to]) => i >= from && i < to)) continue;
+    const offset = i < WINDOW_BYTES ? i : WINDOW_TAIL + i - WINDOW_BYTES;
+    if (c.undefinedWindow?.some(([from, to]) => offset >= from && offset < to)) continue;
     if (expected.window[i] !== actual.window[i]) {
       problems.push(
-        `memory window+0x${(i < WINDOW_BYTES ? i : WINDOW_TAIL + i - WINDOW_BYTES).toString(16)} = 0x${actual.window[i]?.toString(16)}, expected 0x${expected.window[i]?.toString(16)}`,
+        `memory window+0x${offset.toString(16)} = 0x${actual.window[i]?.toString(16)}, expected 0x${expected.window[i]?.toString(16)}`,
       );
       break;
     }
