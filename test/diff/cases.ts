@@ -1552,6 +1552,29 @@ function paging(b: CaseBuilder): void {
   for (const [text, code] of restartable) {
     b.add(`restartable: ${text}: #PF(3), nothing changed`, [...readOnlyWindow, ...code]);
   }
+  // Both test pages alias the window page: string instructions that cross the boundary must
+  // translate each page on its own (a fast path that assumes contiguity would miss the alias).
+  b.add("rep stosd across a page boundary into an alias of the same page", [
+    ...reset,
+    `mov ${pte(0)}, 0x80003`,
+    `mov ${pte(1)}, 0x80003`,
+    `mov edi, ${linear(0, 0xff0)}`,
+    "mov ecx, 12",
+    "mov eax, 0x11223344",
+    "cld",
+    "rep stosd",
+  ]);
+  b.add("rep movsb backwards across a page boundary", [
+    ...reset,
+    `mov ${pte(0)}, 0x80003`,
+    `mov ${pte(1)}, 0x80003`,
+    `mov esi, ${linear(1, 0x20)}`,
+    `mov edi, ${linear(1, 0x08)}`,
+    "mov ecx, 0x30",
+    "std",
+    "rep movsb",
+    "cld",
+  ]);
   // Stack reads that run into a missing page: the stack pointer must not move. The exception
   // frame goes below ESP, on the present page.
   const stackAtEnd = [...reset, `mov ${pte(0)}, 0x80003`, `mov esp, ${linear(0, 0xffe)}`];
