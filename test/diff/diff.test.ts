@@ -2,7 +2,7 @@
 // CPU through the bare runner, compared case by case.
 //
 // TSVISOR_DIFF_SEED picks the generator seed (default 1); TSVISOR_DIFF_SCALE multiplies the
-// number of cases per instruction form (default 1).
+// number of cases per instruction form (default 2).
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -49,7 +49,7 @@ const KNOWN_CPU_BUGS: readonly { readonly cases: RegExp; readonly bug: string }[
 ];
 
 const seed = Number(process.env.TSVISOR_DIFF_SEED ?? 1);
-const scale = Number(process.env.TSVISOR_DIFF_SCALE ?? 1);
+const scale = Number(process.env.TSVISOR_DIFF_SCALE ?? 2);
 
 function haveTool(command: string, args: string[]): boolean {
   try {

@@ -25,7 +25,7 @@ if (!pattern) {
   process.exit(2);
 }
 const matcher = new RegExp(pattern);
-const cases = generateCases(Number(seedText ?? 1), Number(scaleText ?? 1));
+const cases = generateCases(Number(seedText ?? 1), Number(scaleText ?? 2));
 const wanted = new Set(cases.filter((c) => matcher.test(c.text)).map((c) => c.id));
 if (wanted.size === 0) {
   console.error(`no case matches ${matcher}`);
