@@ -813,6 +813,13 @@ function privilege(b: CaseBuilder): void {
     "mov edx, ss",
   ]);
   user("sysexit at CPL 3 raises #GP(0)", ["sysexit"]);
+  // IF=1 is safe: the harness masks the PICs.
+  user("int through a DPL-3 trap gate keeps IF", ["int 0x20"], 0x200);
+  user("int through a DPL-3 interrupt gate clears IF", ["int 0x21"], 0x200);
+  user("IRET to ring 3 nulls a data segment register holding a DPL-0 selector", [
+    "mov ecx, fs",
+    "mov edx, ds",
+  ]);
   b.add("call gate at the same privilege", [`call ${SEL.callGate}:0`, "mov edi, esp"]);
 }
 
