@@ -1291,6 +1291,26 @@ function x87(b: CaseBuilder): void {
     for (let k = 0; k < 3; k++)
       b.add(`x87: ${text}`, ["fninit", ...code], { registers: r, ...deviations[text] });
   }
+  // With CR0.NE, an unmasked exception is reported as #MF at the next waiting x87 instruction.
+  b.add(
+    "x87 unmasked invalid operation raises #MF at the next FWAIT",
+    [
+      "mov eax, cr0",
+      "or eax, 0x20",
+      "mov cr0, eax",
+      "fninit",
+      "push dword 0x037e",
+      "fldcw [esp]",
+      "pop eax",
+      "fld1",
+      "fchs",
+      "fsqrt",
+      "mov ecx, 1",
+      "fwait",
+      "mov ecx, 2",
+    ],
+    { cleanup: ["fninit", "mov eax, cr0", "and eax, ~0x20", "mov cr0, eax"] },
+  );
   b.add("x87 with CR0.TS raises #NM", ["mov eax, cr0", "or eax, 8", "mov cr0, eax", "fld1"], {
     cleanup: ["clts"],
   });
