@@ -1602,6 +1602,19 @@ function paging(b: CaseBuilder): void {
     "rep movsb",
     "cld",
   ]);
+  // Code written through one linear alias and run through another: the decoded-code cache must
+  // notice the write by its physical address.
+  b.add("self-modifying code through a second mapping of the page", [
+    ...reset,
+    `mov ${pte(0)}, 0x80003`,
+    `mov ${pte(1)}, 0x80003`,
+    `mov dword [${linear(0, 0xf00)}], 0x000001b8`,
+    `mov word [${linear(0, 0xf04)}], 0xc300`,
+    `call ${linear(1, 0xf00)}`,
+    "mov ebx, eax",
+    `mov byte [${linear(0, 0xf01)}], 2`,
+    `call ${linear(1, 0xf00)}`,
+  ]);
   // Stack reads that run into a missing page: the stack pointer must not move. The exception
   // frame goes below ESP, on the present page.
   const stackAtEnd = [...reset, `mov ${pte(0)}, 0x80003`, `mov esp, ${linear(0, 0xffe)}`];
