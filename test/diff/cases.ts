@@ -1615,6 +1615,22 @@ function paging(b: CaseBuilder): void {
     `mov byte [${linear(0, 0xf01)}], 2`,
     `call ${linear(1, 0xf00)}`,
   ]);
+  // The same linear page remapped to other physical memory (with INVLPG): the code that runs
+  // must be the new page's.
+  b.add("code at a linear address that is remapped to another physical page", [
+    ...reset,
+    `mov ${pte(0)}, 0x80003`,
+    `mov ${pte(1)}, 0x7f003`,
+    `mov dword [${linear(0, 0xf00)}], 0x000001b8`,
+    `mov word [${linear(0, 0xf04)}], 0xc300`,
+    `mov dword [${linear(1, 0xf00)}], 0x000002b8`,
+    `mov word [${linear(1, 0xf04)}], 0xc300`,
+    `call ${linear(0, 0xf00)}`,
+    "mov ebx, eax",
+    `mov ${pte(0)}, 0x7f003`,
+    `invlpg [${linear(0)}]`,
+    `call ${linear(0, 0xf00)}`,
+  ]);
   // Stack reads that run into a missing page: the stack pointer must not move. The exception
   // frame goes below ESP, on the present page.
   const stackAtEnd = [...reset, `mov ${pte(0)}, 0x80003`, `mov esp, ${linear(0, 0xffe)}`];
