@@ -838,6 +838,23 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.eaOff = off;
     return this.rd(i.seg, off, size);
   }
+  /**
+   * Reads the r/m operand of a read-modify-write instruction. Write permission (segment and page)
+   * is checked before anything else, as the processor does, so a fault leaves flags and registers
+   * untouched and the restarted instruction computes the same result.
+   */
+  getEW(i: Insn, size: number): number {
+    if (i.mod === 3) return this.getReg(size, i.rm);
+    const off = this.ea(i);
+    this.eaOff = off;
+    this.checkWrite(i.seg, off, size);
+    return this.rd(i.seg, off, size);
+  }
+  /** Faults now if `size` bytes at seg:off could not be written. */
+  checkWrite(seg: number, off: number, size: number): void {
+    if (off < this.wLo[seg]! || off + size - 1 > this.wHi[seg]!) this.segFault(seg);
+    this.checkWritable((this.segBase[seg]! + off) | 0, size);
+  }
   /** Writes the r/m operand read by getE. */
   setE(i: Insn, size: number, v: number): void {
     if (i.mod === 3) this.setReg(size, i.rm, v);
@@ -1438,6 +1455,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     while (!this.attention) {
       const budget = end - this.instructionCount;
       if (budget <= 0) break;
+      // A fault while fetching the block belongs to its first instruction, not the last one run.
+      this.instrStart = this.eip;
       const block = this.fetchBlock(MAX_BLOCK_INSNS);
       const insns = block.insns;
       const n = Math.min(insns.length, budget);

@@ -85,6 +85,7 @@ export function aluEG(cpu: Cpu, i: Insn): void {
     if (op !== 7) cpu.setReg(s, i.rm, r);
   } else {
     const off = cpu.ea(i);
+    if (op !== 7) cpu.checkWrite(i.seg, off, s);
     const r = alu(cpu, op, cpu.rd(i.seg, off, s), cpu.getReg(s, i.reg), s);
     if (op !== 7) cpu.wr(i.seg, off, s, r);
   }
@@ -122,7 +123,7 @@ export function aluAI(cpu: Cpu, i: Insn): void {
 export function aluEI(cpu: Cpu, i: Insn): void {
   const op = i.reg;
   const s = i.size;
-  const a = cpu.getE(i, s);
+  const a = op === 7 ? cpu.getE(i, s) : cpu.getEW(i, s);
   const r = alu(cpu, op, a, i.imm & SIZE_MASK[s]!, s);
   if (op !== 7) cpu.setE(i, s, r);
 }
@@ -162,7 +163,7 @@ export function incDecReg(cpu: Cpu, i: Insn): void {
 export function incDecE(cpu: Cpu, i: Insn): void {
   const s = i.size;
   const dec = i.reg === 1;
-  const a = cpu.getE(i, s);
+  const a = cpu.getEW(i, s);
   const v = dec ? a - 1 : a + 1;
   incDecFlags(cpu, a, v, s, dec);
   cpu.setE(i, s, v);
@@ -170,12 +171,12 @@ export function incDecE(cpu: Cpu, i: Insn): void {
 
 export function notE(cpu: Cpu, i: Insn): void {
   const s = i.size;
-  cpu.setE(i, s, ~cpu.getE(i, s));
+  cpu.setE(i, s, ~cpu.getEW(i, s));
 }
 
 export function negE(cpu: Cpu, i: Insn): void {
   const s = i.size;
-  const a = cpu.getE(i, s);
+  const a = cpu.getEW(i, s);
   const r = -a;
   cpu.setArith(LZ_SUB, 0, a, r, s);
   cpu.setE(i, s, r);
@@ -465,7 +466,7 @@ export function shiftOp(cpu: Cpu, op: number, a: number, count: number, size: nu
 function shiftCommon(cpu: Cpu, i: Insn, count: number): void {
   count &= 0x1f;
   const s = i.size;
-  const a = cpu.getE(i, s);
+  const a = count === 0 ? cpu.getE(i, s) : cpu.getEW(i, s);
   if (count === 0) return;
   cpu.setE(i, s, shiftOp(cpu, i.reg, a, count, s));
 }
@@ -499,7 +500,7 @@ export function shldShrd(cpu: Cpu, i: Insn): void {
   const right = (i.opcode & 8) !== 0;
   const count = ((i.opcode & 1) === 0 ? i.imm : cpu.r8[4]!) & 0x1f;
   const s = i.size;
-  const a = cpu.getE(i, s);
+  const a = count === 0 ? cpu.getE(i, s) : cpu.getEW(i, s);
   if (count === 0) return;
   const b = cpu.getReg(s, i.reg);
   const sign = SIZE_SIGN[s]!;
@@ -544,6 +545,7 @@ function bitOp(cpu: Cpu, i: Insn, bitOffset: number, fromReg: boolean): void {
       off = i.addr32 ? (off + delta) >>> 0 : (off + delta) & 0xffff;
       bit = signed & (bits - 1);
     } else bit = bitOffset & (bits - 1);
+    if (kind !== 0) cpu.checkWrite(seg, off, s);
     value = cpu.rd(seg, off, s);
   }
   const old = (value >>> bit) & 1;
@@ -704,7 +706,7 @@ export function lea(cpu: Cpu, i: Insn): void {
 
 export function xchgEG(cpu: Cpu, i: Insn): void {
   const s = i.size;
-  const a = cpu.getE(i, s);
+  const a = cpu.getEW(i, s);
   const b = cpu.getReg(s, i.reg);
   cpu.setE(i, s, b);
   cpu.setReg(s, i.reg, a);
@@ -747,7 +749,7 @@ export function bswap(cpu: Cpu, i: Insn): void {
 
 export function xadd(cpu: Cpu, i: Insn): void {
   const s = i.size;
-  const a = cpu.getE(i, s);
+  const a = cpu.getEW(i, s);
   const b = cpu.getReg(s, i.reg);
   const r = a + b;
   cpu.setArith(LZ_ADD, a, b, r, s);
@@ -758,7 +760,7 @@ export function xadd(cpu: Cpu, i: Insn): void {
 export function cmpxchg(cpu: Cpu, i: Insn): void {
   const s = i.size;
   const m = SIZE_MASK[s]!;
-  const dest = cpu.getE(i, s);
+  const dest = cpu.getEW(i, s);
   const acc = cpu.getReg(s, 0);
   cpu.setArith(LZ_SUB, acc, dest, acc - dest, s);
   if (((acc ^ dest) & m) === 0) {
@@ -775,6 +777,8 @@ export function cmpxchg8b(cpu: Cpu, i: Insn): void {
   if (i.mod === 3) cpu.ud();
   const off = cpu.ea(i);
   const next = i.addr32 ? (off + 4) >>> 0 : (off + 4) & 0xffff;
+  cpu.checkWrite(i.seg, off, 4);
+  cpu.checkWrite(i.seg, next, 4);
   const lo = cpu.rd32(i.seg, off);
   const hi = cpu.rd32(i.seg, next);
   if (lo === cpu.regs[0] && hi === cpu.regs[2]) {

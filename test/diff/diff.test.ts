@@ -30,15 +30,6 @@ import {
  */
 const KNOWN_CPU_BUGS: readonly { readonly cases: RegExp; readonly bug: string }[] = [
   {
-    cases:
-      /^(fetch from a not-present page: #PF\(0\) with CR2 = target|instruction fetch across into a not-present page: #PF\(0\)|call into a not-present page: the call completes, #PF\(0\) at the target)$/,
-    bug: "a #PF raised while fetching an instruction saves the EIP of the instruction before it (the JMP or CALL, or the NOP that ran); the SDM saves the faulting instruction's own EIP, so a demand-paged CALL target makes the CALL run twice",
-  },
-  {
-    cases: /^restartable: (add to|adc to|rcl on|cmpxchg on|inc on|shld on) a read-only page: /,
-    bug: "read-modify-write instructions on memory update EFLAGS before their write faults, so a restarted ADC/SBB/RCL computes with the wrong CF",
-  },
-  {
     cases: /^mmx: the FPU tag word after MMX and after EMMS$/,
     bug: "FNSTENV after an MMX instruction stores tag 00 for every register instead of classifying the contents (01 zero, 10 special)",
   },
