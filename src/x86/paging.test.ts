@@ -33,6 +33,11 @@ function pageFault(m: TestMachine): { error: number; cr2: number } {
 }
 
 describe("4 KiB paging", () => {
+  it("fetching from a not-present page reports the target as the faulting EIP", () => {
+    const m = run32(`${ENABLE}mov eax, 0x400000\njmp eax`, identity4M);
+    assert.deepEqual(pageFault(m), { error: 0, cr2: 0x400000 });
+    assert.equal(m.memory.read32(m.cpu.esp + 4), 0x400000);
+  });
   it("a not-present page: #PF with CR2 and error code 0", () => {
     const m = run32(`${ENABLE}mov eax, [0x400123]\nhlt`, identity4M);
     assert.deepEqual(pageFault(m), { error: 0, cr2: 0x400123 });
@@ -200,6 +205,7 @@ describe("large pages and PAE", () => {
     );
     assert.equal(m.memory.read32(0x2000), 0x90909090, "NX pages stay readable");
     assert.deepEqual(pageFault(m), { error: 0x11, cr2: 0x9000 });
+    assert.equal(m.memory.read32(m.cpu.esp + 4), 0x9000, "the fault's EIP is the target, not the jump");
   });
   it("CPUID advertises NX and EFER accepts only NXE", () => {
     const m = run32(
