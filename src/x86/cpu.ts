@@ -1392,6 +1392,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   /** Delivers a pending NMI or INTR; returns true if one was delivered. */
   private serviceInterrupts(): boolean {
+    // A fault while delivering belongs to the instruction about to run.
+    this.instrStart = this.eip;
     try {
       if (this.nmiPending && !this.nmiBlocked) {
         this.nmiPending = false;

@@ -379,6 +379,17 @@ describe("interrupts", () => {
     assert.equal(recorded(m), 0x30);
     assert.equal(m.memory.read32(m.cpu.esp), 0x10002, "return EIP is after HLT");
   });
+  it("a fault while delivering INTR reports the interrupted EIP and sets EXT", () => {
+    const m = makeMachine({ interrupts: { acknowledge: () => 0x30 } });
+    startProtected(m, assemble("sti\nnop\nnop\nhlt", 32, 0x10000));
+    writeDescriptor(m.memory, 0x840, 0, 0xfffff, 0x1b, 0xc); // code segment, not present
+    m.memory.write16(0x1000 + 0x30 * 8 + 2, 0x40);
+    m.cpu.setIntr(true);
+    runToHalt(m.cpu, 100);
+    assert.equal(recorded(m), 11);
+    assert.equal(m.memory.read32(m.cpu.esp), 0x41, "#NP(selector | EXT)");
+    assert.equal(m.memory.read32(m.cpu.esp + 4), 0x10002);
+  });
   it("STI delays interrupts by one instruction", () => {
     const m = makeMachine({ interrupts: { acknowledge: () => 0x31 } });
     startProtected(m, assemble("sti\nmov eax, 1\nmov ebx, 2\nhlt", 32, 0x10000));
