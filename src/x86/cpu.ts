@@ -303,9 +303,17 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.ram = new Uint8Array(0);
     this.refreshRam();
     this.memory.setCodeListener((address) => this.invalidateCode(address));
-    this.memory.onWriteProtect(() => {
+    this.memory.onWriteProtect((page) => {
       this.refreshRam();
-      this.dropFastWrites();
+      if (page >= 0) {
+        // A page became code (or otherwise not write-fast): only direct writes must stop.
+        this.dropFastWrites();
+      } else {
+        // The map changed (shadowing, a moved BAR, dirty logging): direct reads may now be
+        // wrong too, and decoded code may come from different bytes.
+        this.flushTlb(false);
+        this.flushBlocks();
+      }
     });
     this.reset();
   }

@@ -268,3 +268,24 @@ describe("A20 and self-modifying code", () => {
     assert.equal(m.cpu.eax & 0xffff, 0x1234);
   });
 });
+
+describe("memory map changes", () => {
+  it("re-routing a page drops direct RAM access and decoded code from it", () => {
+    const m = makeMachine();
+    startProtected(m, assemble("mov eax, [0x7000]\nhlt", 32, 0x10000));
+    m.memory.write32(0x7000, 0x11111111);
+    runToHalt(m.cpu);
+    assert.equal(m.cpu.eax, 0x11111111);
+    // A ROM laid over the page (as chipset shadowing or a BAR would) must be seen at once.
+    const rom = m.memory.addRom("overlay", 0x7000, Uint8Array.of(0x22, 0x22, 0x22, 0x22));
+    m.cpu.eip = 0x10000;
+    m.cpu.halted = false;
+    runToHalt(m.cpu);
+    assert.equal(m.cpu.eax, 0x22222222);
+    m.memory.removeRegion(rom);
+    m.cpu.eip = 0x10000;
+    m.cpu.halted = false;
+    runToHalt(m.cpu);
+    assert.equal(m.cpu.eax, 0x11111111);
+  });
+});
