@@ -101,6 +101,7 @@ test("loopback: transmitted bytes are received and MSR mirrors MCR (the 8250 pro
 test("host input is paced by the divisor and waits while the FIFO is full", () => {
   const { uart, configure, runFor } = setup();
   configure();
+  uart.ioWrite(MCR, 1, 0x03); // DTR and RTS: a polling program is listening
   uart.ioWrite(FCR, 1, 0x07);
   const input = Array.from({ length: 40 }, (_, i) => i);
   uart.receive(input);
@@ -244,4 +245,23 @@ test("port script: UART registers, loopback, FIFOs, THRE and modem status rules"
     "24 25 26 27 28 29 2a 2b 2c 2d 2e 2f 60 c1 01 02 01 02 02 01 01 00 b2 01 b0 5a ff ff 03",
   ].join(" ");
   assert.equal(replay(bus, script), expected);
+});
+
+test("host input waits until the guest receives (interrupts on, or DTR raised for polling)", () => {
+  const { uart, configure, runFor } = setup();
+  configure();
+  uart.ioWrite(FCR, 1, 0x07);
+  uart.receive([0x75, 0x6e]);
+  runFor(CHAR_NS * 10);
+  assert.equal(uart.pendingInput, 2, "nobody is listening yet: nothing enters the FIFO");
+  assert.equal(uart.ioRead(LSR, 1) & 0x01, 0);
+  // A driver starts: it clears the FIFOs, then enables receive interrupts with OUT2.
+  uart.ioWrite(FCR, 1, 0x07);
+  uart.ioWrite(MCR, 1, 0x0b);
+  assert.equal(uart.pendingInput, 2, "OUT2 with DTR means interrupt-driven: wait for IER");
+  uart.ioWrite(IER, 1, 0x01);
+  runFor(CHAR_NS * 3);
+  assert.equal(uart.pendingInput, 0);
+  assert.equal(uart.ioRead(RBR, 1), 0x75, "the first byte typed is the first byte read");
+  assert.equal(uart.ioRead(RBR, 1), 0x6e);
 });

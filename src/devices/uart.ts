@@ -280,9 +280,31 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
     if (this.fifoEnabled) this.timeoutTimer.setIn(TIMEOUT_CHARS * this.charTimeNs());
   }
 
+  /**
+   * Whether the guest is receiving: a driver that takes receive (or line status) interrupts has
+   * enabled them, or a polling program (firmware, a boot loader) has raised DTR with OUT2 clear.
+   * Until then host input waits, as a terminal waits for DTR, so bytes typed or piped before the
+   * guest's driver starts are not lost when it clears the FIFO.
+   */
+  private get receiving(): boolean {
+    return (this.ier & (IER_RDA | IER_RLS)) !== 0 || (this.mcr & (MCR_DTR | MCR_OUT2)) === MCR_DTR;
+  }
+
+  /** Restarts the flow of waiting host bytes once the guest can take them. */
+  private resumeHostInput(): void {
+    if (this.hostCount > 0 && !this.rxFeedTimer.armed && this.receiving && (this.mcr & MCR_LOOP) === 0) {
+      this.rxFeedTimer.setIn(this.charTimeNs());
+    }
+  }
+
   /** Moves host bytes into the FIFO while there is room, one per character time. */
   private feed(): void {
-    if (this.hostCount > 0 && this.rxCount < this.rxCapacity && (this.mcr & MCR_LOOP) === 0) {
+    if (
+      this.hostCount > 0 &&
+      this.rxCount < this.rxCapacity &&
+      (this.mcr & MCR_LOOP) === 0 &&
+      this.receiving
+    ) {
       const entry = this.hostQueue[this.hostHead]!;
       this.hostHead = (this.hostHead + 1) % this.hostQueue.length;
       this.hostCount--;
@@ -295,8 +317,14 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
       }
       this.updateIrq();
     }
-    // A full FIFO is re-checked when the guest reads RBR, loopback when it ends.
-    if (this.hostCount > 0 && this.rxCount < this.rxCapacity && (this.mcr & MCR_LOOP) === 0) {
+    // A full FIFO is re-checked when the guest reads RBR, loopback when it ends, a guest that is
+    // not receiving when it enables reception.
+    if (
+      this.hostCount > 0 &&
+      this.rxCount < this.rxCapacity &&
+      (this.mcr & MCR_LOOP) === 0 &&
+      this.receiving
+    ) {
       this.rxFeedTimer.setIn(this.charTimeNs());
     }
   }
@@ -436,6 +464,7 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
         // Enabling ETBEI with THR empty signals THRE at once (the 8250 driver probes for this).
         if (this.ier & IER_THRE && !(old & IER_THRE) && this.lsr & LSR_THRE) this.thrInterrupt = true;
         if (!(this.ier & IER_THRE)) this.thrInterrupt = false;
+        this.resumeHostInput();
         this.updateIrq();
         return;
       }
@@ -450,9 +479,7 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
         this.mcr = value & 0x1f;
         if (this.mcr & MCR_LOOP) this.setModemStatus(this.loopbackLines(this.mcr));
         else if (old & MCR_LOOP) this.setModemStatus(this.hostLines);
-        if ((old ^ this.mcr) & MCR_LOOP && this.hostCount > 0 && !this.rxFeedTimer.armed) {
-          this.rxFeedTimer.setIn(this.charTimeNs());
-        }
+        this.resumeHostInput();
         this.updateIrq();
         return;
       }

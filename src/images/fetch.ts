@@ -29,7 +29,13 @@ import {
 } from "./apt.ts";
 import { cacheDir as defaultCacheDir, withCacheLock } from "./cache.ts";
 import { ImagesError } from "./errors.ts";
-import { buildInitramfs, DEFAULT_GUEST_MODULES, indexKernelModules, loadModuleIndex } from "./initramfs.ts";
+import {
+  buildInitramfs,
+  DEFAULT_GUEST_MODULES,
+  indexKernelModules,
+  initramfsRecipe,
+  loadModuleIndex,
+} from "./initramfs.ts";
 import {
   describeFile,
   type FileRecord,
@@ -274,8 +280,12 @@ function kernelRelease(root: string, pkg: string): string {
 }
 
 /** Writes the initramfs file only if its bytes changed, and describes it. */
-function writeInitramfs(cache: string, kernel: Fetched, busybox: Uint8Array): InitramfsRecord {
-  const release = kernelRelease(kernel.root, kernel.pkg.name);
+function writeInitramfs(
+  cache: string,
+  kernel: { root: string; name: string },
+  busybox: Uint8Array,
+): InitramfsRecord {
+  const release = kernelRelease(kernel.root, kernel.name);
   const modulesDir = join(kernel.root, "lib", "modules", release);
   const index = loadModuleIndex(modulesDir);
   const closure = index.closure(DEFAULT_GUEST_MODULES);
@@ -298,7 +308,31 @@ function writeInitramfs(cache: string, kernel: Fetched, busybox: Uint8Array): In
     sha256: sha256Hex(image),
     modules: closure.modules.map((m) => m.name).sort(),
     missingModules: closure.missing,
+    recipe: initramfsRecipe(),
   };
+}
+
+/**
+ * Rebuilds the default initramfs of a cache whose images are all there but whose initramfs was
+ * made by an older recipe (a new init, more modules); nothing is downloaded.
+ */
+function refreshInitramfs(manifest: Manifest, progress: (line: string) => void): Manifest {
+  const recipe = initramfsRecipe();
+  if (manifest.kernel.initramfs.recipe === recipe && manifest.kernelPae.initramfs.recipe === recipe)
+    return manifest;
+  progress("rebuilding the default initramfs (its recipe changed)");
+  const busybox = readFileSync(manifest.busybox.binary.path);
+  const rebuild = (k: KernelImage): KernelImage => ({
+    ...k,
+    initramfs: writeInitramfs(manifest.cacheDir, { root: k.package.root, name: k.package.name }, busybox),
+  });
+  const updated: Manifest = {
+    ...manifest,
+    kernel: rebuild(manifest.kernel),
+    kernelPae: rebuild(manifest.kernelPae),
+  };
+  saveManifest(updated);
+  return updated;
 }
 
 function kernelImage(cache: string, kernel: Fetched, busybox: Uint8Array): KernelImage {
@@ -308,7 +342,7 @@ function kernelImage(cache: string, kernel: Fetched, busybox: Uint8Array): Kerne
     release,
     vmlinuz: requiredFile(kernel.root, `boot/vmlinuz-${release}`, kernel.pkg.name),
     modulesDir: join(kernel.root, "lib", "modules", release),
-    initramfs: writeInitramfs(cache, kernel, busybox),
+    initramfs: writeInitramfs(cache, { root: kernel.root, name: kernel.pkg.name }, busybox),
   };
 }
 
@@ -456,7 +490,8 @@ export async function ensureImages(options: FetchOptions = {}): Promise<Manifest
   const progress = options.onProgress ?? (() => {});
   const usable = () => {
     const current = readManifest(cache);
-    if (current.status === "ok" && manifestFilesPresent(current.manifest)) return current.manifest;
+    if (current.status === "ok" && manifestFilesPresent(current.manifest))
+      return refreshInitramfs(current.manifest, progress);
     if (current.status === "corrupt") progress(`${current.reason}; fetching again`);
     return undefined;
   };

@@ -80,7 +80,9 @@ test("the default initramfs has busybox, applet links, device nodes, /init and t
     assert.match(script, /mount -t sysfs sysfs \/sys/);
     assert.match(script, /mount -t devtmpfs devtmpfs \/dev/);
     assert.match(script, new RegExp(`echo "${GUEST_READY_MARKER} \\$\\(uname -r\\)"`));
-    assert.match(script, /while true; do\n\s+setsid cttyhack \/bin\/sh/);
+    assert.match(script, /\nexec \/sbin\/init\n/, "BusyBox init stays PID 1, so poweroff and reboot work");
+    const inittab = new TextDecoder().decode(files.get("etc/inittab")!.data);
+    assert.match(inittab, /^::respawn:\/bin\/cttyhack \/bin\/sh -l$/m);
 
     const moduleRoot = `lib/modules/${RELEASE}`;
     const shipped = [...files.keys()].filter((n) => n.endsWith(".ko")).sort();

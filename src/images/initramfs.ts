@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 // The default guest's initial root filesystem: static busybox, the kernel modules a guest needs
 // for disks, CD-ROMs, network and file systems, and an /init that announces readiness on the
 // console and then keeps an interactive shell running there.
@@ -110,8 +111,9 @@ export const DEFAULT_APPLETS: readonly string[] = [
 
 /** The default /init. `$(uname -r)` is evaluated in the guest: it reports the kernel that booted. */
 export const DEFAULT_INIT = `#!/bin/sh
-# tsvisor default guest init: mount the kernel's file systems, say we are ready, then keep an
-# interactive shell on the console (with job control, hence setsid + cttyhack).
+# tsvisor default guest init: mount the kernel's file systems, say we are ready, then hand over
+# to BusyBox init (/etc/inittab), which keeps a shell with job control on the console and turns
+# poweroff and reboot into the kernel's power-off and restart.
 export PATH=/sbin:/usr/sbin:/bin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -121,16 +123,34 @@ mount -t devpts devpts /dev/pts
 /bin/busybox --install -s
 hostname tsvisor-guest
 echo "${GUEST_READY_MARKER} $(uname -r)"
-while true; do
-  setsid cttyhack /bin/sh -l
-  echo "tsvisor: the console shell exited; starting another"
-done
+exec /sbin/init
+`;
+
+/** BusyBox init's table: a console shell (cttyhack finds the real tty for job control). */
+const DEFAULT_INITTAB = `::respawn:/bin/cttyhack /bin/sh -l
+::ctrlaltdel:/sbin/reboot
+::shutdown:/bin/umount -a -r
 `;
 
 const DEFAULT_PROFILE = `export PATH=/sbin:/usr/sbin:/bin:/usr/bin
 export HOME=/root
 export PS1='\\h:\\w# '
 `;
+
+/**
+ * Fingerprint of how the default initramfs is made (init, inittab, profile, applets, modules).
+ * The cache rebuilds its initramfs when this changes, without fetching anything.
+ */
+export function initramfsRecipe(): string {
+  const parts = [
+    DEFAULT_INIT,
+    DEFAULT_INITTAB,
+    DEFAULT_PROFILE,
+    DEFAULT_APPLETS.join(","),
+    DEFAULT_GUEST_MODULES.join(","),
+  ];
+  return createHash("sha256").update(parts.join("\0")).digest("hex").slice(0, 16);
+}
 
 export interface ExtraFile {
   /** Path in the guest ("/etc/test.sh"); parent directories are created. */
@@ -207,6 +227,7 @@ export function initramfsContents(options: InitramfsOptions): InitramfsContents 
   put({ type: "file", path: "etc/passwd", data: bytes("root:x:0:0:root:/root:/bin/sh\n") });
   put({ type: "file", path: "etc/group", data: bytes("root:x:0:\n") });
   put({ type: "file", path: "etc/profile", data: bytes(DEFAULT_PROFILE) });
+  put({ type: "file", path: "etc/inittab", data: bytes(DEFAULT_INITTAB) });
   put({ type: "file", path: "init", data: bytes(options.init ?? DEFAULT_INIT), mode: 0o755 });
 
   let modules: string[] = [];

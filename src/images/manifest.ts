@@ -36,6 +36,8 @@ export interface InitramfsRecord extends FileRecord {
   readonly modules: readonly string[];
   /** Modules asked for that this kernel does not have as loadable modules (built in, or absent). */
   readonly missingModules: readonly string[];
+  /** `initramfsRecipe()` when it was built (absent in older caches: rebuilt on next use). */
+  readonly recipe?: string;
 }
 
 export interface KernelImage {
