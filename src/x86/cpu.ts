@@ -14,8 +14,12 @@
 //     cpu.gdtr / cpu.idtr ({ base, limit }), cpu.instructionCount, cpu.cpl.
 //   cpu.trace = (cpu) => { ... }         // called before every instruction while set (slows the CPU);
 //                                        // cpu.instructionBytes() gives the bytes at CS:EIP
-//   cpu.readLinear(addr, width) / cpu.translateLinear(addr) for monitors (no side effects on faults).
-//   Persistent: stateVersion, saveState(), loadState(state, version).
+//   cpu.readLinear(addr, width) / cpu.translateLinear(addr) for monitors (no faults, no side effects).
+//   cpu.onApicBaseChange = (lo, hi) => { ... }   // guest wrote IA32_APIC_BASE
+//   cpu.dr (DR0-7), cpu.msrs, cpu.efer, cpu.protectedMode, cpu.vm86 for inspection.
+//   Persistent: stateVersion, saveState(), loadState(state, version). The x87 unit passed as
+//   `fpu` persists itself (the machine saves it next to the CPU).
+//   EIP is stored unsigned; write cpu.eip only at instruction boundaries (between run() calls).
 //
 // Design: instructions are decoded once into `Insn` records (see decoder.ts, driven by the single
 // opcode table in opcodes.ts) and cached per basic block, keyed by physical address and the code
