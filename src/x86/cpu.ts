@@ -447,6 +447,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   set eflags(value: number) {
     this.setFlagsRaw(value);
     this.updateMode();
+    this.refreshWindows();
   }
 
   get gdtr(): { base: number; limit: number } {
