@@ -57,6 +57,7 @@ import {
   CR0_PG,
   CR0_TS,
   CR0_WP,
+  CR4_DE,
   CR4_PAE,
   CR4_PGE,
   CR4_PSE,
@@ -1302,6 +1303,18 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   // ---- I/O --------------------------------------------------------------------------------
 
+  /** With CR4.DE, DR7 R/W = 10b breakpoints match port accesses (a #DB trap after the instruction). */
+  checkIoBreakpoint(port: number, size: number): void {
+    if (!(this.cr4 & CR4_DE)) return;
+    const dr7 = this.dr[7]!;
+    for (let n = 0; n < 4; n++) {
+      if (!((dr7 >> (n * 2)) & 3) || ((dr7 >>> (16 + n * 4)) & 3) !== 2) continue;
+      const len = ((dr7 >>> (18 + n * 4)) & 3) + 1;
+      const addr = this.dr[n]! & 0xffff & ~(len - 1);
+      if (port <= addr + len - 1 && addr <= port + size - 1) this.debugTrapDr6 |= 1 << n;
+    }
+  }
+
   /** #GP(0) unless the current privilege (IOPL, or the TSS I/O bitmap) allows ports [port, port+size). */
   checkIo(port: number, size: number): void {
     if (!this.protectedMode || (!this.vm86 && this.cpl <= this.iopl)) return;
@@ -1320,10 +1333,12 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   portIn(port: number, size: number): number {
     this.checkIo(port, size);
+    if (this.dr[7]! & 0xff) this.checkIoBreakpoint(port, size);
     return this.ports.read(port & 0xffff, size as 1 | 2 | 4);
   }
   portOut(port: number, size: number, v: number): void {
     this.checkIo(port, size);
+    if (this.dr[7]! & 0xff) this.checkIoBreakpoint(port, size);
     this.ports.write(port & 0xffff, size as 1 | 2 | 4, size === 4 ? v >>> 0 : v & SIZE_MASK[size]!);
   }
 

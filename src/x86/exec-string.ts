@@ -132,6 +132,7 @@ export function ins(cpu: Cpu, i: Insn): void {
   const d = step(cpu, s);
   const port = cpu.r16[4]!;
   cpu.checkIo(port, s);
+  if (cpu.dr[7]! & 0xff) cpu.checkIoBreakpoint(port, s);
   const n = elements(cpu, i);
   for (let k = 0; k < n; k++) {
     const off = index(cpu, i, DI);
@@ -150,6 +151,7 @@ export function outs(cpu: Cpu, i: Insn): void {
   const port = cpu.r16[4]!;
   const seg = i.seg;
   cpu.checkIo(port, s);
+  if (cpu.dr[7]! & 0xff) cpu.checkIoBreakpoint(port, s);
   const n = elements(cpu, i);
   for (let k = 0; k < n; k++) {
     cpu.ports.write(port, s as 1 | 2 | 4, cpu.rd(seg, index(cpu, i, SI), s));

@@ -436,6 +436,15 @@ describe("debugging", () => {
     assert.equal(m.cpu.ebx, 0);
     assert.equal(m.cpu.dr[6]! & 0xf, 1);
   });
+  it("with CR4.DE an I/O breakpoint traps after the port access", () => {
+    const m = run32(
+      "mov eax, cr4\nor eax, 8\nmov cr4, eax\nmov eax, 0x80\nmov dr0, eax\nmov eax, 0x20001\nmov dr7, eax\n" +
+        "in al, 0x70\nout 0x80, al\nafter: mov ebx, 2\nhlt",
+    );
+    assert.equal(recorded(m), 1);
+    assert.equal(m.cpu.ebx, 0);
+    assert.equal(m.cpu.dr[6]! & 0xf, 1);
+  });
   it("the trace hook sees every instruction", () => {
     const m = makeMachine();
     startProtected(m, assemble("nop\nnop\nnop\nhlt", 32, 0x10000));
