@@ -20,6 +20,7 @@ import {
   EVENT_ICEBP,
   EVENT_SOFTWARE,
   EVENT_SOFTWARE_EXC,
+  EXC_DB,
   EXC_NP,
   FS,
   GS,
@@ -43,6 +44,11 @@ import {
   loadSegment,
 } from "./protected.ts";
 import { cpuid, MSR_SYSENTER_CS, MSR_SYSENTER_EIP, MSR_SYSENTER_ESP, rdmsr, wrmsr } from "./system.ts";
+
+/** DR7.GD: general detect. */
+const DR7_GD = 1 << 13;
+/** DR6.BD: a debug-register access was detected. */
+const DR6_BD = 1 << 13;
 
 function requirePm(cpu: Cpu): void {
   if (!cpu.protectedMode || cpu.vm86) cpu.ud();
@@ -402,6 +408,15 @@ export function movCrR(cpu: Cpu, i: Insn): void {
   }
 }
 
+/** DR7.GD: any MOV DR faults with #DB (DR6.BD set, GD cleared so the handler can use them). */
+function generalDetect(cpu: Cpu): void {
+  if (cpu.dr[7]! & DR7_GD) {
+    cpu.dr[6] = cpu.dr[6]! | DR6_BD;
+    cpu.dr[7] = cpu.dr[7]! & ~DR7_GD;
+    cpu.raise(EXC_DB);
+  }
+}
+
 function debugIndex(cpu: Cpu, n: number): number {
   if (n === 4 || n === 5) {
     if (cpu.cr4 & CR4_DE) cpu.ud();
@@ -413,13 +428,16 @@ function debugIndex(cpu: Cpu, n: number): number {
 /** 0F 21: MOV r32, DRn. */
 export function movRDr(cpu: Cpu, i: Insn): void {
   if (cpu.protectedMode && cpu.cpl !== 0) cpu.gp(0);
-  cpu.regs[i.rm] = cpu.dr[debugIndex(cpu, i.reg)]!;
+  const n = debugIndex(cpu, i.reg);
+  generalDetect(cpu);
+  cpu.regs[i.rm] = cpu.dr[n]!;
 }
 
 /** 0F 23: MOV DRn, r32. */
 export function movDrR(cpu: Cpu, i: Insn): void {
   if (cpu.protectedMode && cpu.cpl !== 0) cpu.gp(0);
   const n = debugIndex(cpu, i.reg);
+  generalDetect(cpu);
   const v = cpu.regs[i.rm]!;
   if (n === 6) cpu.dr[6] = (v & 0xe00f) | 0xffff0ff0;
   else if (n === 7) cpu.dr[7] = (v & 0xffff2bff) | 0x400;

@@ -445,6 +445,12 @@ describe("debugging", () => {
     assert.equal(m.cpu.ebx, 0);
     assert.equal(m.cpu.dr[6]! & 0xf, 1);
   });
+  it("DR7.GD makes the next MOV DR fault with DR6.BD", () => {
+    const m = run32("mov eax, 0x2000\nmov dr7, eax\nmov ebx, dr0\nhlt");
+    assert.equal(recorded(m), 1);
+    assert.ok(m.cpu.dr[6]! & 0x2000);
+    assert.equal(m.cpu.dr[7]! & 0x2000, 0);
+  });
   it("the trace hook sees every instruction", () => {
     const m = makeMachine();
     startProtected(m, assemble("nop\nnop\nnop\nhlt", 32, 0x10000));
