@@ -309,6 +309,27 @@ describe("task switching", () => {
     assert.equal(m.memory.read32(0x2004), 0x77);
     assert.equal(m.memory.read32(t2 + 0x34), 0x99, "task 2's EBX saved in its TSS");
   });
+  it("a TSS with the T bit traps into #DB before the new task's first instruction", () => {
+    const t2 = 0x5100;
+    const m = run32(
+      `mov dword [${t2 + 0x20}], task2
+       mov dword [${t2 + 0x24}], 2
+       mov dword [${t2 + 0x38}], 0x60000
+       mov word [${t2 + 0x48}], 0x10
+       mov word [${t2 + 0x4c}], 0x08
+       mov word [${t2 + 0x50}], 0x10
+       mov word [${t2 + 0x54}], 0x10
+       mov word [${t2 + 0x64}], 1
+       jmp 0x58:0
+       task2:
+       mov ebx, 5
+       hlt`,
+      (mm) => writeDescriptor(mm.memory, 0x858, t2, 0x67, 0x89, 0),
+    );
+    assert.equal(recorded(m), 1);
+    assert.equal(m.cpu.ebx, 0);
+    assert.ok(m.cpu.dr[6]! & 0x8000);
+  });
   it("JMP to a busy TSS raises #GP(selector)", () => {
     const m = run32("jmp 0x28:0\nhlt");
     assert.equal(recorded(m), 13);

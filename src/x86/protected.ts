@@ -23,6 +23,7 @@ import {
   EVENT_EXTERNAL,
   EVENT_SOFTWARE,
   EVENT_SOFTWARE_EXC,
+  EXC_DB,
   EXC_GP,
   EXC_NP,
   EXC_SS,
@@ -757,4 +758,10 @@ export function taskSwitch(cpu: Cpu, selector: number, source: number, error: nu
   cpu.updateMode();
   if (cpu.eip > cpu.segLimit[CS]!) cpu.gp(ext);
   if (error >= 0) cpu.push(new32 ? 4 : 2, error);
+  // The TSS's T bit: a debug trap before the new task's first instruction (DR6.BT).
+  if (new32 && rd(0x64, 2) & 1) {
+    cpu.dr[6] = cpu.dr[6]! | 0x8000;
+    cpu.instrStart = cpu.eip;
+    cpu.raise(EXC_DB);
+  }
 }
