@@ -261,6 +261,10 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   shadow = false;
   /** Set when the block loop must return to the run loop (pins, HLT, TF, shadow, shutdown). */
   private attention = false;
+  /** Set by MOV SS / POP SS: debug traps wait until after the next instruction. */
+  private shadowDebug = false;
+  /** Debug-trap DR6 bits held back by MOV SS / POP SS. */
+  private heldDebugDr6 = 0;
   /** A #DB trap is due after the current instruction (data breakpoint or TF). */
   private debugTrapDr6 = 0;
   instructionCount = 0;
@@ -357,6 +361,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.nmiPending = false;
     this.nmiBlocked = false;
     this.shadow = false;
+    this.shadowDebug = false;
+    this.heldDebugDr6 = 0;
     this.debugTrapDr6 = 0;
     this.fpu?.reset();
     this.updateMode();
@@ -1467,11 +1473,19 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     const insn = block.insns[0]!;
     this.eip = this.code32 ? (this.eip + insn.length) >>> 0 : (this.eip + insn.length) & 0xffff;
     this.debugTrapDr6 = 0;
+    this.shadowDebug = false;
     insn.handler(this, insn);
     this.flagsRaw &= ~RF;
     this.instructionCount++;
     if (shadowed && this.shadow) this.shadow = false;
-    const dr6 = this.debugTrapDr6 | (tfBefore ? 0x4000 : 0);
+    let dr6 = this.debugTrapDr6 | (tfBefore ? 0x4000 : 0);
+    if (this.shadowDebug) {
+      this.heldDebugDr6 |= dr6;
+      dr6 = 0;
+    } else {
+      dr6 |= this.heldDebugDr6;
+      this.heldDebugDr6 = 0;
+    }
     if (dr6) {
       this.debugTrapDr6 = 0;
       this.dr[6] = (this.dr[6]! & ~0x400f) | dr6;
@@ -1508,10 +1522,14 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.attention = true;
   }
 
-  /** Inhibits interrupts until after the next instruction (MOV SS, POP SS, STI). */
-  setShadow(): void {
+  /**
+   * Inhibits interrupts until after the next instruction (MOV SS, POP SS, STI); MOV SS and POP SS
+   * (`holdDebugTraps`) also hold back debug traps, so a single-step lands after the next instruction.
+   */
+  setShadow(holdDebugTraps = false): void {
     this.shadow = true;
     this.attention = true;
+    if (holdDebugTraps) this.shadowDebug = true;
   }
 
   /** The decoded block at CS:EIP (decoding it if needed). */

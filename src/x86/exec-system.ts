@@ -63,7 +63,7 @@ function requireCpl0(cpu: Cpu): void {
 export function movSegE(cpu: Cpu, i: Insn): void {
   if (i.reg === CS || i.reg > GS) cpu.ud();
   loadSegment(cpu, i.reg, cpu.getE(i, 2));
-  if (i.reg === SS) cpu.setShadow();
+  if (i.reg === SS) cpu.setShadow(true);
 }
 
 /** 8C: MOV r/m16, Sreg (a register destination takes the operand size, zero-extended). */
@@ -89,7 +89,7 @@ export function popSeg(cpu: Cpu, i: Insn): void {
   const v = cpu.peek(i.opsize, 0) & 0xffff;
   loadSegment(cpu, seg, v);
   cpu.addSp(i.opsize);
-  if (seg === SS) cpu.setShadow();
+  if (seg === SS) cpu.setShadow(true);
 }
 
 /** C4 LES, C5 LDS, 0F B2 LSS, 0F B4 LFS, 0F B5 LGS. */

@@ -451,6 +451,19 @@ describe("debugging", () => {
     assert.equal(m.cpu.ebx, 0);
     assert.ok(m.cpu.dr[6]! & 0x4000);
   });
+  it("MOV SS holds a single-step trap until after the next instruction", () => {
+    const m = run32(
+      "pushfd\nor dword [esp], 0x100\npopfd\nmov ax, ss\nmov ss, ax\nmov ebx, 2\nmov ecx, 3\nhlt",
+    );
+    assert.equal(recorded(m), 1);
+    assert.equal(m.cpu.ebx, 0, "first trap after MOV AX, SS");
+    const m2 = run32(
+      "mov ax, ss\npushfd\nor dword [esp], 0x100\npopfd\nmov ss, ax\nmov ebx, 2\nmov ecx, 3\nhlt",
+    );
+    assert.equal(recorded(m2), 1);
+    assert.equal(m2.cpu.ebx, 2, "the MOV SS trap waits for MOV EBX");
+    assert.equal(m2.cpu.ecx, 0);
+  });
   it("a DR0 execution breakpoint faults before the instruction", () => {
     const m = run32("mov eax, target\nmov dr0, eax\nmov eax, 1\nmov dr7, eax\nnop\ntarget: mov ebx, 2\nhlt");
     assert.equal(recorded(m), 1);
