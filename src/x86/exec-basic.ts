@@ -665,11 +665,20 @@ export function salc(cpu: Cpu): void {
 
 export function movEG(cpu: Cpu, i: Insn): void {
   const s = i.size;
+  if (s === 4) {
+    if (i.mod === 3) cpu.regs[i.rm] = cpu.regs[i.reg]!;
+    else cpu.wr32(i.seg, cpu.ea(i), cpu.regs[i.reg]!);
+    return;
+  }
   if (i.mod === 3) cpu.setReg(s, i.rm, cpu.getReg(s, i.reg));
   else cpu.wr(i.seg, cpu.ea(i), s, cpu.getReg(s, i.reg));
 }
 export function movGE(cpu: Cpu, i: Insn): void {
   const s = i.size;
+  if (s === 4) {
+    cpu.regs[i.reg] = i.mod === 3 ? cpu.regs[i.rm]! : cpu.rd32(i.seg, cpu.ea(i));
+    return;
+  }
   if (i.mod === 3) cpu.setReg(s, i.reg, cpu.getReg(s, i.rm));
   else cpu.setReg(s, i.reg, cpu.rd(i.seg, cpu.ea(i), s));
 }
@@ -829,12 +838,18 @@ export function bound(cpu: Cpu, i: Insn): void {
 
 /** 50-57: PUSH reg (the value of ESP pushed is the value before the push). */
 export function pushR(cpu: Cpu, i: Insn): void {
-  cpu.push(i.size, cpu.getReg(i.size, i.opcode & 7));
+  if (i.size === 4) cpu.push32(cpu.regs[i.opcode & 7]!);
+  else cpu.push16(cpu.r16[(i.opcode & 7) << 1]!);
 }
 /** 58-5F: POP reg. */
 export function popR(cpu: Cpu, i: Insn): void {
-  const v = cpu.pop(i.size);
-  cpu.setReg(i.size, i.opcode & 7, v);
+  if (i.size === 4) {
+    const v = cpu.pop32();
+    cpu.regs[i.opcode & 7] = v;
+  } else {
+    const v = cpu.pop16();
+    cpu.r16[(i.opcode & 7) << 1] = v;
+  }
 }
 /** 68, 6A: PUSH imm. */
 export function pushI(cpu: Cpu, i: Insn): void {
