@@ -47,7 +47,7 @@ function check(m: TestMachine, label: string): void {
 const SEEDS = Number(process.env.X86_FUZZ_SEEDS) || 120;
 const STEPS = 400;
 
-function fuzz(mode: "real" | "pm16" | "pm32" | "ring3" | "paged"): void {
+function fuzz(mode: "real" | "pm16" | "pm32" | "ring3" | "paged" | "v86"): void {
   for (let seed = 1; seed <= SEEDS; seed++) {
     const next = xorshift(seed * 7919 + mode.length);
     const m = makeMachine({ interrupts: { acknowledge: () => 0x20 } });
@@ -64,6 +64,14 @@ function fuzz(mode: "real" | "pm16" | "pm32" | "ring3" | "paged"): void {
         m.cpu.setSegment(CS, { selector: 0x1b, base: 0, limit: 0xffffffff, attributes: 0xc0fb });
         for (const s of [0, 2, 3, 4, 5])
           m.cpu.setSegment(s, { selector: 0x23, base: 0, limit: 0xffffffff, attributes: 0xc0f3 });
+      } else if (mode === "v86") {
+        // Virtual-8086 mode at 0x1000:0 (the code copied there), IOPL 0 or 3 by seed.
+        m.memory.writeBytes(0x10000, code);
+        m.cpu.eflags = 0x20002 | (seed % 2 ? 0x3000 : 0);
+        for (const s of [0, 1, 2, 3, 4, 5])
+          m.cpu.setSegment(s, { selector: 0x1000, base: 0x10000, limit: 0xffff, attributes: 0xf3 });
+        m.cpu.eip = 0;
+        m.cpu.esp = 0xfff0;
       } else if (mode === "paged") {
         // Identity-map 4 MiB, leaving some pages absent or read-only.
         m.memory.write32(0x100000, 0x101000 | 7);
@@ -96,4 +104,5 @@ describe("fuzz: random instruction streams never crash the host", () => {
   it("32-bit protected mode, ring 0", () => fuzz("pm32"));
   it("32-bit protected mode, ring 3", () => fuzz("ring3"));
   it("32-bit protected mode with paging", () => fuzz("paged"));
+  it("virtual-8086 mode", () => fuzz("v86"));
 });
