@@ -1776,16 +1776,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   loadState(state: CpuState, version: number): void {
     if (version !== 1) throw new StateError(`CPU state version ${version} is not supported`);
-    if (
-      !Array.isArray(state.regs) ||
-      state.regs.length !== 8 ||
-      !Array.isArray(state.segments) ||
-      state.segments.length !== 8 ||
-      !Array.isArray(state.cr) ||
-      !Array.isArray(state.dr)
-    ) {
-      throw new StateError("CPU state is malformed");
-    }
+    checkCpuState(state);
     for (let i = 0; i < 8; i++) this.regs[i] = Number(state.regs[i]);
     this.eip = state.eip | 0;
     this.cr0 = state.cr[0]! | 0;
@@ -1821,4 +1812,36 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.flushTlb(false);
     this.flushBlocks();
   }
+}
+
+/** Throws StateError (naming the field) unless `state` has the shape saveState produces. */
+function checkCpuState(state: CpuState): void {
+  const bad = (what: string): never => {
+    throw new StateError(`CPU state is malformed: ${what}`);
+  };
+  if (typeof state !== "object" || state === null) bad("not an object");
+  const numbers = (v: unknown, n: number, what: string) => {
+    if (!Array.isArray(v) || v.length !== n || !v.every((x) => typeof x === "number" && Number.isFinite(x)))
+      bad(what);
+  };
+  numbers(state.regs, 8, "regs");
+  numbers(state.cr, 4, "cr");
+  numbers(state.dr, 8, "dr");
+  numbers(state.gdtr, 2, "gdtr");
+  numbers(state.idtr, 2, "idtr");
+  for (const k of ["eip", "eflags", "efer", "instructionCount", "tscOffset"] as const) {
+    if (typeof state[k] !== "number" || !Number.isFinite(state[k])) bad(k);
+  }
+  for (const k of ["halted", "shutdown", "intr", "nmiPending", "nmiBlocked", "a20", "shadow"] as const) {
+    if (typeof state[k] !== "boolean") bad(k);
+  }
+  if (!Array.isArray(state.segments) || state.segments.length !== 8) bad("segments");
+  for (const seg of state.segments) {
+    if (typeof seg !== "object" || seg === null) bad("segments");
+    for (const k of ["selector", "base", "limit", "attributes"] as const) {
+      if (typeof seg[k] !== "number" || !Number.isFinite(seg[k])) bad(`segments.${k}`);
+    }
+  }
+  if (!Array.isArray(state.msrs)) bad("msrs");
+  for (const entry of state.msrs) numbers(entry, 3, "msrs");
 }

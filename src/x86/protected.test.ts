@@ -524,6 +524,11 @@ describe("state", () => {
   it("loadState rejects malformed state and newer versions", () => {
     const m = makeMachine();
     assert.throws(() => m.cpu.loadState({} as never, 1), /malformed/);
+    const good = m.cpu.saveState();
+    assert.throws(() => m.cpu.loadState({ ...good, segments: good.segments.slice(1) }, 1), /segments/);
+    assert.throws(() => m.cpu.loadState({ ...good, eip: "x" as never }, 1), /eip/);
+    assert.throws(() => m.cpu.loadState({ ...good, msrs: [[1, 2]] as never }, 1), /msrs/);
+    assert.equal(m.cpu.eip, good.eip, "a rejected state changes nothing");
     assert.throws(() => m.cpu.loadState(m.cpu.saveState(), 99), /version/);
   });
   it("tracks the mode", () => {
