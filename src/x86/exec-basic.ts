@@ -13,6 +13,8 @@ import {
   AF,
   ARITH_FLAGS,
   CF,
+  CR4_PVI,
+  CR4_VME,
   DF,
   EXC_BR,
   EXC_DE,
@@ -31,6 +33,8 @@ import {
   SIZE_SIGN,
   SS,
   TF,
+  VIF,
+  VIP,
   ZF,
 } from "./flags.ts";
 
@@ -949,12 +953,28 @@ export function std(cpu: Cpu): void {
   cpu.flagsRaw |= DF;
 }
 
+/**
+ * True where CLI/STI act on VIF instead of faulting: virtual-8086 mode with CR4.VME, or CPL 3
+ * protected mode with CR4.PVI (both only when IOPL is below the CPL).
+ */
+function virtualInterrupts(cpu: Cpu): boolean {
+  return cpu.vm86 ? (cpu.cr4 & CR4_VME) !== 0 : cpu.cpl === 3 && (cpu.cr4 & CR4_PVI) !== 0;
+}
+
 export function cli(cpu: Cpu): void {
-  if (cpu.protectedMode && cpu.cpl > cpu.iopl) cpu.gp(0);
+  if (cpu.protectedMode && cpu.cpl > cpu.iopl) {
+    if (!virtualInterrupts(cpu)) cpu.gp(0);
+    cpu.flagsRaw &= ~VIF;
+    return;
+  }
   cpu.flagsRaw &= ~IF;
 }
 export function sti(cpu: Cpu): void {
-  if (cpu.protectedMode && cpu.cpl > cpu.iopl) cpu.gp(0);
+  if (cpu.protectedMode && cpu.cpl > cpu.iopl) {
+    if (!virtualInterrupts(cpu) || cpu.flagsRaw & VIP) cpu.gp(0);
+    cpu.flagsRaw |= VIF;
+    return;
+  }
   if (!(cpu.flagsRaw & IF)) cpu.setShadow();
   cpu.flagsRaw |= IF;
 }
@@ -969,14 +989,31 @@ export function sahf(cpu: Cpu): void {
 
 /** PUSHF (9C): #GP in virtual-8086 mode unless IOPL is 3. VM and RF are pushed as 0. */
 export function pushf(cpu: Cpu, i: Insn): void {
-  if (cpu.vm86 && cpu.iopl < 3) cpu.gp(0);
+  if (cpu.vm86 && cpu.iopl < 3) {
+    // VME: a 16-bit PUSHF shows VIF as IF and IOPL as 3.
+    if (!(cpu.cr4 & CR4_VME) || i.size !== 2) cpu.gp(0);
+    const f = cpu.getFlags();
+    cpu.push16((f & 0xffff & ~IF) | (f & VIF ? IF : 0) | IOPL);
+    return;
+  }
   const f = cpu.getFlags() & ~0x30000;
   cpu.push(i.size, i.size === 2 ? f & 0xffff : f);
 }
 
 /** POPF (9D) with the privilege rules for IOPL and IF. */
 export function popf(cpu: Cpu, i: Insn): void {
-  if (cpu.vm86 && cpu.iopl < 3) cpu.gp(0);
+  if (cpu.vm86 && cpu.iopl < 3) {
+    // VME: a 16-bit POPF sets VIF from the image's IF; TF, or IF with VIP pending, faults.
+    if (!(cpu.cr4 & CR4_VME) || i.size !== 2) cpu.gp(0);
+    const v = cpu.peek(2, 0);
+    if (v & TF || (v & IF && cpu.flagsRaw & VIP)) cpu.gp(0);
+    cpu.addSp(2);
+    const mask = (ARITH_FLAGS | TF | DF | NT) & ~(IF | IOPL);
+    const f = cpu.getFlags();
+    const merged = (f & ~mask) | (v & mask);
+    cpu.setFlagsRaw(v & IF ? merged | VIF : merged & ~VIF);
+    return;
+  }
   const v = cpu.pop(i.size);
   let mask = ARITH_FLAGS | TF | DF | NT;
   if (i.size === 4) mask |= AC | ID;

@@ -14,6 +14,7 @@ import {
   CR4_DE,
   CR4_PCE,
   CR4_TSD,
+  CR4_VME,
   CS,
   DS,
   ES,
@@ -25,11 +26,14 @@ import {
   FS,
   GS,
   IF,
+  IOPL,
   LDTR,
   OF,
   RF,
   SS,
+  TF,
   TR,
+  VIF,
   VM,
   ZF,
 } from "./flags.ts";
@@ -162,8 +166,48 @@ export function int3(cpu: Cpu): void {
   cpu.softwareInterrupt(3, EVENT_SOFTWARE_EXC);
 }
 export function intN(cpu: Cpu, i: Insn): void {
-  if (cpu.vm86 && cpu.iopl < 3) cpu.gp(0);
-  cpu.softwareInterrupt(i.imm & 0xff, EVENT_SOFTWARE);
+  const vector = i.imm & 0xff;
+  if (cpu.vm86) {
+    if (cpu.cr4 & CR4_VME && !redirectionBit(cpu, vector)) {
+      v86Interrupt(cpu, vector);
+      return;
+    }
+    if (cpu.iopl < 3) cpu.gp(0);
+  }
+  cpu.softwareInterrupt(vector, EVENT_SOFTWARE);
+}
+
+/** VME: the TSS's interrupt redirection bitmap (the 32 bytes below the I/O map) bit for `vector`. */
+function redirectionBit(cpu: Cpu, vector: number): number {
+  const base = cpu.segBase[TR]!;
+  const type = cpu.segAttr[TR]! & 0xf;
+  if ((type !== 9 && type !== 0xb) || cpu.segLimit[TR]! < 0x67) cpu.gp(0);
+  const at = cpu.sysRead((base + 0x66) | 0, 2) - 32 + (vector >> 3);
+  if (at < 0 || at > cpu.segLimit[TR]!) cpu.gp(0);
+  return (cpu.sysRead((base + at) | 0, 1) >> (vector & 7)) & 1;
+}
+
+/** VME: INT n handled by the virtual-8086 task's own interrupt vector table, real-mode style. */
+function v86Interrupt(cpu: Cpu, vector: number): void {
+  const ip = cpu.readLin16(vector * 4);
+  const cs = cpu.readLin16(vector * 4 + 2);
+  const f = cpu.getFlags();
+  const virtual = cpu.iopl < 3;
+  // Below IOPL 3 the image shows VIF as IF and IOPL as 3.
+  const image = virtual ? (f & 0xffff & ~IF) | (f & VIF ? IF : 0) | IOPL : f & 0xffff;
+  const saved = cpu.regs[4]!;
+  try {
+    cpu.push16(image);
+    cpu.push16(cpu.segSel[CS]!);
+    cpu.push16(cpu.eip);
+  } catch (e) {
+    cpu.regs[4] = saved;
+    throw e;
+  }
+  const cleared = f & ~(TF | RF);
+  cpu.setFlagsRaw(virtual ? cleared & ~VIF : cleared & ~IF);
+  cpu.loadRealSegment(CS, cs);
+  cpu.eip = ip;
 }
 export function into(cpu: Cpu): void {
   if (cpu.of()) cpu.softwareInterrupt(4, EVENT_SOFTWARE_EXC);

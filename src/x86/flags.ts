@@ -66,9 +66,9 @@ export const CR0_CD = 1 << 30;
 /** CR0.PG: paging. */
 export const CR0_PG = 1 << 31;
 
-/** CR4.VME (not implemented, reserved: setting it raises #GP). */
+/** CR4.VME: virtual-8086 mode extensions (VIF, interrupt redirection). */
 export const CR4_VME = 1 << 0;
-/** CR4.PVI (not implemented). */
+/** CR4.PVI: protected-mode virtual interrupts (CLI/STI on VIF at CPL 3). */
 export const CR4_PVI = 1 << 1;
 /** CR4.TSD: RDTSC is privileged. */
 export const CR4_TSD = 1 << 2;
@@ -90,7 +90,17 @@ export const CR4_OSFXSR = 1 << 9;
 export const CR4_OSXMMEXCPT = 1 << 10;
 /** CR4 bits this CPU accepts; others raise #GP. */
 export const CR4_VALID =
-  CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_MCE | CR4_PGE | CR4_PCE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+  CR4_VME |
+  CR4_PVI |
+  CR4_TSD |
+  CR4_DE |
+  CR4_PSE |
+  CR4_PAE |
+  CR4_MCE |
+  CR4_PGE |
+  CR4_PCE |
+  CR4_OSFXSR |
+  CR4_OSXMMEXCPT;
 
 /** EFER.NXE: execute-disable bit honoured in PAE page tables. */
 export const EFER_NXE = 1 << 11;

@@ -160,6 +160,17 @@ describe("privilege changes", () => {
     assert.equal(m.memory.read32(m.cpu.esp), 0);
     assert.equal(m.cpu.cpl, 0);
   });
+  it("PVI: CLI and STI at CPL 3 toggle VIF instead of faulting; STI with VIP pending faults", () => {
+    const m = run32(
+      `mov eax, cr4\nor eax, 2\nmov cr4, eax\n${toRing3("0x80002")}cli\npushfd\npop ebx\nsti\npushfd\npop ecx\nhlt`,
+    );
+    assert.equal(m.cpu.ebx & (1 << 19), 0);
+    assert.ok(m.cpu.ecx & (1 << 19));
+    assert.equal(recorded(m), 13, "HLT still faults");
+    const vip = run32(`mov eax, cr4\nor eax, 2\nmov cr4, eax\n${toRing3("0x100002")}sti\nmov ebx, 1\nhlt`);
+    assert.equal(recorded(vip), 13);
+    assert.equal(vip.cpu.ebx, 0);
+  });
   it("INT n through a DPL 0 gate from ring 3: #GP(n*8+2)", () => {
     const m = run32(`${toRing3()}int 0x81\nhlt`, (mm) => mm.memory.write8(0x1000 + 0x81 * 8 + 5, 0x8e));
     assert.equal(recorded(m), 13);
@@ -365,6 +376,35 @@ describe("virtual-8086 mode", () => {
     assert.equal(m.memory.read32(sp + 24), 0x200, "DS");
     assert.equal(m.cpu.vm86, false);
     assert.equal(m.cpu.getSegment(DS).selector, 0);
+  });
+  it("VME: CLI/STI/PUSHF use VIF and INT n is redirected through the task's own IVT", () => {
+    const m = run32(
+      `mov eax, cr4
+       or eax, 1
+       mov cr4, eax
+       ${enter("0x20002")}cli
+       sti
+       pushf
+       pop bx
+       int 0x21
+       mov cx, ax
+       int 0x22
+       hlt`,
+      (mm) => {
+        // I/O map at 0x88, so the 32-byte redirection bitmap is at 0x68; vector 0x22 not redirected.
+        mm.memory.write16(TSS_BASE + 0x66, 0x88);
+        mm.memory.write8(TSS_BASE + 0x68 + (0x22 >> 3), 1 << (0x22 & 7));
+        mm.cpu.setSegment(7, { selector: 0x28, base: TSS_BASE, limit: 0x88 + 8, attributes: 0x8b });
+        mm.memory.write16(0x21 * 4, 0x0100);
+        mm.memory.write16(0x21 * 4 + 2, 0x2000);
+        mm.memory.writeBytes(0x20100, Uint8Array.of(0xb8, 0x55, 0x00, 0xcf)); // mov ax, 0x55 ; iret
+      },
+    );
+    assert.equal(m.cpu.ebx & 0x3200, 0x3200, "PUSHF image: IF from VIF, IOPL 3");
+    assert.equal(m.cpu.ecx & 0xffff, 0x55, "the redirected handler ran and IRET came back");
+    assert.equal(recorded(m), 13, "a vector whose redirection bit is set faults below IOPL 3");
+    assert.ok(m.memory.read32(m.cpu.esp + 12) & (1 << 19), "VIF survived the virtual IRET");
+    assert.equal(m.memory.read32(m.cpu.esp + 12) & 0x200, 0, "IF itself stayed clear");
   });
   it("CLI with IOPL < 3 raises #GP(0)", () => {
     const m = run32(`${enter("0x20002")}cli\nhlt`);

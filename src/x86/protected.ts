@@ -16,6 +16,7 @@ import {
   ATTR_S,
   CR0_PG,
   CR0_TS,
+  CR4_VME,
   CS,
   DF,
   DS,
@@ -470,18 +471,23 @@ export function iret(cpu: Cpu, opsize: number): void {
     return;
   }
   if (cpu.vm86) {
-    if (cpu.iopl < 3) cpu.gp(0);
+    // Below IOPL 3 only VME's 16-bit form is allowed; it moves the image's IF into VIF.
+    const virtual = cpu.iopl < 3;
+    if (virtual && (!(cpu.cr4 & CR4_VME) || opsize !== 2)) cpu.gp(0);
     const off = cpu.peek(opsize, 0);
     const sel = cpu.peek(opsize, opsize) & 0xffff;
     const flags = cpu.peek(opsize, 2 * opsize);
+    if (virtual && (flags & TF || (flags & IF && cpu.flagsRaw & VIP))) cpu.gp(0);
     const target = opsize === 4 ? off >>> 0 : off & 0xffff;
     if (target > 0xffff) cpu.gp(0);
     cpu.addSp(3 * opsize);
     cpu.loadRealSegment(CS, sel);
     cpu.eip = target;
     // IOPL and VM are not changed from virtual-8086 mode.
-    const mask = (opsize === 4 ? ARITH_FLAGS | TF | IF | DF | NT | RF | AC | ID : 0x7fd5) & ~IOPL;
-    cpu.setFlagsRaw((cpu.getFlags() & ~mask) | (flags & mask));
+    let mask = (opsize === 4 ? ARITH_FLAGS | TF | IF | DF | NT | RF | AC | ID : 0x7fd5) & ~IOPL;
+    if (virtual) mask &= ~IF;
+    const merged = (cpu.getFlags() & ~mask) | (flags & mask);
+    cpu.setFlagsRaw(!virtual ? merged : flags & IF ? merged | VIF : merged & ~VIF);
     return;
   }
   if (cpu.getFlags() & NT) {

@@ -28,6 +28,8 @@ export const CPU_SIGNATURE = 0x00000673;
 // CPUID.1:EDX feature bits.
 /** x87 FPU on chip. */
 const FEAT_FPU = 1 << 0;
+/** Virtual-8086 mode extensions (VME and PVI). */
+const FEAT_VME = 1 << 1;
 /** Debugging extensions (CR4.DE, I/O breakpoints not supported but DR4/5 aliasing is). */
 const FEAT_DE = 1 << 2;
 /** 4 MiB pages. */
@@ -97,6 +99,7 @@ export function defaultMsrs(): MsrFile {
 
 export function cpuidFeatures(cpu: Cpu): number {
   let f =
+    FEAT_VME |
     FEAT_DE |
     FEAT_PSE |
     FEAT_TSC |
