@@ -324,6 +324,37 @@ describe("string instructions", () => {
     assert.equal(m.memory.read8(0x100000 + 99999), 7);
     assert.equal(m.memory.read8(0x100000 + 100000), 0);
   });
+  it("bulk REP MOVS matches element-by-element semantics, overlaps included", () => {
+    const m = run32(
+      "mov byte [0x20000], 0xab\nmov esi, 0x20000\nmov edi, 0x20001\nmov ecx, 5000\nrep movsb\n" +
+        "mov esi, 0x30002\nmov edi, 0x40001\nmov ecx, 3000\nrep movsd\n" +
+        "mov eax, 0x12345678\nmov edi, 0x50003\nmov ecx, 2000\nrep stosd\nhlt",
+      (mm) => {
+        for (let k = 0; k < 12000; k++) mm.memory.write8(0x30002 + k, (k * 7 + 3) & 0xff);
+      },
+    );
+    const run = m.memory.readBytes(0x20000, 5001);
+    assert.ok(
+      run.every((b) => b === 0xab),
+      "forward overlap propagates the first byte",
+    );
+    const copied = m.memory.readBytes(0x40001, 12000);
+    assert.ok(
+      copied.every((b, k) => b === ((k * 7 + 3) & 0xff)),
+      "unaligned copy across pages",
+    );
+    for (let k = 0; k < 2000; k++) assert.equal(m.memory.read32(0x50003 + k * 4), 0x12345678);
+    assert.equal(m.memory.read8(0x50003 + 8000), 0);
+    assert.equal(m.cpu.edi, 0x50003 + 8000);
+    assert.equal(m.cpu.esi, 0x30002 + 12000);
+    assert.equal(m.cpu.ecx, 0);
+  });
+  it("REP MOVS over code that is about to run replaces it", () => {
+    const m = run32(
+      "mov esi, newcode\nmov edi, target\nmov ecx, 5\nrep movsb\ntarget: mov eax, 1\nhlt\nnewcode: mov eax, 2",
+    );
+    assert.equal(m.cpu.eax, 2);
+  });
   it("16-bit addressing wraps SI/DI", () => {
     const m = run16(
       "mov ax, 0x200\nmov ds, ax\nmov es, ax\nmov si, 0xffff\nmov di, 0x10\nmov cx, 2\nrep movsb\nhlt",

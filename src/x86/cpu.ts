@@ -1007,6 +1007,26 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.slowWrite(lin, 4, v);
   }
 
+  /**
+   * Offset in `ramBytes` where the `length` bytes at `lin` (inside one page) may be read directly,
+   * or -1 when the access must take the normal path (not RAM, not mapped yet, breakpoints...).
+   */
+  directRead(lin: number, length: number): number {
+    if ((lin & 4095) + length > 4096) return -1;
+    const e = this.tlb[lin >>> 12]!;
+    return (e & this.readNeed) === this.readNeed ? (e >>> 9) * 4096 + (lin & 4095) : -1;
+  }
+  /** As directRead, for writes (only write-fast RAM pages whose dirty bit is already set). */
+  directWrite(lin: number, length: number): number {
+    if ((lin & 4095) + length > 4096) return -1;
+    const e = this.tlb[lin >>> 12]!;
+    return (e & this.writeNeed) === this.writeNeed ? (e >>> 9) * 4096 + (lin & 4095) : -1;
+  }
+  /** Main RAM's bytes (what directRead/directWrite offsets index). */
+  get ramBytes(): Uint8Array {
+    return this.ram;
+  }
+
   private slowRead(lin: number, size: number): number {
     if (this.dataBreakpoints) this.checkDataBreakpoint(lin, size, false);
     if ((lin & 4095) + size > 4096) {

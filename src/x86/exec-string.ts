@@ -54,10 +54,75 @@ function conditionEnds(cpu: Cpu, i: Insn): boolean {
   return (i.rep === 1 && !z) || (i.rep === 2 && z);
 }
 
+/**
+ * REP MOVS/STOS fast path (32-bit addressing, DF=0): whole runs of elements inside one page of RAM
+ * are copied or filled directly. Returns how many elements it did (0: take the element loop).
+ */
+function bulk(cpu: Cpu, i: Insn, count: number, fill: boolean): number {
+  const s = i.size;
+  const di = cpu.regs[DI]! >>> 0;
+  const dstLin = (cpu.segBase[ES]! + di) | 0;
+  let n = Math.min(count, ((4096 - (dstLin & 4095)) / s) | 0);
+  let si = 0;
+  let srcLin = 0;
+  if (!fill) {
+    si = cpu.regs[SI]! >>> 0;
+    srcLin = (cpu.segBase[i.seg]! + si) | 0;
+    n = Math.min(n, ((4096 - (srcLin & 4095)) / s) | 0);
+  }
+  if (n < 2) return 0;
+  const bytes = n * s;
+  // Segment limits for the whole run (the element loop reports the exact fault otherwise).
+  if (di < cpu.wLo[ES]! || di + bytes - 1 > cpu.wHi[ES]!) return 0;
+  const dst = cpu.directWrite(dstLin, bytes);
+  if (dst < 0) return 0;
+  const ram = cpu.ramBytes;
+  if (fill) {
+    const v = cpu.getReg(s, 0);
+    if (
+      s === 1 ||
+      v === 0 ||
+      (s === 2 && (v & 0xff) === v >>> 8) ||
+      (s === 4 && v >>> 0 === (v & 0xff) * 0x01010101)
+    ) {
+      ram.fill(v & 0xff, dst, dst + bytes);
+    } else {
+      for (let k = 0; k < bytes; k += s) {
+        ram[dst + k] = v;
+        ram[dst + k + 1] = v >> 8;
+        if (s === 4) {
+          ram[dst + k + 2] = v >> 16;
+          ram[dst + k + 3] = v >> 24;
+        }
+      }
+    }
+  } else {
+    if (si < cpu.rLo[i.seg]! || si + bytes - 1 > cpu.rHi[i.seg]!) return 0;
+    const src = cpu.directRead(srcLin, bytes);
+    // An overlap with the destination above the source repeats data element by element.
+    if (src < 0 || (dst > src && dst < src + bytes)) return 0;
+    ram.copyWithin(dst, src, src + bytes);
+    cpu.regs[SI] = si + bytes;
+  }
+  cpu.regs[DI] = di + bytes;
+  cpu.regs[1] = count - n;
+  return n;
+}
+
 export function movs(cpu: Cpu, i: Insn): void {
   const s = i.size;
   const d = step(cpu, s);
   const seg = i.seg;
+  if (i.rep !== 0 && i.addr32 && d > 0) {
+    let done = 0;
+    while (done < REP_CHUNK * 4) {
+      const count = cpu.regs[1]! >>> 0;
+      if (count === 0) return;
+      const did = bulk(cpu, i, count, false);
+      if (did === 0) break;
+      done += did;
+    }
+  }
   const n = elements(cpu, i);
   for (let k = 0; k < n; k++) {
     const v = cpu.rd(seg, index(cpu, i, SI), s);
@@ -72,6 +137,16 @@ export function movs(cpu: Cpu, i: Insn): void {
 export function stos(cpu: Cpu, i: Insn): void {
   const s = i.size;
   const d = step(cpu, s);
+  if (i.rep !== 0 && i.addr32 && d > 0) {
+    let done = 0;
+    while (done < REP_CHUNK * 4) {
+      const count = cpu.regs[1]! >>> 0;
+      if (count === 0) return;
+      const did = bulk(cpu, i, count, true);
+      if (did === 0) break;
+      done += did;
+    }
+  }
   const v = cpu.getReg(s, 0);
   const n = elements(cpu, i);
   for (let k = 0; k < n; k++) {

@@ -85,6 +85,19 @@ describe("4 KiB paging", () => {
     assert.deepEqual(pageFault(m), { error: 2, cr2: 0x400000 });
     assert.equal(m.memory.read16(0x3ffffe), 0xaaaa);
   });
+  it("REP STOSD stops at a missing page with ECX/EDI showing the progress", () => {
+    const m = run32(
+      `${ENABLE}mov eax, 7\nmov edi, 0x8ff0\nmov ecx, 100\nmov dword [0x8000], 0\nrep stosd\nhlt`,
+      (mm) => {
+        identity4M(mm);
+        mm.memory.write32(pte(9), 0);
+      },
+    );
+    assert.deepEqual(pageFault(m), { error: 2, cr2: 0x9000 });
+    assert.equal(m.cpu.edi, 0x9000);
+    assert.equal(m.cpu.ecx, 96);
+    assert.equal(m.memory.read32(0x8ffc), 7);
+  });
   it("keeps stale translations until INVLPG or a CR3 write", () => {
     const m = run32(
       `${ENABLE}mov al, [0x9000]
