@@ -254,6 +254,9 @@ test("host input waits until the guest receives (interrupts on, or DTR raised fo
   uart.receive([0x75, 0x6e]);
   runFor(CHAR_NS * 10);
   assert.equal(uart.pendingInput, 2, "nobody is listening yet: nothing enters the FIFO");
+  uart.ioWrite(MCR, 1, 0x01); // a boot console raises DTR alone and only writes
+  runFor(CHAR_NS * 10);
+  assert.equal(uart.pendingInput, 2);
   assert.equal(uart.ioRead(LSR, 1) & 0x01, 0);
   // A driver starts: it clears the FIFOs, then enables receive interrupts with OUT2.
   uart.ioWrite(FCR, 1, 0x07);

@@ -282,12 +282,16 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
 
   /**
    * Whether the guest is receiving: a driver that takes receive (or line status) interrupts has
-   * enabled them, or a polling program (firmware, a boot loader) has raised DTR with OUT2 clear.
-   * Until then host input waits, as a terminal waits for DTR, so bytes typed or piped before the
-   * guest's driver starts are not lost when it clears the FIFO.
+   * enabled them, or a polling program (firmware, a boot loader) has raised DTR and RTS with
+   * OUT2 clear. Until then host input waits, as a terminal waits for its peer, so bytes typed or
+   * piped early are not lost when the guest's driver clears the FIFO as it starts. (Linux's
+   * boot console raises DTR alone and does not read; its tty driver enables interrupts.)
    */
   private get receiving(): boolean {
-    return (this.ier & (IER_RDA | IER_RLS)) !== 0 || (this.mcr & (MCR_DTR | MCR_OUT2)) === MCR_DTR;
+    return (
+      (this.ier & (IER_RDA | IER_RLS)) !== 0 ||
+      (this.mcr & (MCR_DTR | MCR_RTS | MCR_OUT2)) === (MCR_DTR | MCR_RTS)
+    );
   }
 
   /** Restarts the flow of waiting host bytes once the guest can take them. */

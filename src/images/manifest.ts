@@ -189,6 +189,7 @@ function kernelImage(cacheDir: string, value: unknown, where: string): KernelIma
       ...fileRecord(cacheDir, initramfs, `${where}.initramfs`),
       modules: stringList(initramfs, "modules", `${where}.initramfs`),
       missingModules: stringList(initramfs, "missingModules", `${where}.initramfs`),
+      ...(typeof initramfs.recipe === "string" ? { recipe: initramfs.recipe } : {}),
     },
   };
 }

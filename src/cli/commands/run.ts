@@ -15,6 +15,8 @@ initramfs (fetching them first) with the terminal on the serial console.
   --kernel FILE         bzImage or multiboot kernel to boot directly
   --initrd FILE         initial ramdisk for --kernel
   --append TEXT         kernel command line
+  --direct-boot         start the --kernel without the firmware (the VMM lays out the boot
+                        parameters and enters the 32-bit entry point, as Firecracker does)
   --memory SIZE         guest RAM, e.g. 256M, 1G (default 256M)
   --disk FILE           raw hard-disk image (repeatable: primary master, then slave, ...)
   --snapshot            keep disk writes in memory; images are not modified
@@ -69,6 +71,7 @@ function parseRunArgs(args: string[]) {
       kernel: { type: "string" },
       initrd: { type: "string" },
       append: { type: "string" },
+      "direct-boot": { type: "boolean" },
       memory: { type: "string", short: "m" },
       disk: { type: "string", multiple: true },
       snapshot: { type: "boolean" },
@@ -130,6 +133,7 @@ async function buildConfig(values: RunValues): Promise<MachineConfig> {
   if (values.kernel) config.kernel = readableFile(values.kernel, "--kernel");
   if (values.initrd) config.initrd = readableFile(values.initrd, "--initrd");
   if (values.append !== undefined) config.append = values.append;
+  if (values["direct-boot"]) config.directBoot = true;
   if (values.cdrom) config.cdrom = readableFile(values.cdrom, "--cdrom");
   if (values.bios) config.bios = readableFile(values.bios, "--bios");
   if (values["vga-bios"]) config.vgaBios = readableFile(values["vga-bios"], "--vga-bios");

@@ -1,0 +1,140 @@
+// System tests: Debian's unmodified i386 kernels boot to a shell on the serial console, run
+// commands typed through a pipe, and power off through ACPI (exit status 0), as a user scripts it:
+//   printf 'uname -r\n...\npoweroff\n' | tsvisor run --kernel ... --initrd ...
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { before, describe, it } from "node:test";
+import { buildGuestInitramfs, ensureImages, type Manifest } from "../src/images/index.ts";
+
+const root = join(import.meta.dirname, "..");
+const node = join(root, "node_modules/.bin/node");
+const cli = join(root, "src/cli/main.ts");
+/** Guest seconds before the test gives up (the interpreter boots Linux in about two minutes). */
+const GUEST_TIMEOUT = 1200;
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function tsvisor(args: string[], input: string): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(node, [cli, "run", ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString("latin1");
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (status) => resolve({ status, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+describe("Linux guests", { concurrency: 1 }, () => {
+  let manifest: Manifest;
+  const dir = mkdtempSync(join(tmpdir(), "tsvisor-linux-"));
+  const payload = randomBytes(64 * 1024);
+  const payloadMd5 = createHash("md5").update(payload).digest("hex");
+  let initrd = "";
+  let initrdPae = "";
+
+  before(async () => {
+    manifest = await ensureImages();
+    const extraFiles = [{ path: "/root/payload.bin", data: payload }];
+    initrd = join(dir, "initrd.img");
+    writeFileSync(initrd, buildGuestInitramfs(manifest, { extraFiles }));
+    initrdPae = join(dir, "initrd-pae.img");
+    writeFileSync(initrdPae, buildGuestInitramfs(manifest, { kernel: "pae", extraFiles }));
+  });
+
+  const script = [
+    "uname -r",
+    "md5sum /root/payload.bin",
+    "echo sum=$((6*7+100))",
+    "grep -m1 '^flags' /proc/cpuinfo",
+    "poweroff",
+    "",
+  ].join("\n");
+
+  function checkSession(run: Run, release: string): void {
+    const transcript = `${run.stdout}\n--- stderr ---\n${run.stderr}`;
+    assert.equal(run.status, 0, `exit status\n${transcript.slice(-3000)}`);
+    assert.match(run.stderr, /the guest powered off/);
+    assert.match(run.stdout, new RegExp(`TSVISOR-GUEST-READY ${release.replace(/\./g, "\\.")}`));
+    assert.match(
+      run.stdout,
+      new RegExp(`\\n${release.replace(/\./g, "\\.")}\\r?\\n`),
+      "uname -r is the packaged release",
+    );
+    assert.match(run.stdout, new RegExp(`${payloadMd5}  /root/payload\\.bin`), "md5sum matches the host's");
+    assert.match(run.stdout, /sum=142/);
+    const flags = /flags\s*:\s*([^\r\n]*)/.exec(run.stdout)?.[1] ?? "";
+    for (const f of ["fpu", "tsc", "cx8", "cmov", "mmx", "fxsr"])
+      assert.ok(flags.split(" ").includes(f), `cpuinfo flags: ${flags}`);
+    assert.ok(!flags.split(" ").includes("sse"), "SSE is not advertised");
+    assert.match(run.stdout, /reboot: Power down/);
+    assert.doesNotMatch(run.stdout, /Oops|BUG:|Kernel panic|segfault/);
+  }
+
+  it("boots the -686 kernel through the firmware (the default) and powers off", async () => {
+    const run = await tsvisor(
+      [
+        "--kernel",
+        manifest.kernel.vmlinuz.path,
+        "--initrd",
+        initrd,
+        "--append",
+        "console=ttyS0",
+        "--timeout",
+        String(GUEST_TIMEOUT),
+      ],
+      script,
+    );
+    checkSession(run, manifest.kernel.release);
+  });
+
+  it("boots the -686 kernel directly, without firmware", async () => {
+    const run = await tsvisor(
+      [
+        "--kernel",
+        manifest.kernel.vmlinuz.path,
+        "--initrd",
+        initrd,
+        "--append",
+        "console=ttyS0",
+        "--direct-boot",
+        "--timeout",
+        String(GUEST_TIMEOUT),
+      ],
+      script,
+    );
+    checkSession(run, manifest.kernel.release);
+  });
+
+  it("boots the -686-pae kernel (PAE and NX)", async () => {
+    const run = await tsvisor(
+      [
+        "--kernel",
+        manifest.kernelPae.vmlinuz.path,
+        "--initrd",
+        initrdPae,
+        "--append",
+        "console=ttyS0",
+        "--timeout",
+        String(GUEST_TIMEOUT),
+      ],
+      script,
+    );
+    checkSession(run, manifest.kernelPae.release);
+    assert.match(run.stdout, /NX \(Execute Disable\) protection: active/);
+  });
+});
