@@ -27,7 +27,7 @@ describe("tsvisor run: bad input", () => {
     ["an unknown option", ["--frobnicate"], /run: Unknown option '--frobnicate'/],
     ["an initrd without a kernel", ["--initrd", junk], /--initrd needs --kernel/],
     ["a bad boot device", ["--kernel", junk, "--boot", "z"], /invalid --boot 'z'/],
-    ["a bad serial target", ["--kernel", junk, "--serial", "tcp:1"], /invalid --serial 'tcp:1'/],
+    ["a bad serial target", ["--kernel", junk, "--serial", "tcp:1"], /invalid --serial 'tcp:1': use stdio/],
     [
       "a file that is not a kernel",
       ["--kernel", junk, "--bios", junk],

@@ -47,4 +47,56 @@ describe("SeaBIOS", () => {
     assert.ok(inkInRows(png, 0, 16) > 200, "the banner line is drawn");
     assert.equal(inkInRows(png, 384, 400), 0, "the bottom line is empty");
   });
+
+  it("switches port traces, the unhandled-port log and the instruction trace at run time", async () => {
+    const machine = buildPc({
+      memoryBytes: 64 << 20,
+      bios,
+      vgaBios,
+      disks: [],
+      boot: "c",
+      debugExit: false,
+      pcTestdev: false,
+      noReboot: true,
+      clock: "deterministic",
+      timeoutSeconds: 0.02,
+    });
+    let trace = "";
+    machine.setOutput("trace", (d) => {
+      trace += Buffer.from(d).toString("latin1");
+    });
+    assert.equal(machine.monitor("trace ports on"), "port trace on");
+    assert.equal(machine.monitor("trace unhandled on"), "unhandled-port log on");
+    assert.match(machine.monitor("trace sideways on"), /usage: trace/);
+    await machine.run();
+    assert.match(trace, /^port out 0cf8 32-bit 80000000 pci-config$/m, "SeaBIOS probes the host bridge");
+    assert.match(trace, /^port out 0402 8-bit [0-9a-f]{2} firmware-log$/m);
+    machine.monitor("trace ports off");
+    machine.monitor("trace unhandled off");
+    assert.match(machine.monitor("info registers"), /EIP=[0-9a-f]{8}/);
+
+    const cpuTrace = buildPc({ ...machineConfig(), timeoutSeconds: 0.000001 });
+    let lines = "";
+    cpuTrace.setOutput("trace", (d) => {
+      lines += Buffer.from(d).toString("latin1");
+    });
+    cpuTrace.monitor("trace cpu on");
+    await cpuTrace.run();
+    // The first instruction after reset is the far jump at F000:FFF0.
+    assert.match(lines.split("\n")[0]!, /^f000:0000fff0 jmp /);
+  });
+
+  function machineConfig() {
+    return {
+      memoryBytes: 64 << 20,
+      bios,
+      vgaBios,
+      disks: [],
+      boot: "c" as const,
+      debugExit: false,
+      pcTestdev: false,
+      noReboot: true,
+      clock: "deterministic" as const,
+    };
+  }
 });

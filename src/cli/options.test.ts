@@ -29,6 +29,6 @@ describe("command-line values", () => {
     assert.deepEqual(parseStreamTarget("stdio", "--serial"), { kind: "stdio" });
     assert.deepEqual(parseStreamTarget("file:/tmp/x", "--serial"), { kind: "file", path: "/tmp/x" });
     assert.deepEqual(parseStreamTarget("none", "--serial"), { kind: "none" });
-    assert.throws(() => parseStreamTarget("tcp:1234", "--serial"), /use stdio, file:PATH or none/);
+    assert.throws(() => parseStreamTarget("tcp:1234", "--serial"), /use stdio, stderr, file:PATH or none/);
   });
 });

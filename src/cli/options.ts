@@ -33,11 +33,16 @@ export function parseSeconds(text: string, what = "time"): number {
 }
 
 /** Where a character stream goes: the terminal, a file, or nowhere. */
-export type StreamTarget = { kind: "stdio" } | { kind: "file"; path: string } | { kind: "none" };
+export type StreamTarget =
+  | { kind: "stdio" }
+  | { kind: "stderr" }
+  | { kind: "file"; path: string }
+  | { kind: "none" };
 
 export function parseStreamTarget(text: string, option: string): StreamTarget {
   if (text === "stdio") return { kind: "stdio" };
+  if (text === "stderr") return { kind: "stderr" };
   if (text === "none" || text === "null") return { kind: "none" };
   if (text.startsWith("file:") && text.length > 5) return { kind: "file", path: text.slice(5) };
-  throw new CliError(`invalid ${option} '${text}': use stdio, file:PATH or none`, 2);
+  throw new CliError(`invalid ${option} '${text}': use stdio, stderr, file:PATH or none`, 2);
 }

@@ -35,8 +35,9 @@ export interface MachineConfig {
   timeoutSeconds?: number;
 }
 
-/** Byte streams a machine produces for the host. */
-export type OutputStream = "serial" | "debugcon" | "firmware-log";
+/** Byte streams a machine produces: the guest's, and `trace` (port and instruction traces). */
+export type OutputStream = "serial" | "debugcon" | "firmware-log" | "trace";
+export const OUTPUT_STREAMS: readonly OutputStream[] = ["serial", "debugcon", "firmware-log", "trace"];
 
 export interface Machine {
   readonly loop: RunLoop;

@@ -21,6 +21,9 @@ export const MONITOR_HELP = `commands:
   xp/Nx ADDR           N dwords of guest-physical memory at ADDR
   x/Ni ADDR            disassemble N instructions at linear ADDR
   screendump FILE      write the display as PNG
+  trace ports on|off   log every port access (to --trace, stderr by default)
+  trace unhandled on|off  log accesses to ports no device claims
+  trace cpu on|off     log every instruction with registers (slow)
   stop / cont          pause / resume the guest
   system_reset         reset the machine
   quit                 stop the VM`;
@@ -69,6 +72,21 @@ export function renderMonitor(target: Inspectable, command: string): string {
       return `unknown command '${words[0]}'; type 'help'`;
     }
   }
+}
+
+/** One line of the instruction trace: CS:EIP, the instruction and the general registers. */
+export function traceLine(cpu: Cpu, memory: PhysicalMemory): string {
+  const cs = cpu.getSegment(1);
+  const linear = (cs.base + cpu.eip) >>> 0;
+  const bytes = new Uint8Array(16);
+  for (let i = 0; i < 16; i++) {
+    const phys = cpu.translateLinear((linear + i) >>> 0);
+    bytes[i] = phys < 0 ? 0 : memory.read8(phys);
+  }
+  const mode = (cs.attributes & 0x4000) !== 0 ? 32 : 16;
+  const text = disassemble(bytes, 0, mode, cpu.eip).text;
+  const regs = REG_NAMES.map((n, i) => `${n.toLowerCase()}=${hex(cpu.getReg32(i))}`).join(" ");
+  return `${hex(cs.selector, 4)}:${hex(cpu.eip)} ${text.padEnd(32)} ${regs} efl=${hex(cpu.eflags)}`;
 }
 
 function infoRegisters(cpu: Cpu): string {

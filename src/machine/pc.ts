@@ -11,7 +11,7 @@
 // INTx through the PIIX3 PIRQ router. The PIC's INTR goes to the local APIC's LINT0.
 
 import { readFileSync } from "node:fs";
-import { PortBus } from "../core/bus.ts";
+import { type PortAccess, PortBus } from "../core/bus.ts";
 import type { InterruptAcknowledge } from "../core/interrupts.ts";
 import { IrqLine, WiredOr } from "../core/irq.ts";
 import { PhysicalMemory, type Region } from "../core/memory.ts";
@@ -70,7 +70,7 @@ import {
   prepareFirmwareLinuxBoot,
 } from "./linux-boot.ts";
 import { ConfigError, type Machine, type MachineConfig, type OutputStream } from "./machine.ts";
-import { renderMonitor } from "./monitor.ts";
+import { renderMonitor, traceLine } from "./monitor.ts";
 import { findMultibootHeader, loadMultiboot, MultibootError } from "./multiboot.ts";
 import { linuxBootRom } from "./rom/linuxboot.ts";
 import { type ExitReason, RunLoop } from "./run-loop.ts";
@@ -103,6 +103,10 @@ const LINUXBOOT_ROM_FILE = "genroms/linuxboot.bin";
 /** ISA IRQ -> IOAPIC pin, as QEMU's pc wires it (IRQ 0 arrives on GSI 2). */
 function isaIrqToGsi(irq: number): number {
   return irq === 0 ? 2 : irq;
+}
+
+function hexWord(n: number): string {
+  return n.toString(16).padStart(4, "0");
 }
 
 function readImage(path: string, what: string): Uint8Array {
@@ -152,6 +156,7 @@ class Pc implements Machine {
     serial: undefined,
     debugcon: undefined,
     "firmware-log": undefined,
+    trace: undefined,
   };
   private readonly ram: Region;
   private readonly lowBios: Region | undefined;
@@ -705,6 +710,28 @@ class Pc implements Machine {
     });
   }
 
+  /** `trace ports|unhandled|cpu on|off`: run-time traces, written to the "trace" stream. */
+  private switchTrace(what: string | undefined, state: string | undefined): string {
+    const on = state === "on";
+    if ((state !== "on" && state !== "off") || !what) return "usage: trace ports|unhandled|cpu on|off";
+    const line = (text: string) => this.sinks.trace?.(new TextEncoder().encode(`${text}\n`));
+    const port = (a: PortAccess) =>
+      `${a.direction} ${hexWord(a.port)} ${a.width * 8}-bit ${a.value.toString(16).padStart(a.width * 2, "0")} ${a.device ?? "(unclaimed)"}`;
+    switch (what) {
+      case "ports":
+        this.ports.trace = on ? (a) => line(`port ${port(a)}`) : undefined;
+        return `port trace ${state}`;
+      case "unhandled":
+        this.ports.unhandled = on ? (a) => line(`unhandled ${port(a)}`) : undefined;
+        return `unhandled-port log ${state}`;
+      case "cpu":
+        this.cpu.trace = on ? (cpu) => line(traceLine(cpu, this.memory)) : undefined;
+        return `instruction trace ${state}`;
+      default:
+        return "usage: trace ports|unhandled|cpu on|off";
+    }
+  }
+
   // ---- Machine ---------------------------------------------------------------------------------
 
   serialInput(data: Uint8Array): void {
@@ -729,6 +756,7 @@ class Pc implements Machine {
       this.loop.resume();
       return "";
     }
+    if (words[0] === "trace") return this.switchTrace(words[1], words[2]);
     return renderMonitor(this, command);
   }
 

@@ -1,7 +1,7 @@
 // A VM's worker thread: builds the machine from plain configuration and runs it, off the owner's
 // event loop, so a busy guest never stalls the host process. Output is batched per stream.
 import { parentPort, workerData } from "node:worker_threads";
-import { ConfigError, type OutputStream } from "../machine/machine.ts";
+import { ConfigError, OUTPUT_STREAMS, type OutputStream } from "../machine/machine.ts";
 import { buildPc } from "../machine/pc.ts";
 import type { ExitReason } from "../machine/run-loop.ts";
 import type { FromWorker, ToWorker, WorkerData } from "./protocol.ts";
@@ -48,7 +48,7 @@ class OutputBatcher {
 async function main(): Promise<void> {
   const { config, options } = workerData as WorkerData;
   const machine = buildPc(config);
-  const batchers = (["serial", "debugcon", "firmware-log"] as const).map((s) => new OutputBatcher(s));
+  const batchers = OUTPUT_STREAMS.map((s) => new OutputBatcher(s));
   for (const b of batchers) machine.setOutput(b.stream, b.push);
   port!.on("message", (message: ToWorker) => {
     switch (message.type) {

@@ -1,7 +1,7 @@
 // `tsvisor run`: boots one VM in a worker thread and attaches the terminal to its serial console.
 import { accessSync, constants, createWriteStream, statSync, type WriteStream, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import type { MachineConfig, OutputStream } from "../../machine/machine.ts";
+import { type MachineConfig, OUTPUT_STREAMS, type OutputStream } from "../../machine/machine.ts";
 import { type ExitReason, exitStatus } from "../../machine/run-loop.ts";
 import { Vm } from "../../vm/vm.ts";
 import { CliError } from "../cli-error.ts";
@@ -27,6 +27,8 @@ initramfs (fetching them first) with the terminal on the serial console.
   --serial TARGET       COM1: stdio (default), file:PATH or none
   --debugcon TARGET     QEMU debug console on port 0xE9: stdio, file:PATH or none
   --firmware-log TARGET SeaBIOS's debug port 0x402: stdio, file:PATH or none
+  --trace TARGET        where monitor-started traces go (trace ports|unhandled|cpu on):
+                        stderr (default), stdio, file:PATH or none
   --debug-exit          QEMU's isa-debug-exit at port 0xF4 (writing v exits with (v<<1)|1)
   --pc-testdev          QEMU's pc-testdev
   --no-reboot           stop when the guest resets instead of rebooting
@@ -56,6 +58,7 @@ export async function run(args: string[]): Promise<number> {
     serial: parseStreamTarget(values.serial ?? "stdio", "--serial"),
     debugcon: parseStreamTarget(values.debugcon ?? "none", "--debugcon"),
     "firmware-log": parseStreamTarget(values["firmware-log"] ?? "none", "--firmware-log"),
+    trace: parseStreamTarget(values.trace ?? "stderr", "--trace"),
   };
   const reason = await runAttached(config, outputs, values.screenshot);
   process.stderr.write(`${process.stdin.isTTY ? "\r\n" : ""}tsvisor: ${reason.detail}\n`);
@@ -82,6 +85,7 @@ function parseRunArgs(args: string[]) {
       serial: { type: "string" },
       debugcon: { type: "string" },
       "firmware-log": { type: "string" },
+      trace: { type: "string" },
       "debug-exit": { type: "boolean" },
       "pc-testdev": { type: "boolean" },
       "no-reboot": { type: "boolean" },
@@ -168,9 +172,10 @@ async function runAttached(
   const vm = new Vm(config, { screenshotOnExit: screenshot !== undefined });
   const files: WriteStream[] = [];
   const sinks = {} as Record<OutputStream, ((d: Uint8Array) => void) | undefined>;
-  for (const stream of ["serial", "debugcon", "firmware-log"] as const) {
+  for (const stream of OUTPUT_STREAMS) {
     const target = targets[stream];
     if (target.kind === "stdio") sinks[stream] = (d) => process.stdout.write(d);
+    else if (target.kind === "stderr") sinks[stream] = (d) => process.stderr.write(d);
     else if (target.kind === "file") {
       const file = createWriteStream(target.path);
       file.on("error", (err) => {
