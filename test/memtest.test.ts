@@ -44,7 +44,8 @@ describe("memtest86+", () => {
     // Look at the screen every 50 ms of guest time; stop once test #1 has begun (#0 is done).
     const poll = pc.scheduler.createTimer("test-poll", () => {
       screen = pc.vga.textContent();
-      if (/Test #([1-9]|1\d)\b/.test(screen)) machine.loop.stop({ kind: "stopped", detail: "first test completed" });
+      if (/Test #([1-9]|1\d)\b/.test(screen))
+        machine.loop.stop({ kind: "stopped", detail: "first test completed" });
       else poll.setIn(50e6);
     });
     poll.setIn(50e6);

@@ -93,7 +93,15 @@ export class PhysicalMemory {
    */
   addRamBacked(name: string, base: number, bytes: Uint8Array): Region {
     checkPageAligned(name, base, bytes.length);
-    return this.addRegion({ name, kind: "ram", base, size: bytes.length, bytes, bytesOffset: 0, device: undefined });
+    return this.addRegion({
+      name,
+      kind: "ram",
+      base,
+      size: bytes.length,
+      bytes,
+      bytesOffset: 0,
+      device: undefined,
+    });
   }
 
   /**

@@ -73,7 +73,9 @@ export class InstructionClock implements Clock {
   }
 
   now(): number {
-    return this.counter ? this.baseNs + (this.counter() - this.baseCount) * this.nsPerInstruction : this.baseNs;
+    return this.counter
+      ? this.baseNs + (this.counter() - this.baseCount) * this.nsPerInstruction
+      : this.baseNs;
   }
 
   /** Reports executed instructions (only for a clock without a live counter). */
