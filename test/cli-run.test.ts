@@ -64,4 +64,56 @@ describe("tsvisor run: bad input", () => {
     assert.equal(r.status, 2);
     assert.match(r.stderr, /unknown command 'launch'/);
   });
+
+  describe("why the VM ended: exit status and one line", () => {
+    const build = (name: string, body: string): string => {
+      const asm = join(dir, `${name}.asm`);
+      writeFileSync(
+        asm,
+        `BITS 32\nsection .text\nalign 4\ndd 0x1BADB002, 0, -(0x1BADB002)\nglobal _start\n_start:\n${body}\n`,
+      );
+      spawnSync("nasm", ["-f", "elf32", "-o", join(dir, `${name}.o`), asm]);
+      spawnSync("ld", [
+        "-m",
+        "elf_i386",
+        "-Ttext=0x100000",
+        "-o",
+        join(dir, `${name}.elf`),
+        join(dir, `${name}.o`),
+      ]);
+      return join(dir, `${name}.elf`);
+    };
+    const haveTools = spawnSync("sh", ["-c", "command -v nasm && command -v ld"]).status === 0;
+
+    it("a debug exit gives (v<<1)|1", { skip: !haveTools && "nasm/ld missing" }, () => {
+      const kernel = build("exit", "mov al, 0x15\nout 0xf4, al\nhlt");
+      const r = tsvisor("run", "--kernel", kernel, "--debug-exit", "--serial", "none", "--deterministic");
+      assert.equal(r.status, (0x15 << 1) | 1, r.stderr);
+      assert.match(r.stderr, /isa-debug-exit with status 43/);
+    });
+
+    it("a halt with interrupts off is reported and ends the VM", {
+      skip: !haveTools && "nasm/ld missing",
+    }, () => {
+      const kernel = build("halt", "cli\nhlt");
+      const r = tsvisor("run", "--kernel", kernel, "--serial", "none", "--deterministic");
+      assert.equal(r.status, 3, r.stderr);
+      assert.match(r.stderr, /halted with interrupts disabled/);
+    });
+
+    it("a triple fault with --no-reboot stops the VM", { skip: !haveTools && "nasm/ld missing" }, () => {
+      // An empty IDT: the breakpoint cannot be delivered, nor the #GP, nor the #DF.
+      const kernel = build("triple", "lidt [idtr]\nint3\nidtr: dw 0\ndd 0");
+      const r = tsvisor("run", "--kernel", kernel, "--serial", "none", "--no-reboot", "--deterministic");
+      assert.equal(r.status, 3, r.stderr);
+      assert.match(r.stderr, /triple fault.*--no-reboot/);
+    });
+
+    it("a timeout gives 124", { skip: !haveTools && "nasm/ld missing" }, () => {
+      const kernel = build("spin", "spin: jmp spin");
+      const r = tsvisor("run", "--kernel", kernel, "--serial", "none", "--timeout", "0.5", "--deterministic");
+      assert.equal(r.status, 124, r.stderr);
+      assert.match(r.stderr, /timed out after 0\.5 s/);
+    });
+  });
 });

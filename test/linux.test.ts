@@ -2,9 +2,9 @@
 // commands typed through a pipe, and power off through ACPI (exit status 0), as a user scripts it:
 //   printf 'uname -r\n...\npoweroff\n' | tsvisor run --kernel ... --initrd ...
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
@@ -117,6 +117,27 @@ describe("Linux guests", { concurrency: 1 }, () => {
       ],
       script,
     );
+    checkSession(run, manifest.kernel.release);
+  });
+
+  it("boots the -686 kernel from a GRUB CD-ROM (BIOS boot through a boot loader)", async (t) => {
+    try {
+      execFileSync("sh", ["-c", "command -v grub-mkrescue && command -v xorriso"], { stdio: "ignore" });
+    } catch {
+      t.skip("grub-mkrescue/xorriso are not installed");
+      return;
+    }
+    const tree = join(dir, "grub-tree");
+    mkdirSync(join(tree, "boot/grub"), { recursive: true });
+    copyFileSync(manifest.kernel.vmlinuz.path, join(tree, "boot/vmlinuz"));
+    copyFileSync(initrd, join(tree, "boot/initrd.img"));
+    writeFileSync(
+      join(tree, "boot/grub/grub.cfg"),
+      "set timeout=0\nset default=0\nmenuentry debian {\n  linux /boot/vmlinuz console=ttyS0\n  initrd /boot/initrd.img\n}\n",
+    );
+    const iso = join(dir, "linux.iso");
+    execFileSync("grub-mkrescue", ["-o", iso, tree], { stdio: "ignore" });
+    const run = await tsvisor(["--cdrom", iso, "--boot", "d", "--timeout", String(GUEST_TIMEOUT)], script);
     checkSession(run, manifest.kernel.release);
   });
 
