@@ -176,6 +176,22 @@ describe("privilege changes", () => {
     assert.equal(recorded(m), 13);
     assert.equal(m.memory.read32(m.cpu.esp), 0x81 * 8 + 2);
   });
+  it("a 16-bit interrupt gate pushes a 16-bit frame and enters 16-bit code", () => {
+    const m = run32(
+      "mov word [0x1000 + 0x50 * 8 + 2], 0x30\nmov byte [0x1000 + 0x50 * 8 + 5], 0xe6\nint 0x50\nhlt",
+      (mm) => {
+        mm.memory.write16(0x1000 + 0x50 * 8, 0x7000);
+        mm.memory.write16(0x1000 + 0x50 * 8 + 6, 0);
+        mm.memory.writeBytes(0x7000, Uint8Array.of(0xb8, 0x34, 0x12, 0xf4)); // mov ax, 0x1234 ; hlt
+      },
+    );
+    assert.equal(m.cpu.eax & 0xffff, 0x1234);
+    assert.equal(m.cpu.esp, 0x80000 - 6);
+    assert.equal(m.memory.read16(m.cpu.esp), 0x0012, "IP: the low half of the return address 0x10012");
+    assert.equal(m.memory.read16(m.cpu.esp + 2), 0x08, "CS");
+    assert.equal(m.cpu.getSegment(CS).selector, 0x30);
+    assert.equal(m.cpu.eflags & IF, 0);
+  });
   it("a call gate copies parameters to the inner stack and RETF n returns outward", () => {
     const m = run32(
       `mov eax, gatehandler
