@@ -1097,7 +1097,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     if (!(this.cr4 & CR4_PAE)) {
       const pde = mem.read32((((this.cr3 & ~0xfff) | ((lin >>> 22) << 2)) & this.a20Mask) >>> 0);
       if (!(pde & 1)) return -1;
-      if (pde & 0x80 && this.cr4 & CR4_PSE) return ((pde & 0xffc00000) >>> 0) + (lin & 0x3fffff);
+      if (pde & 0x80 && this.cr4 & CR4_PSE)
+        return ((pde >>> 13) & 0xf) * 0x100000000 + ((pde & 0xffc00000) >>> 0) + (lin & 0x3fffff);
       const pte = mem.read32((((pde & ~0xfff) | (((lin >>> 12) & 0x3ff) << 2)) & this.a20Mask) >>> 0);
       if (!(pte & 1)) return -1;
       return ((pte & ~0xfff) >>> 0) + (lin & 0xfff);
@@ -1184,6 +1185,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       const pde = mem.read32(pdeAddr);
       if (!(pde & 1)) this.pageFault(lin, 0, access, user);
       if (pde & 0x80 && this.cr4 & CR4_PSE) {
+        // PSE-36: PDE bits 16:13 are physical address bits 35:32; bits 21:17 are reserved.
+        if (pde & 0x3e0000) this.pageFault(lin, PF_PRESENT | PF_RSVD, access, user);
         us = pde & 4;
         rw = pde & 2;
         this.checkPage(lin, us, rw, wp, access, user);
@@ -1191,7 +1194,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
         if (upd !== pde) mem.write32(pdeAddr, upd);
         dirty = (upd & 0x40) !== 0;
         global = (pde & 0x100) !== 0;
-        physPage = ((pde >>> 12) & 0xffc00) | ((lin >>> 12) & 0x3ff);
+        physPage = ((pde >>> 13) & 0xf) * 0x100000 + (((pde >>> 12) & 0xffc00) | ((lin >>> 12) & 0x3ff));
       } else {
         const pteAddr = (((pde & ~0xfff) | (((lin >>> 12) & 0x3ff) << 2)) & a20) >>> 0;
         const pte = mem.read32(pteAddr);

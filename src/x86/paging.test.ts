@@ -188,6 +188,25 @@ describe("large pages and PAE", () => {
     assert.equal(m.cpu.eax, 0x5a5a5a5a);
     assert.equal(m.memory.read32(PD + 3 * 4) & 0x60, 0x60);
   });
+  it("PSE-36: a 4 MiB page above 4 GiB, and reserved PDE bits fault with RSVD", () => {
+    const m = makeMachine();
+    m.memory.addRam("high", 0x1_0000_0000, 4 << 20);
+    startProtected(
+      m,
+      assemble(
+        `mov eax, cr4\nor eax, 0x10\nmov cr4, eax\n${ENABLE}mov dword [0x800004], 0xfeedf00d\nmov eax, [0xc00000]\nhlt`,
+        32,
+        0x10000,
+      ),
+    );
+    identity4M(m);
+    m.memory.write32(PD + 2 * 4, 0x83 | (1 << 13)); // 0x800000 -> 0x1_0000_0000
+    m.memory.write32(PD + 3 * 4, 0x83 | (1 << 17)); // reserved bit 17
+    runToHalt(m.cpu);
+    assert.equal(m.memory.read32(0x1_0000_0004), 0xfeedf00d);
+    assert.equal(m.cpu.translateLinear(0x800004), 0x1_0000_0004);
+    assert.deepEqual(pageFault(m), { error: 9, cr2: 0xc00000 });
+  });
   it("PAE with EFER.NXE: fetching from a no-execute page faults with I/D set", () => {
     const PDPT = 0x102000;
     const PAE_PD = 0x103000;

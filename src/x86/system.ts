@@ -54,6 +54,8 @@ const FEAT_PGE = 1 << 13;
 const FEAT_CMOV = 1 << 15;
 /** PAT MSR. */
 const FEAT_PAT = 1 << 16;
+/** 36-bit physical addresses in 4 MiB pages. */
+const FEAT_PSE36 = 1 << 17;
 /** MMX. */
 const FEAT_MMX = 1 << 23;
 /** FXSAVE/FXRSTOR. */
@@ -111,7 +113,8 @@ export function cpuidFeatures(cpu: Cpu): number {
     FEAT_MTRR |
     FEAT_PGE |
     FEAT_CMOV |
-    FEAT_PAT;
+    FEAT_PAT |
+    FEAT_PSE36;
   if (cpu.fpu) f |= FEAT_FPU | FEAT_MMX | FEAT_FXSR;
   return f;
 }
