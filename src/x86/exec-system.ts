@@ -28,7 +28,6 @@ import {
   IF,
   IOPL,
   LDTR,
-  OF,
   RF,
   SS,
   TF,
@@ -543,5 +542,3 @@ export function sysexit(cpu: Cpu): void {
 export function undefinedOpcode(cpu: Cpu): void {
   cpu.ud();
 }
-
-export { IF, OF };

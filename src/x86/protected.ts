@@ -21,7 +21,6 @@ import {
   DF,
   DS,
   ES,
-  EVENT_EXTERNAL,
   EVENT_SOFTWARE,
   EVENT_SOFTWARE_EXC,
   EXC_DB,
@@ -648,7 +647,6 @@ export function deliverProtected(cpu: Cpu, vector: number, error: number, kind: 
   cpu.setFlagsRaw(flags);
   cpu.updateMode();
   cpu.eip = tOff;
-  void EVENT_EXTERNAL;
 }
 
 // ---- task switching -------------------------------------------------------------------------
