@@ -39,6 +39,47 @@ function tsvisor(args: string[], input: string): Promise<Run> {
   });
 }
 
+/** An interactive session: type a line once the guest's output matches. */
+class Session {
+  stdout = "";
+  stderr = "";
+  readonly closed: Promise<number | null>;
+  private readonly child: ReturnType<typeof spawn>;
+  private waiters: (() => void)[] = [];
+
+  constructor(args: string[]) {
+    this.child = spawn(node, [cli, "run", ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    this.child.stdout!.on("data", (d: Buffer) => {
+      this.stdout += d.toString("latin1");
+      for (const w of this.waiters.splice(0)) w();
+    });
+    this.child.stderr!.on("data", (d: Buffer) => {
+      this.stderr += d.toString();
+    });
+    this.closed = new Promise((resolve) => this.child.on("close", resolve));
+    void this.closed.then(() => {
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  /** Resolves once the output from `from` on matches `pattern` (rejects if the VM ends first). */
+  async waitFor(pattern: RegExp, from = 0): Promise<number> {
+    for (;;) {
+      const m = pattern.exec(this.stdout.slice(from));
+      if (m) return from + m.index + m[0].length;
+      if (this.child.exitCode !== null)
+        throw new Error(
+          `the VM ended while waiting for ${pattern}:\n${this.stdout.slice(-2000)}\n${this.stderr}`,
+        );
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  send(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
+  }
+}
+
 describe("Linux guests", { concurrency: 1 }, () => {
   let manifest: Manifest;
   const dir = mkdtempSync(join(tmpdir(), "tsvisor-linux-"));
@@ -83,6 +124,11 @@ describe("Linux guests", { concurrency: 1 }, () => {
     assert.ok(!flags.split(" ").includes("sse"), "SSE is not advertised");
     assert.match(run.stdout, /reboot: Power down/);
     assert.doesNotMatch(run.stdout, /Oops|BUG:|Kernel panic|segfault/);
+    assert.doesNotMatch(
+      run.stdout,
+      /unexpected IRQ|spurious 8259A interrupt|lost \d+ ticks|as unstable because/i,
+    );
+    assert.match(run.stdout, /clocksource: Switched to clocksource (tsc|hpet|acpi_pm)/);
   }
 
   it("boots the -686 kernel through the firmware (the default) and powers off", async () => {
@@ -102,22 +148,35 @@ describe("Linux guests", { concurrency: 1 }, () => {
     checkSession(run, manifest.kernel.release);
   });
 
-  it("boots the -686 kernel directly, without firmware", async () => {
-    const run = await tsvisor(
-      [
-        "--kernel",
-        manifest.kernel.vmlinuz.path,
-        "--initrd",
-        initrd,
-        "--append",
-        "console=ttyS0",
-        "--direct-boot",
-        "--timeout",
-        String(GUEST_TIMEOUT),
-      ],
-      script,
-    );
-    checkSession(run, manifest.kernel.release);
+  it("boots the -686 kernel directly, without firmware; reboot boots it again; poweroff", async () => {
+    const session = new Session([
+      "--kernel",
+      manifest.kernel.vmlinuz.path,
+      "--initrd",
+      initrd,
+      "--append",
+      "console=ttyS0",
+      "--direct-boot",
+      "--timeout",
+      String(GUEST_TIMEOUT * 2),
+    ]);
+    const prompt = /tsvisor-guest:[^\n]*# $/;
+    let at = await session.waitFor(prompt);
+    session.send("uname -r; date +%s");
+    at = await session.waitFor(/\n(\d{9,})\r?\n/, at);
+    const guestNow = Number(/\n(\d{9,})\r?\n/.exec(session.stdout.slice(0, at))![1]) * 1000;
+    assert.ok(Math.abs(guestNow - Date.now()) < 10_000, `guest date ${new Date(guestNow).toISOString()}`);
+    session.send("reboot");
+    at = await session.waitFor(/reboot: Restarting system/, at);
+    at = await session.waitFor(/TSVISOR-GUEST-READY/, at);
+    at = await session.waitFor(prompt, at);
+    session.send("echo second-boot-$((40+2)); poweroff");
+    await session.waitFor(/second-boot-42/, at);
+    const status = await session.closed;
+    assert.equal(status, 0, session.stderr);
+    assert.match(session.stderr, /the guest powered off/);
+    assert.equal(session.stdout.match(/Linux version 6\./g)?.length, 2, "the kernel booted twice");
+    assert.doesNotMatch(session.stdout, /Oops|BUG:|Kernel panic|segfault/);
   });
 
   it("boots the -686 kernel from a GRUB CD-ROM (BIOS boot through a boot loader)", async (t) => {

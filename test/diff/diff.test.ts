@@ -33,10 +33,6 @@ const KNOWN_CPU_BUGS: readonly { readonly cases: RegExp; readonly bug: string }[
     cases: /^mmx: the FPU tag word after MMX and after EMMS$/,
     bug: "FNSTENV after an MMX instruction stores tag 00 for every register instead of classifying the contents (01 zero, 10 special)",
   },
-  {
-    cases: /^MOV SS delays the single-step trap by one instruction$/,
-    bug: "MOV SS does not hold back a pending single-step trap until after the next instruction",
-  },
 ];
 
 const seed = Number(process.env.TSVISOR_DIFF_SEED ?? 1);
