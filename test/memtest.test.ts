@@ -61,7 +61,8 @@ describe("memtest86+", () => {
     // Look at the screen every 50 ms of guest time.
     const poll = pc.scheduler.createTimer("test-poll", () => {
       screen = pc.vga.textContent();
-      if (/Test #([1-9]|1\d)\b/.test(screen)) machine.loop.stop({ kind: "stopped", detail: "first test completed" });
+      if (/Test #([1-9]|1\d)\b/.test(screen))
+        machine.loop.stop({ kind: "stopped", detail: "first test completed" });
       else poll.setIn(50e6);
     });
     poll.setIn(50e6);
@@ -83,22 +84,20 @@ describe("memtest86+", () => {
     checkScreen(screen, png);
   });
 
-  it(
-    "boots from a GRUB CD-ROM and completes its first test",
-    { skip: !(have("grub-mkrescue") && have("xorriso")) && "grub-mkrescue/xorriso are not installed" },
-    async () => {
-      const dir = mkdtempSync(join(tmpdir(), "tsvisor-memtest-"));
-      const tree = join(dir, "tree");
-      mkdirSync(join(tree, "boot/grub"), { recursive: true });
-      copyFileSync(kernel, join(tree, "boot/memtest.bin"));
-      writeFileSync(
-        join(tree, "boot/grub/grub.cfg"),
-        "set timeout=0\nset default=0\nmenuentry memtest86+ {\n  linux16 /boot/memtest.bin\n}\n",
-      );
-      const iso = join(dir, "memtest.iso");
-      execFileSync("grub-mkrescue", ["-o", iso, tree], { stdio: "ignore" });
-      const { screen, png } = await runFirstTest({ cdrom: iso, boot: "d" });
-      checkScreen(screen, png);
-    },
-  );
+  it("boots from a GRUB CD-ROM and completes its first test", {
+    skip: !(have("grub-mkrescue") && have("xorriso")) && "grub-mkrescue/xorriso are not installed",
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tsvisor-memtest-"));
+    const tree = join(dir, "tree");
+    mkdirSync(join(tree, "boot/grub"), { recursive: true });
+    copyFileSync(kernel, join(tree, "boot/memtest.bin"));
+    writeFileSync(
+      join(tree, "boot/grub/grub.cfg"),
+      "set timeout=0\nset default=0\nmenuentry memtest86+ {\n  linux16 /boot/memtest.bin\n}\n",
+    );
+    const iso = join(dir, "memtest.iso");
+    execFileSync("grub-mkrescue", ["-o", iso, tree], { stdio: "ignore" });
+    const { screen, png } = await runFirstTest({ cdrom: iso, boot: "d" });
+    checkScreen(screen, png);
+  });
 });
