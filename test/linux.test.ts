@@ -161,7 +161,7 @@ describe("Linux guests", { concurrency: 1 }, () => {
       String(GUEST_TIMEOUT * 2),
     ]);
     // The shell asks the terminal where the cursor is (ESC [6n) after its prompt.
-    const prompt = /tsvisor-guest:[^\n]*# (?:\x1b\[6n)?$/;
+    const prompt = new RegExp(`tsvisor-guest:[^\\n]*# (?:${String.fromCharCode(27)}\\[6n)?$`);
     let at = await session.waitFor(prompt);
     session.send("uname -r; date +%s");
     at = await session.waitFor(/\n(\d{9,})\r?\n/, at);
