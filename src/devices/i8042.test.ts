@@ -4,6 +4,7 @@ import { PortBus } from "../core/bus.ts";
 import { IrqLine } from "../core/irq.ts";
 import { saveVersioned } from "../core/persist.ts";
 import { I8042 } from "./i8042.ts";
+import { replayPortScript } from "./port-script.ts";
 import { breakCodes, makeCodes, SET2_TO_SET1 } from "./ps2-keyboard.ts";
 import { MOUSE_LEFT } from "./ps2-mouse.ts";
 
@@ -259,25 +260,6 @@ test("state round-trips with queued data in both devices", () => {
   assert.throws(() => b.kbc.loadState({ ...saved.state, ram: [] }, 1));
 });
 
-/**
- * Runs a port script: `oPP=VV` writes VV to port PP, `iPP` reads PP (`iPP&MM` masks the value
- * first), `flush` reads port 0x60 while port 0x64 says data is waiting. Returns the reads in hex.
- */
-function replay(bus: PortBus, script: string): string {
-  const reads: string[] = [];
-  for (const step of script.split(" ")) {
-    if (step === "flush") {
-      for (let i = 0; i < 32 && bus.in8(0x64) & 1; i++) bus.in8(0x60);
-      continue;
-    }
-    const [, kind, port, arg] = /^([oi])([0-9a-f]+)(?:[=&]([0-9a-f]+))?$/.exec(step)!;
-    const value = arg === undefined ? 0xff : Number.parseInt(arg, 16);
-    if (kind === "o") bus.out8(Number.parseInt(port!, 16), value);
-    else reads.push((bus.in8(Number.parseInt(port!, 16)) & value).toString(16).padStart(2, "0"));
-  }
-  return reads.join(" ");
-}
-
 // Expected reads come from QEMU: the script was run on QEMU 7.2's pc machine by a multiboot
 // program making exactly these port accesses with interrupts off and printing every read to
 // debugcon.
@@ -308,5 +290,5 @@ test("port script: 8042 commands, keyboard and mouse replies (with translation a
     "00 fa 00 fa fa fa fa fa fa fa 03 fa 00 02 50 fa fa fa fa fa fa fa 04 fa fa fa fa fa 30 03 50 fa fa",
     "fa 12 fa fa fa 40 03 50 fa 08 00 00 00 fa fa aa 00 fa 00 31 77 11 66 cf",
   ].join(" ");
-  assert.equal(replay(bus, script), expected);
+  assert.equal(replayPortScript(bus, script), expected);
 });

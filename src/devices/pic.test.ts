@@ -8,6 +8,7 @@ import { InstructionClock, Scheduler } from "../core/scheduler.ts";
 import { I8042 } from "./i8042.ts";
 import { DualPic } from "./pic.ts";
 import { Pit } from "./pit.ts";
+import { replayPortScript } from "./port-script.ts";
 import { Rtc } from "./rtc.ts";
 import { SystemControlPortB } from "./system-control.ts";
 import { Uart16550 } from "./uart.ts";
@@ -218,25 +219,6 @@ test("system reset clears programming but keeps the ELCR and level inputs' reque
   assert.equal(intr.level, true, "IMR is clear after reset");
 });
 
-/**
- * Runs a port script: `oPP=VV` writes VV to port PP, `iPP` reads PP (`iPP&MM` masks the value
- * first), `flush` reads port 0x60 while port 0x64 says data is waiting. Returns the reads in hex.
- */
-function replay(bus: PortBus, script: string): string {
-  const reads: string[] = [];
-  for (const step of script.split(" ")) {
-    if (step === "flush") {
-      for (let i = 0; i < 32 && bus.in8(0x64) & 1; i++) bus.in8(0x60);
-      continue;
-    }
-    const [, kind, port, arg] = /^([oi])([0-9a-f]+)(?:[=&]([0-9a-f]+))?$/.exec(step)!;
-    const value = arg === undefined ? 0xff : Number.parseInt(arg, 16);
-    if (kind === "o") bus.out8(Number.parseInt(port!, 16), value);
-    else reads.push((bus.in8(Number.parseInt(port!, 16)) & value).toString(16).padStart(2, "0"));
-  }
-  return reads.join(" ");
-}
-
 /** The PICs with the 8042, UART, PIT and RTC as interrupt sources, at their PC ports. */
 function interruptBench(): PortBus {
   const scheduler = new Scheduler(new InstructionClock(1));
@@ -279,7 +261,7 @@ test("port script: PIC programming, IRQ 1/12/4 from the 8042 and UART, polling, 
   const expected = [
     "00 ff ff 00 00 00 02 81 02 00 11 5a 10 00 00 10 04 82 84 10 04 31 a5 00 00 12 84 00 81 00 11",
   ].join(" ");
-  assert.equal(replay(bus, script), expected);
+  assert.equal(replayPortScript(bus, script), expected);
 });
 
 // Recorded on QEMU 7.2 like the script above; QEMU reads the same values.
@@ -300,7 +282,7 @@ test("port script: automatic EOI with and without rotation, special mask mode, r
   const expected = [
     "00 81 00 5a 12 81 84 00 5a 81 84 5a 84 81 00 12 10 00 5a 00 02 ef 00 5a 81 00 00 00 5a 81 02 00 5a",
   ].join(" ");
-  assert.equal(replay(bus, script), expected);
+  assert.equal(replayPortScript(bus, script), expected);
 });
 
 test("random port traffic on the legacy devices never throws, and their states round-trip", () => {

@@ -5,6 +5,7 @@ import { IrqLine } from "../core/irq.ts";
 import { saveVersioned } from "../core/persist.ts";
 import { InstructionClock, Scheduler } from "../core/scheduler.ts";
 import { Pit, pitTicksAt, pitTickTime } from "./pit.ts";
+import { replayPortScript } from "./port-script.ts";
 import { SystemControlPortB } from "./system-control.ts";
 
 function setup() {
@@ -220,25 +221,6 @@ test("state round-trips with time remaining", () => {
   assert.throws(() => b.pit.loadState({ channels: [] }, 1));
 });
 
-/**
- * Runs a port script: `oPP=VV` writes VV to port PP, `iPP` reads PP (`iPP&MM` masks the value
- * first), `flush` reads port 0x60 while port 0x64 says data is waiting. Returns the reads in hex.
- */
-function replay(bus: PortBus, script: string): string {
-  const reads: string[] = [];
-  for (const step of script.split(" ")) {
-    if (step === "flush") {
-      for (let i = 0; i < 32 && bus.in8(0x64) & 1; i++) bus.in8(0x60);
-      continue;
-    }
-    const [, kind, port, arg] = /^([oi])([0-9a-f]+)(?:[=&]([0-9a-f]+))?$/.exec(step)!;
-    const value = arg === undefined ? 0xff : Number.parseInt(arg, 16);
-    if (kind === "o") bus.out8(Number.parseInt(port!, 16), value);
-    else reads.push((bus.in8(Number.parseInt(port!, 16)) & value).toString(16).padStart(2, "0"));
-  }
-  return reads.join(" ");
-}
-
 // Expected reads come from QEMU: the script was run on QEMU 7.2's pc machine by a multiboot
 // program making exactly these port accesses with interrupts off and printing every read to
 // debugcon.
@@ -257,7 +239,7 @@ test("port script: 8254 control words and read-back status, port 0x61", () => {
     "o43=b0 o43=e8 i42&bf o43=b6 o42=34 o42=12 o43=e8 i42&bf o61=03 i61&0f o61=00 i61&0f",
   ].join(" ");
   const expected = ["b6 10 20 31 b2 b8 ba b4 bc 30 b6 03 00"].join(" ");
-  assert.equal(replay(bus, script), expected);
+  assert.equal(replayPortScript(bus, script), expected);
 });
 
 test("a new count written to a running rate generator takes over at the end of the period", () => {

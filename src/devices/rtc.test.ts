@@ -4,6 +4,7 @@ import { PortBus } from "../core/bus.ts";
 import { IrqLine } from "../core/irq.ts";
 import { saveVersioned } from "../core/persist.ts";
 import { InstructionClock, Scheduler } from "../core/scheduler.ts";
+import { replayPortScript } from "./port-script.ts";
 import { Rtc } from "./rtc.ts";
 
 const LEAP_DAY_NIGHT = Date.UTC(2024, 1, 29, 23, 59, 58); // a Thursday
@@ -237,25 +238,6 @@ test("state round-trips, keeping time and pending interrupts", () => {
   assert.throws(() => b.rtc.loadState({ ...saved.state, cmos: [1, 2] }, 1));
 });
 
-/**
- * Runs a port script: `oPP=VV` writes VV to port PP, `iPP` reads PP (`iPP&MM` masks the value
- * first), `flush` reads port 0x60 while port 0x64 says data is waiting. Returns the reads in hex.
- */
-function replay(bus: PortBus, script: string): string {
-  const reads: string[] = [];
-  for (const step of script.split(" ")) {
-    if (step === "flush") {
-      for (let i = 0; i < 32 && bus.in8(0x64) & 1; i++) bus.in8(0x60);
-      continue;
-    }
-    const [, kind, port, arg] = /^([oi])([0-9a-f]+)(?:[=&]([0-9a-f]+))?$/.exec(step)!;
-    const value = arg === undefined ? 0xff : Number.parseInt(arg, 16);
-    if (kind === "o") bus.out8(Number.parseInt(port!, 16), value);
-    else reads.push((bus.in8(Number.parseInt(port!, 16)) & value).toString(16).padStart(2, "0"));
-  }
-  return reads.join(" ");
-}
-
 // Expected reads come from QEMU: the script was run on QEMU 7.2's pc machine by a multiboot
 // program making exactly these port accesses with interrupts off and printing every read to
 // debugcon.
@@ -268,7 +250,7 @@ test("port script: RTC/CMOS register behaviour", () => {
     "o70=0b o71=82 i71 o71=92 i71 o70=00 o71=45 i71 o70=0b o71=02 o70=0d",
   ].join(" ");
   const expected = ["26 02 06 02 80 a5 80 ff 82 82 45"].join(" ");
-  assert.equal(replay(bus, script), expected);
+  assert.equal(replayPortScript(bus, script), expected);
 });
 
 test("enabling PIE with PF already set raises IRQ 8 at once", () => {
@@ -291,5 +273,5 @@ test("port script: setting the time under SET and reading it back in BCD/binary,
     "o71=00 o70=04 i71 o70=0b o71=04 o70=04 i71 o70=07 i71 o70=08 i71 o70=09 i71 o70=32 i71 o70=0b o71=06",
     "o70=04 i71 o70=02 i71 o70=0b o71=82 o70=02 o71=15 o70=02 i71 o70=0b o71=02 o70=02 i71",
   ].join(" ");
-  assert.equal(replay(bus, script), "13 07 15 06 24 20 81 81 0f 06 18 14 0d 1e 15 15");
+  assert.equal(replayPortScript(bus, script), "13 07 15 06 24 20 81 81 0f 06 18 14 0d 1e 15 15");
 });

@@ -4,6 +4,7 @@ import { PortBus } from "../core/bus.ts";
 import { IrqLine } from "../core/irq.ts";
 import { saveVersioned } from "../core/persist.ts";
 import { InstructionClock, Scheduler } from "../core/scheduler.ts";
+import { replayPortScript } from "./port-script.ts";
 import { Uart16550 } from "./uart.ts";
 
 const RBR = 0;
@@ -203,25 +204,6 @@ test("a host break arrives in order as a zero byte flagged BI, raising a line st
   assert.deepEqual([uart.ioRead(RBR, 1), uart.ioRead(RBR, 1), uart.ioRead(RBR, 1)], [0x61, 0x00, 0x62]);
 });
 
-/**
- * Runs a port script: `oPP=VV` writes VV to port PP, `iPP` reads PP (`iPP&MM` masks the value
- * first), `flush` reads port 0x60 while port 0x64 says data is waiting. Returns the reads in hex.
- */
-function replay(bus: PortBus, script: string): string {
-  const reads: string[] = [];
-  for (const step of script.split(" ")) {
-    if (step === "flush") {
-      for (let i = 0; i < 32 && bus.in8(0x64) & 1; i++) bus.in8(0x60);
-      continue;
-    }
-    const [, kind, port, arg] = /^([oi])([0-9a-f]+)(?:[=&]([0-9a-f]+))?$/.exec(step)!;
-    const value = arg === undefined ? 0xff : Number.parseInt(arg, 16);
-    if (kind === "o") bus.out8(Number.parseInt(port!, 16), value);
-    else reads.push((bus.in8(Number.parseInt(port!, 16)) & value).toString(16).padStart(2, "0"));
-  }
-  return reads.join(" ");
-}
-
 // Expected reads come from QEMU: the script was run on QEMU 7.2's pc machine by a multiboot
 // program making exactly these port accesses with interrupts off and printing every read to
 // debugcon.
@@ -244,7 +226,7 @@ test("port script: UART registers, loopback, FIFOs, THRE and modem status rules"
     "01 0f 0f b0 92 90 f2 96 1a 60 61 41 60 63 61 02 60 c1 61 c1 c4 10 11 12 c1 60 c1 c4 63 20 21 22 23",
     "24 25 26 27 28 29 2a 2b 2c 2d 2e 2f 60 c1 01 02 01 02 02 01 01 00 b2 01 b0 5a ff ff 03",
   ].join(" ");
-  assert.equal(replay(bus, script), expected);
+  assert.equal(replayPortScript(bus, script), expected);
 });
 
 test("host input waits until the guest receives (interrupts on, or DTR raised for polling)", () => {
