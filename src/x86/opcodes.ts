@@ -469,8 +469,8 @@ group(0x1ba, [
   ["BTC Ev,Ib", B.btEI, { w: "c", u: "osap", lock: true }],
 ]);
 def(0x1bb, "BTC Ev,Gv", B.btEG, { w: "c", u: "osap", lock: true });
-def(0x1bc, "BSF Gv,Ev", B.bsfBsr, { w: "z", u: "oszapc" });
-def(0x1bd, "BSR Gv,Ev", B.bsfBsr, { w: "z", u: "oszapc" });
+def(0x1bc, "BSF Gv,Ev", B.bsfBsr, { w: "z", u: "osapc" });
+def(0x1bd, "BSR Gv,Ev", B.bsfBsr, { w: "z", u: "osapc" });
 def(0x1be, "MOVSX Gv,Eb", B.movsx);
 def(0x1bf, "MOVSX Gv,Ew", B.movsx);
 def(0x1c0, "XADD Eb,Gb", B.xadd, { w: ARITH, lock: true });
