@@ -40,7 +40,7 @@ function runScript(script: string, args: string[], env: Record<string, string>):
 function parseMicro(text: string): Map<string, Map<string, number>> {
   const table = new Map<string, Map<string, number>>();
   let current: Map<string, number> | undefined;
-  for (const line of text.split("\n")) {
+  for (const line of text.split(/\r?\n/)) {
     const head = /^== (\S+)/.exec(line);
     if (head) table.set(head[1]!, (current = new Map()));
     const phase = /^\s+(\S+) (\d+) ms (\d+) (MIPS|MiB\/s)/.exec(line);
@@ -85,7 +85,7 @@ async function main(): Promise<void> {
       process.env.TSVISOR_BENCH_GUEST ?? join(process.env.TMPDIR ?? "/tmp", "tsvisor-anchor-guest");
     await runScript("build-guest.sh", [guestDir], {});
     const text = await runScript("bench-anchors.sh", [guestDir, runs], {});
-    const lines = text.split("\n").filter((l) => /^(tsvisor|qemu-tcg|v86|native)/.test(l));
+    const lines = text.split(/\r?\n/).filter((l) => /^(tsvisor|qemu-tcg|v86|native)/.test(l));
     summaries.push("### Reference guest (ms, min/median)", "```", ...lines, "```");
   }
   process.stdout.write(`\n## Summary\n\n${summaries.join("\n\n")}\n`);
