@@ -9,6 +9,7 @@ import { before, describe, it } from "node:test";
 import { defaultBootFiles, ensureImages } from "../src/images/index.ts";
 import type { MachineConfig } from "../src/machine/machine.ts";
 import { buildPc } from "../src/machine/pc.ts";
+import { have } from "./support/tools.ts";
 
 interface PcInternals {
   scheduler: { createTimer(name: string, cb: () => void): { setIn(ns: number): void } };
@@ -17,15 +18,6 @@ interface PcInternals {
 }
 
 const dir = mkdtempSync(join(tmpdir(), "tsvisor-boot-"));
-
-function have(command: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Runs a machine until `done(screen)` holds (checked every 20 ms of guest time), `onReady` may

@@ -12,19 +12,11 @@ import { defaultBootFiles, ensureImages, memtestImage } from "../src/images/inde
 import type { MachineConfig } from "../src/machine/machine.ts";
 import { buildPc } from "../src/machine/pc.ts";
 import { decodePng, inkInRows } from "./support/png.ts";
+import { have } from "./support/tools.ts";
 
 interface PcInternals {
   scheduler: { createTimer(name: string, cb: () => void): { setIn(ns: number): void } };
   vga: { textContent(): string };
-}
-
-function have(command: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe("memtest86+", () => {

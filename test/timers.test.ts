@@ -8,15 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { buildPc } from "../src/machine/pc.ts";
-
-function have(command: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { have } from "./support/tools.ts";
 
 const PM_TIMER_HZ = 3_579_545;
 const PIT_HZ = 1_193_182;
