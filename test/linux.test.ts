@@ -117,7 +117,7 @@ describe("Linux guests", { concurrency: 1 }, () => {
     assert.match(
       run.stdout,
       new RegExp(`\\n${release.replace(/\./g, "\\.")}\\r?\\n`),
-      "uname -r is the packaged release",
+      `uname -r is the packaged release; the session ended with:\n${run.stdout.slice(-1500)}`,
     );
     assert.match(run.stdout, new RegExp(`${payloadMd5}  /root/payload\\.bin`), "md5sum matches the host's");
     assert.match(run.stdout, /sum=142/);
