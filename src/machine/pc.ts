@@ -206,22 +206,18 @@ class Pc implements Machine {
     const cpuIntr = new IrqLine("cpu-intr");
     const picIntr = new IrqLine("pic-intr");
     this.pic = new DualPic(picIntr);
-    const ioapicRef: { current?: IoApic } = {};
-    let lapicRef: LocalApic | undefined;
     this.lapic = new LocalApic({
       scheduler: this.scheduler,
       intr: cpuIntr,
       nmi: () => this.cpu.nmi(),
       pic: this.pic,
-      onEoi: (vector) => ioapicRef.current?.endOfInterrupt(vector),
+      onEoi: (vector) => this.ioapic.endOfInterrupt(vector),
       onRelocate: (base) => this.relocateLapic(base),
     });
-    lapicRef = this.lapic;
     this.ioapic = new IoApic({
       deliverMessage: (vector, mode, level, destination, logical) =>
-        lapicRef!.deliverMessage(vector, mode, level, destination, logical),
+        this.lapic.deliverMessage(vector, mode, level, destination, logical),
     });
-    ioapicRef.current = this.ioapic;
     picIntr.connect((high) => this.lapic.setLint0(high));
     const isa = Array.from({ length: 16 }, (_, irq) => {
       const wire = new WiredOr(`isa-irq${irq}`);
@@ -252,18 +248,18 @@ class Pc implements Machine {
     });
     cpuIntr.connect((high) => this.cpu.setIntr(high));
     this.cpu.onApicBaseChange = (lo: number) => this.lapic.writeBaseMsr(lo);
+    const cpu = this.cpu;
     this.loop = new RunLoop({
       cpu: {
         run: (n) => this.cpu.run(n),
         get halted() {
-          return cpuHalted();
+          return cpu.halted;
         },
         interruptsEnabled: () => (this.cpu.eflags & 0x200) !== 0,
       },
       scheduler: this.scheduler,
       ...(config.timeoutSeconds ? { timeoutNs: config.timeoutSeconds * 1e9 } : {}),
     });
-    const cpuHalted = () => this.cpu.halted;
 
     // Legacy ISA devices.
     this.ports.register("pic-master", 0x20, 2, this.pic.master);
