@@ -100,6 +100,7 @@ import {
 } from "./flags.ts";
 import type { FpuUnit } from "./fpu/host.ts";
 import { CpuFpuHost } from "./fpu-glue.ts";
+import { defaultJitMode, Jit, type JitMode } from "./jit/jit.ts";
 import { deliverProtected } from "./protected.ts";
 import { defaultMsrs, type MsrFile } from "./system.ts";
 
@@ -114,6 +115,8 @@ export interface CpuOptions {
   tsc?: () => number;
   /** The x87/MMX unit; without it the escape opcodes raise #NM and CPUID does not advertise an FPU. */
   fpu?: FpuUnit;
+  /** The binary translator: off, on (hot blocks), force (every block). Default: defaultJitMode(). */
+  jit?: JitMode;
 }
 
 /** One segment register with its descriptor cache (also LDTR and TR). */
@@ -226,6 +229,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   readonly rHi = new Float64Array(6);
   readonly wLo = new Float64Array(6);
   readonly wHi = new Float64Array(6);
+  /** Bit n: segment n reads with base 0 and limit 4 GiB; bit 8+n: the same for writes. */
+  flatMask = 0;
 
   cr0 = 0;
   cr2 = 0;
@@ -260,7 +265,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** Interrupts are inhibited for one instruction (after MOV SS, POP SS, STI). */
   shadow = false;
   /** Set when the block loop must return to the run loop (pins, HLT, TF, shadow, shutdown). */
-  private attention = false;
+  attention = false;
   /** Set by MOV SS / POP SS: debug traps wait until after the next instruction. */
   private shadowDebug = false;
   /** Debug-trap DR6 bits held back by MOV SS / POP SS. */
@@ -276,14 +281,17 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   ext = 0;
 
   // ---- memory -----------------------------------------------------------------------------
-  private ram: Uint8Array;
+  /** Main RAM, and the same bytes as 32-bit words (translated code reads aligned words). */
+  ram: Uint8Array;
+  ram32: Int32Array;
   private ramSize = 0;
   private ramId = -1;
   readonly tlb = new Int32Array(1 << 20);
   private readonly tlbList = new Int32Array(TLB_LIST_MAX);
   private tlbCount = 0;
-  private readNeed = TLB_VALID | TLB_RAMR;
-  private writeNeed = TLB_VALID | TLB_RAMW | TLB_WSUP;
+  /** TLB bits a direct read / write needs (translated code tests them inline). */
+  readNeed = TLB_VALID | TLB_RAMR;
+  writeNeed = TLB_VALID | TLB_RAMW | TLB_WSUP;
   private dataBreakpoints = false;
 
   // ---- decoded code -----------------------------------------------------------------------
@@ -300,6 +308,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   eaOff = 0;
 
   readonly fpuHost: CpuFpuHost;
+  /** The binary translator (undefined when off). */
+  readonly jit: Jit | undefined;
 
   constructor(options: CpuOptions) {
     this.memory = options.memory;
@@ -310,6 +320,9 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.fpu = options.fpu;
     this.fpuHost = new CpuFpuHost(this);
     this.ram = new Uint8Array(0);
+    this.ram32 = new Int32Array(0);
+    const jitMode = options.jit ?? defaultJitMode();
+    this.jit = jitMode === "off" ? undefined : new Jit({ mode: jitMode });
     this.refreshRam();
     this.memory.setCodeListener((address) => this.invalidateCode(address));
     this.memory.onWriteProtect((page) => {
@@ -761,6 +774,9 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.rHi[seg] = readable ? hi : 0;
     this.wLo[seg] = writable ? lo : 1;
     this.wHi[seg] = writable ? hi : 0;
+    const whole = this.segBase[seg] === 0 && lo === 0 && hi === 0xffffffff;
+    const bits = (whole && readable ? 1 << seg : 0) | (whole && writable ? 0x100 << seg : 0);
+    this.flatMask = (this.flatMask & ~(0x101 << seg)) | bits;
   }
 
   /** Recomputes every segment's access windows (after a mode change). */
@@ -1313,6 +1329,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   private refreshRam(): void {
     const main = this.memory.mainRam;
     this.ram = main ? main.bytes : new Uint8Array(0);
+    const r = this.ram;
+    this.ram32 = new Int32Array(r.buffer, r.byteOffset, r.length >> 2);
     this.ramSize = main ? main.size : 0;
     this.ramId = main ? main.id : -1;
   }
@@ -1526,18 +1544,37 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       this.instrStart = this.eip;
       const block = this.fetchBlock(MAX_BLOCK_INSNS);
       const insns = block.insns;
-      const n = Math.min(insns.length, budget);
-      const code32 = this.code32;
-      for (let k = 0; k < n; k++) {
-        const insn = insns[k]!;
-        this.instrStart = this.eip;
-        this.eip = code32 ? (this.eip + insn.length) >>> 0 : (this.eip + insn.length) & 0xffff;
-        insn.handler(this, insn);
-        this.instructionCount++;
-        if (!block.valid) break;
+      const jit = this.jit;
+      if (jit !== undefined && block.cacheable && insns.length <= budget) {
+        let translated = block.translated;
+        if (translated === undefined && ++block.heat >= jit.threshold) translated = jit.translate(block, this);
+        if (translated !== undefined) {
+          if (translated(this, end) < 0) {
+            translated = jit.retranslate(block, this);
+            if (translated === undefined || translated(this, end) < 0) this.interpretBlock(block, budget);
+          }
+          this.flagsRaw &= ~RF;
+          continue;
+        }
       }
-      this.flagsRaw &= ~RF;
+      this.interpretBlock(block, budget);
     }
+  }
+
+  /** Runs up to `budget` instructions of a decoded block through the interpreter's handlers. */
+  private interpretBlock(block: Block, budget: number): void {
+    const insns = block.insns;
+    const n = Math.min(insns.length, budget);
+    const code32 = this.code32;
+    for (let k = 0; k < n; k++) {
+      const insn = insns[k]!;
+      this.instrStart = this.eip;
+      this.eip = code32 ? (this.eip + insn.length) >>> 0 : (this.eip + insn.length) & 0xffff;
+      insn.handler(this, insn);
+      this.instructionCount++;
+      if (!block.valid) break;
+    }
+    this.flagsRaw &= ~RF;
   }
 
   /** Makes the run loop look at pins, flags and modes before the next block. */
@@ -1674,7 +1711,10 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     const page = Math.floor(address / 4096);
     const list = this.pageBlocks.get(page);
     if (list) {
-      for (const b of list) b.valid = false;
+      for (const b of list) {
+        b.valid = false;
+        this.jit?.dropped(b);
+      }
       this.pageBlocks.delete(page);
     }
     this.memory.clearCode(page);
@@ -1683,6 +1723,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** Drops every decoded block (memory map changes). */
   flushBlocks(): void {
     for (const list of this.pageBlocks.values()) for (const b of list) b.valid = false;
+    this.jit?.dropAll();
     for (const page of this.pageBlocks.keys()) this.memory.clearCode(page);
     this.pageBlocks.clear();
     this.blockCache.fill(undefined);

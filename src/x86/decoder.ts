@@ -70,6 +70,14 @@ export class Block {
   next1: Block | undefined = undefined;
   next1Lin = 0;
   next1Tlb = 0;
+  /** Executions so far (the translator's heat measure). */
+  heat = 0;
+  /** The binary translator's version of this block (see jit/), once hot. */
+  translated: ((cpu: unknown, end: number) => number) | undefined = undefined;
+  translatedBytes = 0;
+  /** The flat-segment assumptions the translation was made under. */
+  translatedFlat = 0;
+  retranslations = 0;
   constructor(phys: number, code32: boolean) {
     this.phys = phys;
     this.code32 = code32;

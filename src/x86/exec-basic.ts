@@ -270,7 +270,7 @@ export function imul1E(cpu: Cpu, i: Insn): void {
   cpu.setResultFlags(low, s, over ? CF | OF : 0);
 }
 
-function imulTrunc(cpu: Cpu, s: number, a: number, b: number): number {
+export function imulTrunc(cpu: Cpu, s: number, a: number, b: number): number {
   let r: number;
   let over: boolean;
   if (s === 2) {

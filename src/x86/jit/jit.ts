@@ -1,0 +1,160 @@
+// The binary translator's cache and policy: which decoded blocks get translated (by measured heat),
+// what assumptions a translation was made under, how much translated code may exist at once, and
+// the counters `info jit` shows.
+//
+// Translations hang off the interpreter's decoded blocks (decoder.ts `Block`), so they share the
+// blocks' keys (physical address and code-segment size) and their invalidation: a write to a page
+// holding code (by the guest, DMA or a loader, seen through the memory map's CODE flag), a change
+// of the memory map or of A20 marks the blocks invalid, and their translations die with them.
+// Everything else a translation depends on (flat segments, the stack size) is checked when it is
+// entered; a mismatch translates the block again under the new assumptions.
+//
+// The cache is bounded: past `maxBlocks` translations or `maxSourceBytes` of generated source,
+// every translation is dropped at once and heat starts again (the policy QEMU's TCG uses when its
+// code buffer fills); guests that generate code therefore cannot grow it without limit.
+
+import type { Block } from "../decoder.ts";
+import { type TranslatedBlock, translateBlock } from "./translate.ts";
+
+export type JitMode = "off" | "on" | "force";
+
+export const JIT_MODES: readonly JitMode[] = ["off", "on", "force"];
+
+/** The translator mode from TSVISOR_JIT (for test runs), else `on`. */
+export function defaultJitMode(env: Record<string, string | undefined> = process.env): JitMode {
+  const v = env.TSVISOR_JIT;
+  return v === "off" || v === "force" || v === "on" ? v : "on";
+}
+
+export interface JitOptions {
+  mode: JitMode;
+  /** Executions of a block before it is translated (`force`: 1). */
+  threshold?: number;
+  maxBlocks?: number;
+  maxSourceBytes?: number;
+}
+
+export interface JitStats {
+  mode: JitMode;
+  /** Blocks translated since start (including retranslations). */
+  translations: number;
+  /** Translations currently held. */
+  cachedBlocks: number;
+  /** Generated source held, in bytes (the cache's size measure). */
+  cachedSourceBytes: number;
+  /** Instructions translated inline / left to interpreter handlers, over all translations. */
+  inlinedInstructions: number;
+  handlerInstructions: number;
+  /** Translations dropped because their code was written or remapped. */
+  invalidations: number;
+  /** Times the whole cache was dropped for being full. */
+  flushes: number;
+  /** Entries refused because the CPU no longer matched a translation's assumptions. */
+  assumptionMisses: number;
+  /** Milliseconds spent generating and compiling translations. */
+  translateMs: number;
+}
+
+/** Blocks whose assumptions keep changing stop being translated after this many attempts. */
+const MAX_RETRANSLATIONS = 4;
+
+export interface JitCpuView {
+  readonly flatMask: number;
+  readonly stack32: boolean;
+}
+
+export class Jit {
+  readonly mode: JitMode;
+  readonly threshold: number;
+  readonly maxBlocks: number;
+  readonly maxSourceBytes: number;
+  private readonly held = new Set<Block>();
+  private sourceBytes = 0;
+  private translations = 0;
+  private inlined = 0;
+  private viaHandler = 0;
+  private invalidations = 0;
+  private flushes = 0;
+  private misses = 0;
+  private translateMs = 0;
+
+  constructor(options: JitOptions) {
+    this.mode = options.mode;
+    this.threshold = options.mode === "force" ? 1 : (options.threshold ?? 64);
+    this.maxBlocks = options.maxBlocks ?? 32768;
+    this.maxSourceBytes = options.maxSourceBytes ?? 96 * 1024 * 1024;
+  }
+
+  /** Translates `block` under the CPU's current assumptions; undefined if it will not be translated. */
+  translate(block: Block, cpu: JitCpuView, flatMask = cpu.flatMask): TranslatedBlock | undefined {
+    if (block.retranslations > MAX_RETRANSLATIONS) return undefined;
+    if (this.held.size >= this.maxBlocks || this.sourceBytes >= this.maxSourceBytes) this.flush();
+    const started = performance.now();
+    const t = translateBlock(block, flatMask, cpu.stack32);
+    this.translateMs += performance.now() - started;
+    this.translations++;
+    this.inlined += t.inlined;
+    this.viaHandler += block.insns.length - t.inlined;
+    if (block.translated !== undefined) this.sourceBytes -= block.translatedBytes;
+    block.translated = t.run;
+    block.translatedBytes = t.source.length;
+    block.translatedFlat = flatMask;
+    this.sourceBytes += t.source.length;
+    this.held.add(block);
+    return t.run;
+  }
+
+  /** A translation refused to run: translate again for what the CPU looks like now. */
+  retranslate(block: Block, cpu: JitCpuView): TranslatedBlock | undefined {
+    this.misses++;
+    block.retranslations++;
+    // Keep only the segments flat both then and now, so alternating users converge.
+    return this.translate(block, cpu, cpu.flatMask & block.translatedFlat);
+  }
+
+  /** The block's code changed or was unmapped. */
+  dropped(block: Block): void {
+    if (block.translated === undefined) return;
+    this.invalidations++;
+    this.release(block);
+  }
+
+  private release(block: Block): void {
+    this.sourceBytes -= block.translatedBytes;
+    block.translated = undefined;
+    block.translatedBytes = 0;
+    this.held.delete(block);
+  }
+
+  /** Drops every translation because the cache is full. */
+  flush(): void {
+    if (this.held.size > 0) this.flushes++;
+    this.dropAll();
+  }
+
+  /** Drops every translation (the decoded blocks are being dropped too). */
+  dropAll(): void {
+    for (const b of this.held) {
+      b.translated = undefined;
+      b.translatedBytes = 0;
+      b.heat = 0;
+    }
+    this.held.clear();
+    this.sourceBytes = 0;
+  }
+
+  stats(): JitStats {
+    return {
+      mode: this.mode,
+      translations: this.translations,
+      cachedBlocks: this.held.size,
+      cachedSourceBytes: this.sourceBytes,
+      inlinedInstructions: this.inlined,
+      handlerInstructions: this.viaHandler,
+      invalidations: this.invalidations,
+      flushes: this.flushes,
+      assumptionMisses: this.misses,
+      translateMs: Math.round(this.translateMs),
+    };
+  }
+}

@@ -1,0 +1,1102 @@
+// The translator proper: one decoded block (decoder.ts `Block`, the interpreter's unit) becomes the
+// source of one JavaScript function, which `new Function` compiles and V8 then optimises like any
+// hot code. The block's instructions are already decoded by the shared decoder; this file only
+// chooses, per opcode-table entry, whether to emit the operation inline or to call the
+// interpreter's handler for it, so both engines share one decoder and one set of semantics.
+//
+// Inside a translated block:
+// - the general registers the inline code touches live in JS locals (`r0`..`r7`), loaded on entry
+//   and stored on every way out (exit, fault, a call to an interpreter handler);
+// - memory goes through the CPU's TLB inline: a hit on a RAM page reads or writes the RAM array
+//   directly; anything else (a miss, MMIO, a page crossing, a fault, a code page) calls the CPU's
+//   own access methods, which do the full checks;
+// - arithmetic flags stay lazy: a flag-setting instruction records its operands and result in the
+//   CPU's lazy-flag fields (unless a later instruction in the block overwrites every flag before
+//   anything could observe them), and conditions later in the same block are computed straight
+//   from the JS values;
+// - EIP is the block's entry EIP plus a constant offset, written back only when needed;
+// - a block whose last instruction jumps back to its own start loops inside the function while
+//   the instruction budget lasts and nothing needs the run loop.
+//
+// Faults: every inline instruction commits its register and flag results only after its last
+// access that can fault, so when a GuestFault unwinds the function the locals hold the state
+// before the faulting instruction; the catch clause stores them, sets EIP, instrStart and the
+// retired-instruction count, and rethrows for the CPU's normal delivery.
+
+import type { Block, Insn } from "../decoder.ts";
+import { shiftOp, imulTrunc } from "../exec-basic.ts";
+import {
+  ARITH_FLAGS,
+  CF,
+  DF,
+  LZ_ADC,
+  LZ_ADD,
+  LZ_LOGIC,
+  LZ_SBB,
+  LZ_SUB,
+  OF,
+  PARITY,
+  PF,
+  SF,
+  SS,
+  ZF,
+} from "../flags.ts";
+import type { Handler } from "../opcodes.ts";
+
+/** What a translated block assumes about the CPU when it runs (checked on entry). */
+export interface BlockAssumptions {
+  /** Segments (bit = index; bit 8+index for writes) whose base is 0 and whose limit is 4 GiB. */
+  readonly flatMask: number;
+  /** The stack segment's B bit. */
+  readonly stack32: boolean;
+}
+
+/**
+ * A translated block: `run(cpu, end)` executes it (looping while it jumps to itself and
+ * `cpu.instructionCount + length <= end`); it returns -1 without doing anything when the CPU no
+ * longer matches the assumptions it was translated under, else 0.
+ */
+export type TranslatedBlock = (cpu: unknown, end: number) => number;
+
+export interface Translation {
+  readonly run: TranslatedBlock;
+  readonly source: string;
+  /** Instructions emitted inline (the rest call interpreter handlers). */
+  readonly inlined: number;
+}
+
+
+const MASK = [0, 0xff, 0xffff, 0, -1];
+const SIGN = [0, 0x80, 0x8000, 0, -0x80000000];
+
+/** Handler-call and memory-helper references the generated code closes over. */
+interface Env {
+  handlers: Handler[];
+  insns: Insn[];
+}
+
+/** Which instructions can be emitted inline (and what the emitter must know about them). */
+interface InsnInfo {
+  inline: boolean;
+  /** May raise a guest exception (memory access, or a handler call). */
+  mayFault: boolean;
+  /** Reads arithmetic flags from the CPU (a handler, a helper, ADC/SBB/INC/DEC, an unknown condition). */
+  readsFlags: boolean;
+  /** Overwrites all six arithmetic flags without reading any. */
+  writesAllFlags: boolean;
+}
+
+function isFlagSettingAlu(op: number): boolean {
+  return op !== 2 && op !== 3;
+}
+
+/** Classifies an instruction for the emitter (mirrors the cases `emitInsn` handles). */
+function classify(i: Insn): InsnInfo {
+  const op = i.opcode;
+  const mem = i.mod !== 3 && i.entry.modrm;
+  const info: InsnInfo = { inline: true, mayFault: mem, readsFlags: false, writesAllFlags: false };
+  if (i.lock) {
+    // LOCK forms keep the interpreter's checks (#UD on bad forms) and atomic intent.
+    return { inline: false, mayFault: true, readsFlags: true, writesAllFlags: false };
+  }
+  if (op < 0x40 && (op & 7) < 6) {
+    const alu = (op >> 3) & 7;
+    info.writesAllFlags = isFlagSettingAlu(alu);
+    info.readsFlags = !info.writesAllFlags;
+    return info;
+  }
+  if (op === 0x80 || op === 0x81 || op === 0x83) {
+    info.writesAllFlags = isFlagSettingAlu(i.reg);
+    info.readsFlags = !info.writesAllFlags;
+    return info;
+  }
+  if (op >= 0x40 && op <= 0x4f) {
+    info.readsFlags = true;
+    return info;
+  }
+  if (op >= 0x50 && op <= 0x5f) return { ...info, mayFault: true };
+  if (op === 0x68 || op === 0x6a) return { ...info, mayFault: true };
+  if (op >= 0x70 && op <= 0x7f) return info;
+  if (op >= 0x180 && op <= 0x18f) return info;
+  if (op >= 0x190 && op <= 0x19f) return info;
+  if (op >= 0x140 && op <= 0x14f) return info;
+  if (op === 0x84 || op === 0x85 || op === 0xa8 || op === 0xa9) return { ...info, writesAllFlags: true };
+  if (op === 0x86 || op === 0x87) return info;
+  if (op >= 0x88 && op <= 0x8b) return info;
+  if (op === 0x8d) return i.mod === 3 ? notInline() : info;
+  if (op === 0x90) return info;
+  if (op >= 0x91 && op <= 0x97) return info;
+  if (op === 0x98 || op === 0x99) return info;
+  if (op >= 0xa0 && op <= 0xa3) return { ...info, mayFault: true };
+  if (op >= 0xb0 && op <= 0xbf) return info;
+  if (op === 0xc0 || op === 0xc1 || op === 0xd0 || op === 0xd1 || op === 0xd2 || op === 0xd3) {
+    // A memory operand with a count that may be zero is only read, not checked for writing.
+    const maybeZero = op === 0xd2 || op === 0xd3 || ((op === 0xc0 || op === 0xc1) && (i.imm & 31) === 0);
+    if (mem && maybeZero) return notInline();
+    return { ...info, readsFlags: true };
+  }
+  if (op === 0xc2 || op === 0xc3) return { ...info, mayFault: true };
+  if (op === 0xc6 || op === 0xc7) return info;
+  if (op === 0xc9) return { ...info, mayFault: true };
+  if (op === 0xe8) return { ...info, mayFault: true };
+  if (op === 0xe9 || op === 0xeb) return info;
+  if (op === 0xe2 || op === 0xe3) return info;
+  if (op === 0xfc || op === 0xfd) return info;
+  if (op === 0xf6 || op === 0xf7) {
+    if (i.reg <= 1) return { ...info, writesAllFlags: true };
+    if (i.reg === 2) return info;
+    if (i.reg === 3) return { ...info, writesAllFlags: true };
+    return notInline();
+  }
+  if (op === 0xfe || op === 0xff) {
+    if (i.reg <= 1) return { ...info, readsFlags: true };
+    if (op === 0xff && (i.reg === 2 || i.reg === 4)) return { ...info, mayFault: info.mayFault || i.reg === 2 };
+    if (op === 0xff && i.reg === 6) return { ...info, mayFault: true };
+    return notInline();
+  }
+  if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf) return info;
+  if (op === 0x1af || op === 0x169 || op === 0x69 || op === 0x6b) return { ...info, readsFlags: true };
+  if (op >= 0x1c8 && op <= 0x1cf) return info;
+  if (op >= 0x118 && op <= 0x11f) return info;
+  return notInline();
+}
+
+function notInline(): InsnInfo {
+  return { inline: false, mayFault: true, readsFlags: true, writesAllFlags: false };
+}
+
+/** The last flag-setting operation, as JS expressions, when this block computed it inline. */
+interface KnownFlags {
+  op: number;
+  size: number;
+  a: string;
+  b: string;
+  r: string;
+}
+
+class Emitter {
+  readonly out: string[] = [];
+  /** Registers read or written by inline code. */
+  readonly used = new Set<number>();
+  /** Registers written by inline code. */
+  readonly written = new Set<number>();
+  private temps = 0;
+  readonly tempNames: string[] = [];
+  known: KnownFlags | undefined;
+  /** Bits of BlockAssumptions.flatMask the emitted code relies on. */
+  flatNeeded = 0;
+  readonly env: Env = { handlers: [], insns: [] };
+
+  readonly flatAvailable: number;
+  readonly stack32: boolean;
+
+  constructor(flatAvailable: number, stack32: boolean) {
+    this.flatAvailable = flatAvailable;
+    this.stack32 = stack32;
+  }
+
+  line(s: string): void {
+    this.out.push(s);
+  }
+
+  temp(): string {
+    const name = `t${this.temps++}`;
+    this.tempNames.push(name);
+    return name;
+  }
+
+  // ---- registers ----
+
+  reg32(r: number): string {
+    this.used.add(r);
+    return `r${r}`;
+  }
+
+  getReg(size: number, r: number): string {
+    if (size === 4) return this.reg32(r);
+    if (size === 2) return `(${this.reg32(r)} & 0xffff)`;
+    return r < 4 ? `(${this.reg32(r)} & 0xff)` : `((${this.reg32(r - 4)} >> 8) & 0xff)`;
+  }
+
+  setReg(size: number, r: number, value: string): void {
+    if (size === 4) {
+      this.written.add(r);
+      this.line(`${this.reg32(r)} = ${value} | 0;`);
+    } else if (size === 2) {
+      this.written.add(r);
+      this.line(`${this.reg32(r)} = (r${r} & -65536) | ((${value}) & 0xffff);`);
+    } else if (r < 4) {
+      this.written.add(r);
+      this.line(`${this.reg32(r)} = (r${r} & -256) | ((${value}) & 0xff);`);
+    } else {
+      this.written.add(r - 4);
+      this.line(`${this.reg32(r - 4)} = (r${r - 4} & -65281) | (((${value}) & 0xff) << 8);`);
+    }
+  }
+
+  // ---- addresses and memory ----
+
+  /** The instruction's memory offset as an int32 expression (32-bit) or 0..0xFFFF (16-bit). */
+  offset(i: Insn): string {
+    const parts: string[] = [];
+    if (i.base >= 0) parts.push(this.reg32(i.base));
+    if (i.index >= 0) parts.push(i.scale ? `(${this.reg32(i.index)} << ${i.scale})` : this.reg32(i.index));
+    if (i.disp !== 0 || parts.length === 0) parts.push(String(i.disp | 0));
+    const sum = parts.join(" + ");
+    return i.addr32 ? (parts.length === 1 && i.disp === 0 ? sum : `((${sum}) | 0)`) : `((${sum}) & 0xffff)`;
+  }
+
+  private isFlat(seg: number, write: boolean): boolean {
+    const bit = 1 << (seg + (write ? 8 : 0));
+    if ((this.flatAvailable & bit) === 0) return false;
+    this.flatNeeded |= bit;
+    return true;
+  }
+
+  /** Linear address into `lin` for an access of `size` at seg:off; limit checks for non-flat segments. */
+  private linear(seg: number, off: string, size: number, write: boolean, lin: string): boolean {
+    if (this.isFlat(seg, write)) {
+      this.line(`${lin} = ${off};`);
+      return true;
+    }
+    const u = this.temp();
+    const lo = write ? "wLo" : "rLo";
+    const hi = write ? "wHi" : "rHi";
+    this.line(`${u} = ${off} >>> 0;`);
+    this.line(`if (${u} < ${lo}[${seg}] || ${u} + ${size - 1} > ${hi}[${seg}]) cpu.segFault(${seg});`);
+    this.line(`${lin} = (segBase[${seg}] + ${u}) | 0;`);
+    return false;
+  }
+
+  private readRam(size: number, p: string): string {
+    if (size === 1) return `ram[${p}]`;
+    if (size === 2) return `(ram[${p}] | (ram[${p} + 1] << 8))`;
+    return `((${p} & 3) === 0 ? ram32[${p} >> 2] : ram[${p}] | (ram[${p} + 1] << 8) | (ram[${p} + 2] << 16) | (ram[${p} + 3] << 24))`;
+  }
+
+  private writeRam(size: number, p: string, v: string): void {
+    if (size === 1) this.line(`ram[${p}] = ${v};`);
+    else if (size === 2) this.line(`ram[${p}] = ${v}; ram[${p} + 1] = ${v} >> 8;`);
+    else
+      this.line(
+        `if ((${p} & 3) === 0) ram32[${p} >> 2] = ${v}; else { ram[${p}] = ${v}; ram[${p} + 1] = ${v} >> 8; ram[${p} + 2] = ${v} >> 16; ram[${p} + 3] = ${v} >> 24; }`,
+      );
+  }
+
+  /** Emits a read of `size` bytes at seg:off; returns the temp holding the value (int32 for 4). */
+  read(seg: number, off: string, size: number): string {
+    const lin = this.temp();
+    const e = this.temp();
+    const p = this.temp();
+    const v = this.temp();
+    const flat = this.linear(seg, off, size, false, lin);
+    this.line(`${e} = tlb[${lin} >>> 12];`);
+    this.line(`if ((${e} & RN) === RN && (${lin} & 4095) <= ${4096 - size}) {`);
+    this.line(`${p} = (${e} >>> 9) * 4096 + (${lin} & 4095); ${v} = ${this.readRam(size, p)};`);
+    const slow = flat ? `cpu.rd${size * 8}(${seg}, ${lin} >>> 0)` : `cpu.readLin${size * 8}(${lin})`;
+    this.line(`} else { ${v} = ${slow}${size === 4 ? " | 0" : ""}; ram = cpu.ram; ram32 = cpu.ram32; }`);
+    return v;
+  }
+
+  /** Emits a write of `value` (`size` bytes) at seg:off. */
+  write(seg: number, off: string, size: number, value: string): void {
+    const lin = this.temp();
+    const e = this.temp();
+    const p = this.temp();
+    const flat = this.linear(seg, off, size, true, lin);
+    this.line(`${e} = tlb[${lin} >>> 12];`);
+    this.line(`if ((${e} & WN) === WN && (${lin} & 4095) <= ${4096 - size}) {`);
+    this.line(`${p} = (${e} >>> 9) * 4096 + (${lin} & 4095);`);
+    this.writeRam(size, p, value);
+    const slow = flat ? `cpu.wr${size * 8}(${seg}, ${lin} >>> 0, ${value})` : `cpu.writeLin${size * 8}(${lin}, ${value})`;
+    this.line(`} else { ${slow}; ram = cpu.ram; ram32 = cpu.ram32; }`);
+  }
+
+  /**
+   * Read-modify-write: checks that seg:off is writable (segment and page) before reading, then
+   * `compute(value)` gives the expression to store. Returns the temp holding the old value.
+   */
+  readModifyWrite(seg: number, off: string, size: number, compute: (old: string) => string): string {
+    const lin = this.temp();
+    const e = this.temp();
+    const p = this.temp();
+    const v = this.temp();
+    const res = this.temp();
+    const flat = this.linear(seg, off, size, true, lin);
+    this.line(`${e} = tlb[${lin} >>> 12];`);
+    this.line(`if ((${e} & WN) === WN && (${lin} & 4095) <= ${4096 - size}) {`);
+    this.line(`${p} = (${e} >>> 9) * 4096 + (${lin} & 4095); ${v} = ${this.readRam(size, p)};`);
+    // The slow path checks the write permission first, as the processor does.
+    const u = flat ? `${lin} >>> 0` : undefined;
+    const slowRead = flat ? `cpu.rd${size * 8}(${seg}, ${u})` : `cpu.readLin${size * 8}(${lin})`;
+    const check = flat ? `cpu.checkWrite(${seg}, ${u}, ${size})` : `cpu.checkWritable(${lin}, ${size})`;
+    this.line(`} else { ${check}; ${v} = ${slowRead}${size === 4 ? " | 0" : ""}; ${p} = -1; }`);
+    this.line(`${res} = ${compute(v)};`);
+    this.line(`if (${p} >= 0) {`);
+    this.writeRam(size, p, res);
+    const slowWrite = flat
+      ? `cpu.wr${size * 8}(${seg}, ${u}, ${res})`
+      : `cpu.writeLin${size * 8}(${lin}, ${res})`;
+    this.line(`} else { ${slowWrite}; ram = cpu.ram; ram32 = cpu.ram32; }`);
+    return v;
+  }
+
+  /** Reads the r/m operand (register or memory). */
+  readE(i: Insn, size: number): string {
+    if (i.mod === 3) return this.getReg(size, i.rm);
+    return this.read(i.seg, this.offset(i), size);
+  }
+
+  /** Writes the r/m operand. */
+  writeE(i: Insn, size: number, value: string): void {
+    if (i.mod === 3) this.setReg(size, i.rm, value);
+    else this.write(i.seg, this.offset(i), size, value);
+  }
+
+  // ---- stack ----
+
+  push(size: number, value: string): void {
+    const v = this.temp();
+    const sp = this.temp();
+    this.line(`${v} = ${value};`);
+    if (this.stack32) this.line(`${sp} = (${this.reg32(4)} - ${size}) | 0;`);
+    else this.line(`${sp} = (${this.reg32(4)} - ${size}) & 0xffff;`);
+    this.write(SS, sp, size, v);
+    this.written.add(4);
+    if (this.stack32) this.line(`r4 = ${sp};`);
+    else this.line(`r4 = (r4 & -65536) | ${sp};`);
+  }
+
+  /** Pops into a temp (ESP updated after the read); returns the temp. */
+  pop(size: number): string {
+    const off = this.stack32 ? this.reg32(4) : `(${this.reg32(4)} & 0xffff)`;
+    const v = this.read(SS, off, size);
+    this.written.add(4);
+    if (this.stack32) this.line(`r4 = (r4 + ${size}) | 0;`);
+    else this.line(`r4 = (r4 & -65536) | ((r4 + ${size}) & 0xffff);`);
+    return v;
+  }
+}
+
+// ---- flags --------------------------------------------------------------------------------------
+
+function maskExpr(size: number, v: string): string {
+  return size === 4 ? `(${v} | 0)` : `(${v} & ${MASK[size]})`;
+}
+
+/** Records an arithmetic result in the CPU's lazy-flag fields. */
+function storeArith(em: Emitter, op: number | string, a: string, b: string, r: string, size: number): void {
+  em.line(
+    `cpu.lzOp = ${op}; cpu.lzA = ${a}; cpu.lzB = ${b}; cpu.lzRes = ${r}; cpu.lzSize = ${size}; cpu.lazyMask = ${ARITH_FLAGS};`,
+  );
+}
+
+function storeLogic(em: Emitter, r: string, size: number): void {
+  em.line(
+    `cpu.lzOp = ${LZ_LOGIC}; cpu.lzRes = ${r}; cpu.lzSize = ${size}; cpu.flagsRaw &= ${~(CF | OF | 0x10)}; cpu.lazyMask = ${PF | ZF | SF};`,
+  );
+}
+
+/** A JS boolean expression for condition `cc` from known flags, or undefined. */
+function knownCondition(k: KnownFlags, cc: number): string | undefined {
+  const { op, size, a, b, r } = k;
+  const m = MASK[size]!;
+  const sign = SIGN[size]!;
+  const u = (x: string) => (size === 4 ? `(${x} >>> 0)` : `(${x} & ${m})`);
+  const s = (x: string) => (size === 4 ? `(${x} | 0)` : size === 2 ? `((${x} << 16) >> 16)` : `((${x} << 24) >> 24)`);
+  const zf = `((${r} & ${m}) === 0)`;
+  const sf = `((${r} & ${sign}) !== 0)`;
+  let e: string | undefined;
+  switch (cc >> 1) {
+    case 0: // O
+      if (op === LZ_SUB) e = `(((${a} ^ ${b}) & (${a} ^ ${r}) & ${sign}) !== 0)`;
+      else if (op === LZ_ADD) e = `(((${a} ^ ${r}) & (${b} ^ ${r}) & ${sign}) !== 0)`;
+      else if (op === LZ_LOGIC) e = "false";
+      break;
+    case 1: // B
+      if (op === LZ_SUB) e = `(${u(a)} < ${u(b)})`;
+      else if (op === LZ_ADD) e = `(${u(r)} < ${u(a)})`;
+      else if (op === LZ_LOGIC) e = "false";
+      break;
+    case 2: // Z
+      e = zf;
+      break;
+    case 3: // BE
+      if (op === LZ_SUB) e = `(${u(a)} <= ${u(b)})`;
+      else if (op === LZ_LOGIC) e = zf;
+      break;
+    case 4: // S
+      e = sf;
+      break;
+    case 5: // P
+      e = `(PARITY[${r} & 0xff] !== 0)`;
+      break;
+    case 6: // L
+      if (op === LZ_SUB) e = `(${s(a)} < ${s(b)})`;
+      else if (op === LZ_LOGIC) e = sf;
+      break;
+    default: // LE
+      if (op === LZ_SUB) e = `(${s(a)} <= ${s(b)})`;
+      else if (op === LZ_LOGIC) e = `(${zf} || ${sf})`;
+      break;
+  }
+  if (e === undefined) return undefined;
+  return cc & 1 ? `!${e}` : e;
+}
+
+function condition(em: Emitter, cc: number): string {
+  const known = em.known ? knownCondition(em.known, cc) : undefined;
+  return known ?? `cpu.cond(${cc})`;
+}
+
+// ---- the instructions ---------------------------------------------------------------------------
+
+interface Ctx {
+  em: Emitter;
+  /** Index of the instruction in the block. */
+  k: number;
+  /** Offset of the next instruction from the block's entry EIP. */
+  next: number;
+  /** This instruction's flag results are observable (must reach the CPU's fields). */
+  flagsLive: boolean;
+  code32: boolean;
+}
+
+function eipExpr(ctx: Ctx, offset: number | string): string {
+  return ctx.code32 ? `((e0 + ${offset}) >>> 0)` : `((e0 + ${offset}) & 0xffff)`;
+}
+
+/** Jump target of a relative branch (opsize truncation as jumpTo does). */
+function relTarget(ctx: Ctx, i: Insn): string {
+  const d = ctx.next + i.imm;
+  return i.opsize === 4 ? `((e0 + ${d}) >>> 0)` : `((e0 + ${d}) & 0xffff)`;
+}
+
+/** An ALU operation on JS values a, b (masked to size); returns the result temp. */
+function emitAlu(ctx: Ctx, op: number, a: string, b: string, size: number): string {
+  const em = ctx.em;
+  const r = em.temp();
+  switch (op) {
+    case 0:
+      em.line(`${r} = ${maskExpr(size, `${a} + ${b}`)};`);
+      em.known = { op: LZ_ADD, size, a, b, r };
+      break;
+    case 1:
+      em.line(`${r} = ${a} | ${b};`);
+      em.known = { op: LZ_LOGIC, size, a, b, r };
+      break;
+    case 4:
+      em.line(`${r} = ${a} & ${b};`);
+      em.known = { op: LZ_LOGIC, size, a, b, r };
+      break;
+    case 6:
+      em.line(`${r} = ${a} ^ ${b};`);
+      em.known = { op: LZ_LOGIC, size, a, b, r };
+      break;
+    case 5:
+    case 7:
+      em.line(`${r} = ${maskExpr(size, `${a} - ${b}`)};`);
+      em.known = { op: LZ_SUB, size, a, b, r };
+      break;
+    default: {
+      // ADC / SBB: the carry comes from the CPU's flags (or the known previous result).
+      const c = em.temp();
+      em.line(`${c} = ${em.known ? (knownCondition(em.known, 2) ?? "cpu.cf()") : "cpu.cf()"} ? 1 : 0;`);
+      em.line(`${r} = ${maskExpr(size, op === 2 ? `${a} + ${b} + ${c}` : `${a} - ${b} - ${c}`)};`);
+      em.known = undefined;
+      return r + `|${c}`;
+    }
+  }
+  return r;
+}
+
+/** Stores the flags of an emitAlu result (after the instruction's memory write). */
+function emitAluFlags(ctx: Ctx, op: number, a: string, b: string, res: string, size: number): void {
+  const em = ctx.em;
+  if (op === 2 || op === 3) {
+    const [r, c] = res.split("|") as [string, string];
+    const lz = op === 2 ? `${c} ? ${LZ_ADC} : ${LZ_ADD}` : `${c} ? ${LZ_SBB} : ${LZ_SUB}`;
+    storeArith(em, `(${lz})`, a, b, r, size);
+    return;
+  }
+  if (!ctx.flagsLive) return;
+  if (op === 1 || op === 4 || op === 6) storeLogic(em, res, size);
+  else storeArith(em, op === 0 ? LZ_ADD : LZ_SUB, a, b, res, size);
+}
+
+function aluResult(res: string): string {
+  return res.split("|")[0]!;
+}
+
+/** Returns false when the instruction is not handled inline. */
+function emitInsn(ctx: Ctx, i: Insn): boolean {
+  const em = ctx.em;
+  const op = i.opcode;
+  const s = i.size;
+
+  // ALU: 00-3F (forms 0-5), 80/81/83.
+  if ((op < 0x40 && (op & 7) < 6) || op === 0x80 || op === 0x81 || op === 0x83) {
+    const group = op >= 0x80;
+    const aluOp = group ? i.reg : (op >> 3) & 7;
+    const form = group ? -1 : op & 7;
+    const immB = group ? String(i.imm & MASK[s]!) : "";
+    if (form === 4 || form === 5) {
+      const a = em.getReg(s, 0);
+      const av = em.temp();
+      em.line(`${av} = ${a};`);
+      const res = emitAlu(ctx, aluOp, av, String(i.imm & MASK[s]!), s);
+      if (aluOp !== 7) em.setReg(s, 0, aluResult(res));
+      emitAluFlags(ctx, aluOp, av, String(i.imm & MASK[s]!), res, s);
+      return true;
+    }
+    const destIsE = group || form <= 1;
+    if (!destIsE) {
+      // op G, E
+      const b = em.readE(i, s);
+      const bv = em.temp();
+      em.line(`${bv} = ${b};`);
+      const av = em.temp();
+      em.line(`${av} = ${em.getReg(s, i.reg)};`);
+      const res = emitAlu(ctx, aluOp, av, bv, s);
+      if (aluOp !== 7) em.setReg(s, i.reg, aluResult(res));
+      emitAluFlags(ctx, aluOp, av, bv, res, s);
+      return true;
+    }
+    const bExpr = group ? immB : em.getReg(s, i.reg);
+    const bv = em.temp();
+    em.line(`${bv} = ${bExpr};`);
+    if (i.mod === 3 || aluOp === 7) {
+      const av = em.temp();
+      em.line(`${av} = ${em.readE(i, s)};`);
+      const res = emitAlu(ctx, aluOp, av, bv, s);
+      if (aluOp !== 7) em.setReg(s, i.rm, aluResult(res));
+      emitAluFlags(ctx, aluOp, av, bv, res, s);
+      return true;
+    }
+    let res = "";
+    const av = em.temp();
+    em.readModifyWrite(i.seg, em.offset(i), s, (old) => {
+      em.line(`${av} = ${old};`);
+      res = emitAlu(ctx, aluOp, av, bv, s);
+      return aluResult(res);
+    });
+    emitAluFlags(ctx, aluOp, av, bv, res, s);
+    return true;
+  }
+
+  // INC/DEC register (40-4F) and r/m (FE/FF /0 /1).
+  if ((op >= 0x40 && op <= 0x4f) || ((op === 0xfe || op === 0xff) && i.reg <= 1)) {
+    const dec = op <= 0x4f ? (op & 8) !== 0 : i.reg === 1;
+    const carry = em.temp();
+    em.line(`${carry} = ${em.known ? (knownCondition(em.known, 2) ?? "cpu.cf()") : "cpu.cf()"};`);
+    const av = em.temp();
+    const r = em.temp();
+    const calc = (a: string) => maskExpr(s, dec ? `${a} - 1` : `${a} + 1`);
+    if (op <= 0x4f || i.mod === 3) {
+      const reg = op <= 0x4f ? op & 7 : i.rm;
+      em.line(`${av} = ${em.getReg(s, reg)};`);
+      em.line(`${r} = ${calc(av)};`);
+      em.setReg(s, reg, r);
+    } else {
+      em.readModifyWrite(i.seg, em.offset(i), s, (old) => {
+        em.line(`${av} = ${old};`);
+        return calc(av);
+      });
+      em.line(`${r} = ${calc(av)};`);
+    }
+    em.line(
+      `cpu.lzOp = ${dec ? LZ_SUB : LZ_ADD}; cpu.lzA = ${av}; cpu.lzB = 1; cpu.lzRes = ${r}; cpu.lzSize = ${s}; cpu.lazyMask = ${ARITH_FLAGS & ~CF}; cpu.flagsRaw = ${carry} ? cpu.flagsRaw | ${CF} : cpu.flagsRaw & ${~CF};`,
+    );
+    em.known = { op: dec ? LZ_SUB : LZ_ADD, size: s, a: av, b: "1", r };
+    // Carry is not from this operation: only Z, S, P, O conditions may use the known values.
+    em.known = { ...em.known, op: -1 - (dec ? LZ_SUB : LZ_ADD) };
+    return true;
+  }
+
+  // PUSH/POP register, PUSH imm.
+  if (op >= 0x50 && op <= 0x57) {
+    em.push(s, em.getReg(s, op & 7));
+    return true;
+  }
+  if (op >= 0x58 && op <= 0x5f) {
+    const v = em.pop(s);
+    em.setReg(s, op & 7, v);
+    return true;
+  }
+  if (op === 0x68 || op === 0x6a) {
+    em.push(s, String(s === 4 ? i.imm | 0 : i.imm & 0xffff));
+    return true;
+  }
+
+  // SETcc, CMOVcc.
+  if (op >= 0x190 && op <= 0x19f) {
+    em.writeE(i, 1, `(${condition(em, op & 15)} ? 1 : 0)`);
+    return true;
+  }
+  if (op >= 0x140 && op <= 0x14f) {
+    // The source is read (and may fault) whether or not the move happens.
+    const v = em.temp();
+    em.line(`${v} = ${em.readE(i, s)};`);
+    const c = condition(em, op & 15);
+    if (s === 4) {
+      em.used.add(i.reg);
+      em.written.add(i.reg);
+      em.line(`if (${c}) r${i.reg} = ${v};`);
+    } else {
+      em.line(`if (${c}) {`);
+      em.setReg(s, i.reg, v);
+      em.line("}");
+    }
+    return true;
+  }
+
+  // TEST.
+  if (op === 0x84 || op === 0x85 || op === 0xa8 || op === 0xa9 || ((op === 0xf6 || op === 0xf7) && i.reg <= 1)) {
+    const a = em.temp();
+    const b = em.temp();
+    const r = em.temp();
+    if (op === 0x84 || op === 0x85) {
+      em.line(`${a} = ${em.readE(i, s)};`);
+      em.line(`${b} = ${em.getReg(s, i.reg)};`);
+    } else if (op === 0xa8 || op === 0xa9) {
+      em.line(`${a} = ${em.getReg(s, 0)};`);
+      em.line(`${b} = ${i.imm & MASK[s]!};`);
+    } else {
+      em.line(`${a} = ${em.readE(i, s)};`);
+      em.line(`${b} = ${i.imm & MASK[s]!};`);
+    }
+    em.line(`${r} = ${a} & ${b};`);
+    em.known = { op: LZ_LOGIC, size: s, a, b, r };
+    if (ctx.flagsLive) storeLogic(em, r, s);
+    return true;
+  }
+
+  // NOT / NEG.
+  if ((op === 0xf6 || op === 0xf7) && (i.reg === 2 || i.reg === 3)) {
+    const neg = i.reg === 3;
+    const av = em.temp();
+    const r = em.temp();
+    const calc = (a: string) => (neg ? maskExpr(s, `-${a}`) : maskExpr(s, `~${a}`));
+    if (i.mod === 3) {
+      em.line(`${av} = ${em.getReg(s, i.rm)};`);
+      em.line(`${r} = ${calc(av)};`);
+      em.setReg(s, i.rm, r);
+    } else {
+      em.readModifyWrite(i.seg, em.offset(i), s, (old) => {
+        em.line(`${av} = ${old};`);
+        return calc(av);
+      });
+      em.line(`${r} = ${calc(av)};`);
+    }
+    if (neg) {
+      em.known = { op: LZ_SUB, size: s, a: "0", b: av, r };
+      if (ctx.flagsLive) storeArith(em, LZ_SUB, "0", av, r, s);
+    }
+    return true;
+  }
+
+  // XCHG.
+  if (op >= 0x91 && op <= 0x97) {
+    const t = em.temp();
+    em.line(`${t} = ${em.getReg(s, 0)};`);
+    em.setReg(s, 0, em.getReg(s, op & 7));
+    em.setReg(s, op & 7, t);
+    return true;
+  }
+  if (op === 0x86 || op === 0x87) {
+    const b = em.temp();
+    em.line(`${b} = ${em.getReg(s, i.reg)};`);
+    if (i.mod === 3) {
+      const a = em.temp();
+      em.line(`${a} = ${em.getReg(s, i.rm)};`);
+      em.setReg(s, i.rm, b);
+      em.setReg(s, i.reg, a);
+    } else {
+      const old = em.readModifyWrite(i.seg, em.offset(i), s, () => b);
+      em.setReg(s, i.reg, old);
+    }
+    return true;
+  }
+
+  // MOV.
+  if (op === 0x88 || op === 0x89) {
+    const v = em.temp();
+    em.line(`${v} = ${em.getReg(s, i.reg)};`);
+    em.writeE(i, s, v);
+    return true;
+  }
+  if (op === 0x8a || op === 0x8b) {
+    const v = em.readE(i, s);
+    em.setReg(s, i.reg, v);
+    return true;
+  }
+  if (op === 0xc6 || op === 0xc7) {
+    em.writeE(i, s, String(s === 4 ? i.imm | 0 : i.imm & MASK[s]!));
+    return true;
+  }
+  if (op >= 0xb0 && op <= 0xbf) {
+    em.setReg(s, op & 7, String(s === 4 ? i.imm | 0 : i.imm & MASK[s]!));
+    return true;
+  }
+  if (op >= 0xa0 && op <= 0xa3) {
+    const off = String(i.addr32 ? i.disp | 0 : i.disp & 0xffff);
+    if (op & 2) {
+      const v = em.temp();
+      em.line(`${v} = ${em.getReg(s, 0)};`);
+      em.write(i.seg, off, s, v);
+    } else em.setReg(s, 0, em.read(i.seg, off, s));
+    return true;
+  }
+  if (op === 0x8d) {
+    em.setReg(s, i.reg, em.offset(i));
+    return true;
+  }
+  if (op === 0x1b6 || op === 0x1b7) {
+    em.setReg(s, i.reg, em.readE(i, op & 1 ? 2 : 1));
+    return true;
+  }
+  if (op === 0x1be || op === 0x1bf) {
+    const v = em.readE(i, op & 1 ? 2 : 1);
+    em.setReg(s, i.reg, op & 1 ? `((${v} << 16) >> 16)` : `((${v} << 24) >> 24)`);
+    return true;
+  }
+  if (op === 0x90 || (op >= 0x118 && op <= 0x11f)) return true;
+  if (op === 0x98) {
+    if (s === 2) em.setReg(2, 0, `((${em.getReg(1, 0)} << 24) >> 24)`);
+    else em.setReg(4, 0, `((${em.getReg(2, 0)} << 16) >> 16)`);
+    return true;
+  }
+  if (op === 0x99) {
+    if (s === 2) em.setReg(2, 2, `((${em.reg32(0)} & 0x8000) !== 0 ? 0xffff : 0)`);
+    else em.setReg(4, 2, `(${em.reg32(0)} >> 31)`);
+    return true;
+  }
+  if (op >= 0x1c8 && op <= 0x1cf) {
+    const r = op & 7;
+    const v = em.reg32(r);
+    if (s === 4)
+      em.setReg(4, r, `(((${v} & 0xff) << 24) | ((${v} & 0xff00) << 8) | ((${v} >>> 8) & 0xff00) | (${v} >>> 24))`);
+    else em.setReg(4, r, `(${v} & -65536)`);
+    return true;
+  }
+  if (op === 0xfc) {
+    em.line(`cpu.flagsRaw &= ${~DF};`);
+    return true;
+  }
+  if (op === 0xfd) {
+    em.line(`cpu.flagsRaw |= ${DF};`);
+    return true;
+  }
+
+  // Shifts and rotates: operands inline, the operation from the interpreter.
+  if (op === 0xc0 || op === 0xc1 || op === 0xd0 || op === 0xd1 || op === 0xd2 || op === 0xd3) {
+    const count = em.temp();
+    em.line(`${count} = ${op === 0xd0 || op === 0xd1 ? "1" : op === 0xd2 || op === 0xd3 ? `${em.getReg(1, 1)} & 31` : String(i.imm & 31)};`);
+    const sop = i.reg;
+    if (i.mod === 3) {
+      // A zero count leaves the operand and the flags alone.
+      em.line(`if (${count} !== 0) {`);
+      const r = em.temp();
+      em.line(`${r} = shiftOp(cpu, ${sop}, ${em.getReg(s, i.rm)}, ${count}, ${s});`);
+      em.setReg(s, i.rm, r);
+      em.line("}");
+    } else {
+      // The flags are set by the operation, before the store: a faulting store cannot happen
+      // here because the write permission was checked before the read.
+      em.readModifyWrite(i.seg, em.offset(i), s, (old) => `shiftOp(cpu, ${sop}, ${old}, ${count}, ${s})`);
+    }
+    em.known = undefined;
+    return true;
+  }
+
+  // IMUL Gv, Ev[, imm].
+  if (op === 0x1af || op === 0x69 || op === 0x6b) {
+    const src = em.temp();
+    em.line(`${src} = ${em.readE(i, s)};`);
+    const a = op === 0x1af ? em.getReg(s, i.reg) : src;
+    const b = op === 0x1af ? src : String(i.imm | 0);
+    em.setReg(s, i.reg, `imulTrunc(cpu, ${s}, ${a}, ${b})`);
+    em.known = undefined;
+    return true;
+  }
+
+  // LEAVE.
+  if (op === 0xc9) {
+    const bp = em.temp();
+    em.line(`${bp} = ${this32(em) ? em.reg32(5) : `(${em.reg32(5)} & 0xffff)`};`);
+    const v = em.read(SS, bp, s);
+    em.written.add(4);
+    em.used.add(4);
+    if (em.stack32) em.line(`r4 = (${bp} + ${s}) | 0;`);
+    else em.line(`r4 = (r4 & -65536) | ((${bp} + ${s}) & 0xffff);`);
+    em.setReg(s, 5, v);
+    return true;
+  }
+
+  // PUSH r/m.
+  if (op === 0xff && i.reg === 6) {
+    const v = em.temp();
+    em.line(`${v} = ${em.readE(i, s)};`);
+    em.push(s, v);
+    return true;
+  }
+  return false;
+}
+
+function this32(em: Emitter): boolean {
+  return em.stack32;
+}
+
+/** Emits the block's last instruction when it is a control transfer; sets `nx`. False if not one. */
+function emitBranch(ctx: Ctx, i: Insn): boolean {
+  const em = ctx.em;
+  const op = i.opcode;
+  const fall = eipExpr(ctx, ctx.next);
+  if ((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f)) {
+    em.line(`nx = ${condition(em, op & 15)} ? ${relTarget(ctx, i)} : ${fall};`);
+    return true;
+  }
+  if (op === 0xe9 || op === 0xeb) {
+    em.line(`nx = ${relTarget(ctx, i)};`);
+    return true;
+  }
+  if (op === 0xe8) {
+    em.push(i.opsize, fall);
+    em.line(`nx = ${relTarget(ctx, i)};`);
+    return true;
+  }
+  if (op === 0xc3 || op === 0xc2) {
+    const extra = op === 0xc2 ? i.imm & 0xffff : 0;
+    const off = em.stack32 ? em.reg32(4) : `(${em.reg32(4)} & 0xffff)`;
+    const v = em.read(SS, off, i.opsize);
+    em.written.add(4);
+    if (em.stack32) em.line(`r4 = (r4 + ${i.opsize + extra}) | 0;`);
+    else em.line(`r4 = (r4 & -65536) | ((r4 + ${i.opsize + extra}) & 0xffff);`);
+    em.line(`nx = ${i.opsize === 4 ? `${v} >>> 0` : `${v} & 0xffff`};`);
+    return true;
+  }
+  if (op === 0xe2) {
+    // LOOP: decrement (E)CX, jump while non-zero.
+    const n = em.temp();
+    if (i.addr32) {
+      em.line(`${n} = (${em.reg32(1)} - 1) | 0;`);
+      em.written.add(1);
+      em.line(`r1 = ${n};`);
+    } else {
+      em.line(`${n} = (${em.reg32(1)} - 1) & 0xffff;`);
+      em.written.add(1);
+      em.line(`r1 = (r1 & -65536) | ${n};`);
+    }
+    em.line(`nx = ${n} !== 0 ? ${relTarget(ctx, i)} : ${fall};`);
+    return true;
+  }
+  if (op === 0xe3) {
+    const n = i.addr32 ? em.reg32(1) : `(${em.reg32(1)} & 0xffff)`;
+    em.line(`nx = ${n} === 0 ? ${relTarget(ctx, i)} : ${fall};`);
+    return true;
+  }
+  if (op === 0xff && (i.reg === 2 || i.reg === 4)) {
+    const t = em.temp();
+    em.line(`${t} = ${em.readE(i, i.opsize)};`);
+    if (i.reg === 2) em.push(i.opsize, fall);
+    em.line(`nx = ${i.opsize === 4 ? `${t} >>> 0` : `${t} & 0xffff`};`);
+    return true;
+  }
+  return false;
+}
+
+function isBranch(i: Insn): boolean {
+  const op = i.opcode;
+  return (
+    (op >= 0x70 && op <= 0x7f) ||
+    (op >= 0x180 && op <= 0x18f) ||
+    op === 0xe9 ||
+    op === 0xeb ||
+    op === 0xe8 ||
+    op === 0xc3 ||
+    op === 0xc2 ||
+    op === 0xe2 ||
+    op === 0xe3 ||
+    (op === 0xff && (i.reg === 2 || i.reg === 4) && !i.lock)
+  );
+}
+
+/** Offset of a relative branch's target from the block's entry, when it is one. */
+function selfLoops(i: Insn, next: number, code32: boolean): boolean {
+  const op = i.opcode;
+  const relative =
+    (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op === 0xe9 || op === 0xeb || op === 0xe2;
+  if (!relative) return false;
+  const d = next + i.imm;
+  if (i.opsize === 4) return (d >>> 0) === 0;
+  return code32 ? false : (d & 0xffff) === 0;
+}
+
+/**
+ * Translates `block` for a CPU whose flat segments are `flatAvailable` (BlockAssumptions bits)
+ * and whose stack is `stack32`.
+ */
+export function translateBlock(block: Block, flatAvailable: number, stack32: boolean): Translation {
+  const insns = block.insns;
+  const n = insns.length;
+  const code32 = block.code32;
+  const em = new Emitter(flatAvailable, stack32);
+  const infos = insns.map(classify);
+  const last = insns[n - 1]!;
+  const lastIsBranch = isBranch(last);
+
+  // Flag liveness: a setter's results are dead when a later instruction overwrites every flag
+  // before anything (a reader, a possible fault, a handler, the block's end) could see them.
+  const flagsLive: boolean[] = new Array(n).fill(true);
+  for (let k = 0; k < n; k++) {
+    for (let j = k + 1; j < n; j++) {
+      const f = infos[j]!;
+      if (j === n - 1 && lastIsBranch) break;
+      if (!f.inline || f.readsFlags || f.mayFault || isFlagReader(insns[j]!)) break;
+      if (f.writesAllFlags) {
+        flagsLive[k] = false;
+        break;
+      }
+    }
+  }
+
+  const offsets: number[] = [];
+  let off = 0;
+  for (const i of insns) {
+    offsets.push(off);
+    off += i.length;
+  }
+  offsets.push(off);
+
+  const body: string[] = [];
+  const loops = lastIsBranch && selfLoops(last, offsets[n]!, code32);
+  let inlined = 0;
+  let endedByHandler = false;
+  for (let k = 0; k < n; k++) {
+    const i = insns[k]!;
+    const ctx: Ctx = { em, k, next: offsets[k + 1]!, flagsLive: flagsLive[k]!, code32 };
+    const info = infos[k]!;
+    const isLast = k === n - 1;
+    const mark = em.out.length;
+    if (info.mayFault) em.line(`k = ${k};`);
+    if (isLast && lastIsBranch) {
+      if (emitBranch(ctx, i)) {
+        inlined++;
+        continue;
+      }
+      em.out.length = mark;
+    } else if (info.inline) {
+      if (emitInsn(ctx, i)) {
+        inlined++;
+        if (writesMemory(i)) em.line(`if (!blk.valid) { ${exitAt(k + 1, eipExpr(ctx, ctx.next))} }`);
+        continue;
+      }
+      em.out.length = mark;
+    }
+    // The interpreter's handler runs it, with the CPU's registers and EIP as it expects them.
+    // A negative index tells the catch clause the registers are already stored (and a handler,
+    // like a string instruction, may have advanced them before it faulted).
+    em.line(`k = ${-1 - k};`);
+    const h = em.env.handlers.length;
+    em.env.handlers.push(i.handler);
+    em.env.insns.push(i);
+    em.line("@@STORE@@");
+    em.line(`cpu.instrStart = ${eipExpr(ctx, offsets[k]!)}; cpu.eip = ${eipExpr(ctx, ctx.next)};`);
+    em.line(`cpu.instructionCount = ic + ${k};`);
+    em.line(`H[${h}](cpu, I[${h}]);`);
+    em.known = undefined;
+    if (isLast) {
+      endedByHandler = true;
+    } else {
+      em.line("@@LOAD@@");
+      em.line("ram = cpu.ram; ram32 = cpu.ram32; RN = cpu.readNeed; WN = cpu.writeNeed;");
+      // A handler may have changed a segment, the stack size or the code under us.
+      em.line(
+        `if (!blk.valid || (cpu.flatMask & ${"@@FLAT@@"}) !== ${"@@FLAT@@"} || cpu.stack32 !== ${stack32} || cpu.eip !== ${eipExpr(ctx, ctx.next)}) { cpu.instructionCount = ic + ${k + 1}; return 0; }`,
+      );
+    }
+  }
+  body.push(...em.out);
+
+  const used = [...em.used].sort();
+  const written = [...em.written].sort();
+  const load = used.map((r) => `r${r} = regs[${r}];`).join(" ");
+  const store = written.map((r) => `regs[${r}] = r${r};`).join(" ");
+  const flat = em.flatNeeded;
+  const src: string[] = [];
+  src.push("return function translated(cpu, end) {");
+  src.push(`if ((cpu.flatMask & ${flat}) !== ${flat} || cpu.stack32 !== ${stack32}) return -1;`);
+  src.push(
+    "const regs = cpu.regs, tlb = cpu.tlb, segBase = cpu.segBase, rLo = cpu.rLo, rHi = cpu.rHi, wLo = cpu.wLo, wHi = cpu.wHi;",
+  );
+  src.push("let ram = cpu.ram, ram32 = cpu.ram32, RN = cpu.readNeed, WN = cpu.writeNeed;");
+  src.push("const e0 = cpu.eip;");
+  src.push("let ic = cpu.instructionCount, k = 0, nx = 0;");
+  if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
+  if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
+  src.push("try {");
+  src.push("for (;;) {");
+  for (const l of body) {
+    src.push(l.replaceAll("@@STORE@@", store).replaceAll("@@LOAD@@", load).replaceAll("@@FLAT@@", String(flat)));
+  }
+  if (endedByHandler) {
+    src.push(`cpu.instructionCount = ic + ${n};`);
+    src.push("return 0;");
+  } else {
+    if (!lastIsBranch) src.push(`nx = ${code32 ? `(e0 + ${offsets[n]}) >>> 0` : `(e0 + ${offsets[n]}) & 0xffff`};`);
+    src.push(`ic += ${n};`);
+    if (loops) src.push(`if (nx === e0 && blk.valid && !cpu.attention && ic + ${n} <= end) continue;`);
+    src.push("break;");
+  }
+  src.push("}");
+  src.push("} catch (err) {");
+  src.push(`if (k < 0) k = -1 - k; else { ${store} }`);
+  src.push(`cpu.instructionCount = ic + k;`);
+  src.push(`cpu.instrStart = cpu.eip = ${code32 ? "(e0 + OFFSETS[k]) >>> 0" : "(e0 + OFFSETS[k]) & 0xffff"};`);
+  src.push("throw err;");
+  src.push("}");
+  if (!endedByHandler) {
+    src.push(store);
+    src.push("cpu.instructionCount = ic;");
+    src.push("cpu.eip = nx;");
+    src.push("return 0;");
+  }
+  src.push("};");
+  const source = src.join("\n");
+  const factory = new Function("blk", "H", "I", "OFFSETS", "PARITY", "shiftOp", "imulTrunc", source) as (
+    ...args: unknown[]
+  ) => TranslatedBlock;
+  const run = factory(block, em.env.handlers, em.env.insns, offsets, PARITY, shiftOp, imulTrunc);
+  return { run, source, inlined };
+
+  function exitAt(count: number, eip: string): string {
+    return `@@STORE@@ cpu.instructionCount = ic + ${count}; cpu.eip = ${eip}; return 0;`;
+  }
+}
+
+function isFlagReader(i: Insn): boolean {
+  return i.entry.flagsRead !== 0;
+}
+
+function writesMemory(i: Insn): boolean {
+  if (i.mod === 3 && i.entry.modrm) {
+    // Register forms only touch memory when they push.
+    const op = i.opcode;
+    return (op >= 0x50 && op <= 0x57) || op === 0x68 || op === 0x6a || (op === 0xff && i.reg === 6);
+  }
+  const op = i.opcode;
+  if ((op >= 0x50 && op <= 0x57) || op === 0x68 || op === 0x6a) return true;
+  if (op === 0xa2 || op === 0xa3) return true;
+  if (op >= 0xa0 && op <= 0xa1) return false;
+  if (op === 0xff && i.reg === 6) return true;
+  if (!i.entry.modrm || i.mod === 3) return false;
+  // Memory-destination forms.
+  if (op < 0x40) return (op & 7) <= 1 && ((op >> 3) & 7) !== 7;
+  if (op === 0x80 || op === 0x81 || op === 0x83) return i.reg !== 7;
+  if (op === 0x84 || op === 0x85 || op === 0x8a || op === 0x8b || op === 0x8d) return false;
+  if (op === 0xf6 || op === 0xf7) return i.reg === 2 || i.reg === 3;
+  if (op >= 0x1b6 && op <= 0x1bf) return false;
+  if (op >= 0x140 && op <= 0x14f) return false;
+  if (op === 0x1af || op === 0x69 || op === 0x6b) return false;
+  return true;
+}
