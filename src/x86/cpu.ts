@@ -1706,6 +1706,11 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     list.push(block);
   }
 
+  /** The decoded blocks registered on `block`'s physical page (for the translator). */
+  blocksOnPageOf(block: Block): readonly Block[] {
+    return this.pageBlocks.get(Math.floor(block.phys / 4096)) ?? [];
+  }
+
   /** A write hit a page holding decoded code: drop its blocks. */
   private invalidateCode(address: number): void {
     const page = Math.floor(address / 4096);

@@ -14,7 +14,7 @@
 // code buffer fills); guests that generate code therefore cannot grow it without limit.
 
 import type { Block } from "../decoder.ts";
-import { type TranslatedBlock, translateBlock } from "./translate.ts";
+import { type TranslatedBlock, translateRegion } from "./translate.ts";
 
 export type JitMode = "off" | "on" | "force";
 
@@ -58,9 +58,14 @@ export interface JitStats {
 /** Blocks whose assumptions keep changing stop being translated after this many attempts. */
 const MAX_RETRANSLATIONS = 4;
 
+/** Most blocks one translation may hold (one page of code rarely has more). */
+const MAX_REGION_BLOCKS = 160;
+
 export interface JitCpuView {
   readonly flatMask: number;
   readonly stack32: boolean;
+  /** The decoded blocks on `block`'s physical page. */
+  blocksOnPageOf(block: Block): readonly Block[];
 }
 
 export class Jit {
@@ -90,17 +95,34 @@ export class Jit {
     if (block.retranslations > MAX_RETRANSLATIONS) return undefined;
     if (this.held.size >= this.maxBlocks || this.sourceBytes >= this.maxSourceBytes) this.flush();
     const started = performance.now();
-    const t = translateBlock(block, flatMask, cpu.stack32);
+    // Flat 32-bit code is translated a page at a time: every block known on the page joins, so
+    // branches between them stay inside one function.
+    const chain = block.code32 && (flatMask & (1 << 1)) !== 0;
+    const region = [block];
+    if (chain) {
+      const seen = new Set([block.phys]);
+      for (const b of cpu.blocksOnPageOf(block)) {
+        if (region.length >= MAX_REGION_BLOCKS) break;
+        if (!b.valid || !b.cacheable || b.code32 !== block.code32 || seen.has(b.phys)) continue;
+        if (b.retranslations > MAX_RETRANSLATIONS) continue;
+        seen.add(b.phys);
+        region.push(b);
+      }
+    }
+    const t = translateRegion(region, chain, flatMask, cpu.stack32);
     this.translateMs += performance.now() - started;
     this.translations++;
     this.inlined += t.inlined;
-    this.viaHandler += block.insns.length - t.inlined;
-    if (block.translated !== undefined) this.sourceBytes -= block.translatedBytes;
-    block.translated = t.run;
+    this.viaHandler += t.instructions - t.inlined;
+    for (const b of region) {
+      if (b.translated !== undefined) this.sourceBytes -= b.translatedBytes;
+      b.translated = t.run;
+      b.translatedBytes = 0;
+      b.translatedFlat = flatMask;
+      this.held.add(b);
+    }
     block.translatedBytes = t.source.length;
-    block.translatedFlat = flatMask;
     this.sourceBytes += t.source.length;
-    this.held.add(block);
     return t.run;
   }
 

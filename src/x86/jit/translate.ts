@@ -63,6 +63,8 @@ export interface Translation {
   readonly source: string;
   /** Instructions emitted inline (the rest call interpreter handlers). */
   readonly inlined: number;
+  /** Instructions translated. */
+  readonly instructions: number;
 }
 
 
@@ -462,14 +464,14 @@ interface Ctx {
   code32: boolean;
 }
 
-function eipExpr(ctx: Ctx, offset: number | string): string {
-  return ctx.code32 ? `((e0 + ${offset}) >>> 0)` : `((e0 + ${offset}) & 0xffff)`;
+function eipExpr(ctx: Pick<Ctx, "code32">, offset: number | string): string {
+  return ctx.code32 ? `((pb + ${offset}) >>> 0)` : `((pb + ${offset}) & 0xffff)`;
 }
 
 /** Jump target of a relative branch (opsize truncation as jumpTo does). */
 function relTarget(ctx: Ctx, i: Insn): string {
   const d = ctx.next + i.imm;
-  return i.opsize === 4 ? `((e0 + ${d}) >>> 0)` : `((e0 + ${d}) & 0xffff)`;
+  return i.opsize === 4 ? `((pb + ${d}) >>> 0)` : `((pb + ${d}) & 0xffff)`;
 }
 
 /** An ALU operation on JS values a, b (masked to size); returns the result temp. */
@@ -921,103 +923,138 @@ function isBranch(i: Insn): boolean {
   );
 }
 
-/** Offset of a relative branch's target from the block's entry, when it is one. */
-function selfLoops(i: Insn, next: number, code32: boolean): boolean {
-  const op = i.opcode;
-  const relative =
-    (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op === 0xe9 || op === 0xeb || op === 0xe2;
-  if (!relative) return false;
-  const d = next + i.imm;
-  if (i.opsize === 4) return (d >>> 0) === 0;
-  return code32 ? false : (d & 0xffff) === 0;
-}
-
-/**
- * Translates `block` for a CPU whose flat segments are `flatAvailable` (BlockAssumptions bits)
- * and whose stack is `stack32`.
- */
-export function translateBlock(block: Block, flatAvailable: number, stack32: boolean): Translation {
-  const insns = block.insns;
+/** Flag liveness: a setter's results are dead when a later instruction overwrites every flag
+ * before anything (a reader, a possible fault, a handler, the block's end) could see them. */
+function flagLiveness(insns: Insn[], infos: InsnInfo[], lastIsBranch: boolean): boolean[] {
   const n = insns.length;
-  const code32 = block.code32;
-  const em = new Emitter(flatAvailable, stack32);
-  const infos = insns.map(classify);
-  const last = insns[n - 1]!;
-  const lastIsBranch = isBranch(last);
-
-  // Flag liveness: a setter's results are dead when a later instruction overwrites every flag
-  // before anything (a reader, a possible fault, a handler, the block's end) could see them.
-  const flagsLive: boolean[] = new Array(n).fill(true);
+  const live: boolean[] = new Array(n).fill(true);
   for (let k = 0; k < n; k++) {
     for (let j = k + 1; j < n; j++) {
       const f = infos[j]!;
       if (j === n - 1 && lastIsBranch) break;
       if (!f.inline || f.readsFlags || f.mayFault || isFlagReader(insns[j]!)) break;
       if (f.writesAllFlags) {
-        flagsLive[k] = false;
+        live[k] = false;
         break;
       }
     }
   }
+  return live;
+}
 
-  const offsets: number[] = [];
-  let off = 0;
-  for (const i of insns) {
-    offsets.push(off);
-    off += i.length;
-  }
-  offsets.push(off);
-
-  const body: string[] = [];
-  const loops = lastIsBranch && selfLoops(last, offsets[n]!, code32);
+/**
+ * Translates a region: `blocks[0]` alone, or (`chain`) every block given, all from one page of
+ * flat 32-bit code, as one function whose control stays inside while branches land on the
+ * region's blocks. Assumes the CPU's flat segments are `flatAvailable` (BlockAssumptions bits)
+ * and its stack is `stack32`.
+ */
+export function translateRegion(
+  blocks: readonly Block[],
+  chain: boolean,
+  flatAvailable: number,
+  stack32: boolean,
+): Translation {
+  const root = blocks[0]!;
+  const code32 = root.code32;
+  const em = new Emitter(flatAvailable, stack32);
+  if (chain) em.flatNeeded |= 1 << 1; // CS: eip is the linear address
+  const offsets: number[] = []; // per instruction: offset of its start in the region
+  const inBlock: number[] = []; // per instruction: index inside its block
   let inlined = 0;
-  let endedByHandler = false;
-  for (let k = 0; k < n; k++) {
-    const i = insns[k]!;
-    const ctx: Ctx = { em, k, next: offsets[k + 1]!, flagsLive: flagsLive[k]!, code32 };
-    const info = infos[k]!;
-    const isLast = k === n - 1;
-    const mark = em.out.length;
-    if (info.mayFault) em.line(`k = ${k};`);
-    if (isLast && lastIsBranch) {
-      if (emitBranch(ctx, i)) {
-        inlined++;
-        continue;
-      }
-      em.out.length = mark;
-    } else if (info.inline) {
-      if (emitInsn(ctx, i)) {
-        inlined++;
-        if (writesMemory(i)) em.line(`if (!blk.valid) { ${exitAt(k + 1, eipExpr(ctx, ctx.next))} }`);
-        continue;
-      }
-      em.out.length = mark;
+  let maxLength = 0;
+  const cases: string[] = [];
+  /** Region offset of each case's block. */
+  const slots: number[] = [];
+  for (const block of chain ? blocks : [root]) {
+    const insns = block.insns;
+    const n = insns.length;
+    maxLength = Math.max(maxLength, n);
+    const infos = insns.map(classify);
+    const lastIsBranch = isBranch(insns[n - 1]!);
+    const flagsLive = flagLiveness(insns, infos, lastIsBranch);
+    const base = chain ? block.phys & 4095 : 0;
+    const first = offsets.length;
+    let off = base;
+    const local: number[] = [];
+    for (const i of insns) {
+      local.push(off);
+      offsets.push(off);
+      inBlock.push(offsets.length - 1 - first);
+      off += i.length;
     }
-    // The interpreter's handler runs it, with the CPU's registers and EIP as it expects them.
-    // A negative index tells the catch clause the registers are already stored (and a handler,
-    // like a string instruction, may have advanced them before it faulted).
-    em.line(`k = ${-1 - k};`);
-    const h = em.env.handlers.length;
-    em.env.handlers.push(i.handler);
-    em.env.insns.push(i);
-    em.line("@@STORE@@");
-    em.line(`cpu.instrStart = ${eipExpr(ctx, offsets[k]!)}; cpu.eip = ${eipExpr(ctx, ctx.next)};`);
-    em.line(`cpu.instructionCount = ic + ${k};`);
-    em.line(`H[${h}](cpu, I[${h}]);`);
+    local.push(off);
     em.known = undefined;
-    if (isLast) {
-      endedByHandler = true;
-    } else {
-      em.line("@@LOAD@@");
-      em.line("ram = cpu.ram; ram32 = cpu.ram32; RN = cpu.readNeed; WN = cpu.writeNeed;");
-      // A handler may have changed a segment, the stack size or the code under us.
-      em.line(
-        `if (!blk.valid || (cpu.flatMask & ${"@@FLAT@@"}) !== ${"@@FLAT@@"} || cpu.stack32 !== ${stack32} || cpu.eip !== ${eipExpr(ctx, ctx.next)}) { cpu.instructionCount = ic + ${k + 1}; return 0; }`,
-      );
+    em.out.length = 0;
+    let endedByHandler = false;
+    for (let j = 0; j < n; j++) {
+      const i = insns[j]!;
+      const k = first + j;
+      const ctx: Ctx = { em, k, next: local[j + 1]!, flagsLive: flagsLive[j]!, code32 };
+      const info = infos[j]!;
+      const isLast = j === n - 1;
+      const mark = em.out.length;
+      if (info.mayFault) em.line(`k = ${k};`);
+      if (isLast && lastIsBranch) {
+        if (emitBranch(ctx, i)) {
+          inlined++;
+          continue;
+        }
+        em.out.length = mark;
+      } else if (info.inline) {
+        if (emitInsn(ctx, i)) {
+          inlined++;
+          if (writesMemory(i))
+            em.line(`if (!blk.valid) { @@STORE@@ cpu.instructionCount = ic + ${j + 1}; cpu.eip = ${eipExpr(ctx, ctx.next)}; return 0; }`);
+          continue;
+        }
+        em.out.length = mark;
+      }
+      // The interpreter's handler runs it, with the CPU's registers and EIP as it expects them.
+      // A negative index tells the catch clause the registers are already stored (and a handler,
+      // like a string instruction, may have advanced them before it faulted).
+      em.line(`k = ${-1 - k};`);
+      const h = em.env.handlers.length;
+      em.env.handlers.push(i.handler);
+      em.env.insns.push(i);
+      em.line("@@STORE@@");
+      em.line(`cpu.instrStart = ${eipExpr(ctx, local[j]!)}; cpu.eip = ${eipExpr(ctx, ctx.next)};`);
+      em.line(`cpu.instructionCount = ic + ${j};`);
+      em.line(`H[${h}](cpu, I[${h}]);`);
+      em.known = undefined;
+      if (isLast) {
+        endedByHandler = true;
+      } else {
+        em.line("@@LOAD@@");
+        em.line("ram = cpu.ram; ram32 = cpu.ram32; RN = cpu.readNeed; WN = cpu.writeNeed;");
+        // A handler may have changed a segment, the stack size or the code under us.
+        em.line(
+          `if (!blk.valid || (cpu.flatMask & @@FLAT@@) !== @@FLAT@@ || cpu.stack32 !== ${stack32} || cpu.eip !== ${eipExpr(ctx, ctx.next)}) { cpu.instructionCount = ic + ${j + 1}; return 0; }`,
+        );
+      }
     }
+    const slot = slots.length;
+    slots.push(base);
+    const body = [`case ${slot}: {`];
+    // A block that branches to its own start loops right here (the common tight loop).
+    const last = insns[n - 1]!;
+    const selfLoop = !endedByHandler && lastIsBranch && relativeTarget(last, local[n]!) === base;
+    if (selfLoop) body.push(`const self${slot} = ${eipExpr({ code32 }, base)};`, "for (;;) {");
+    body.push(...em.out);
+    if (endedByHandler) {
+      body.push(`cpu.instructionCount = ic + ${n};`, "return 0;");
+    } else {
+      if (!lastIsBranch) body.push(`nx = ${eipExpr({ code32 }, local[n]!)};`);
+      body.push(`ic += ${n};`);
+      if (selfLoop) {
+        body.push(`if (nx === self${slot} && blk.valid && !cpu.attention && ic + ${n} <= end) continue;`, "break;", "}");
+      }
+      body.push("break;");
+    }
+    body.push("}");
+    cases.push(...body);
   }
-  body.push(...em.out);
 
+  const slotRange = chain ? 4096 : 1;
   const used = [...em.used].sort();
   const written = [...em.written].sort();
   const load = used.map((r) => `r${r} = regs[${r}];`).join(" ");
@@ -1031,47 +1068,65 @@ export function translateBlock(block: Block, flatAvailable: number, stack32: boo
   );
   src.push("let ram = cpu.ram, ram32 = cpu.ram32, RN = cpu.readNeed, WN = cpu.writeNeed;");
   src.push("const e0 = cpu.eip;");
-  src.push("let ic = cpu.instructionCount, k = 0, nx = 0;");
+  // Region offsets are page offsets (chained) or offsets from the block's entry.
+  src.push(chain ? "const pb = e0 - (e0 & 4095);" : "const pb = e0;");
+  src.push("let ic = cpu.instructionCount, k = 0, nx = e0, pc = SLOT[e0 - pb];");
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
   src.push("try {");
-  src.push("for (;;) {");
-  for (const l of body) {
+  src.push("run: for (;;) {");
+  src.push("switch (pc) {");
+  for (const l of cases) {
     src.push(l.replaceAll("@@STORE@@", store).replaceAll("@@LOAD@@", load).replaceAll("@@FLAT@@", String(flat)));
   }
-  if (endedByHandler) {
-    src.push(`cpu.instructionCount = ic + ${n};`);
-    src.push("return 0;");
-  } else {
-    if (!lastIsBranch) src.push(`nx = ${code32 ? `(e0 + ${offsets[n]}) >>> 0` : `(e0 + ${offsets[n]}) & 0xffff`};`);
-    src.push(`ic += ${n};`);
-    if (loops) src.push(`if (nx === e0 && blk.valid && !cpu.attention && ic + ${n} <= end) continue;`);
-    src.push("break;");
-  }
+  src.push("default: break run;");
+  src.push("}");
+  // Stay inside while the branch lands on a block of the region and nothing needs the run loop.
+  src.push("pc = nx - pb;");
+  src.push(`if (pc < 0 || pc >= ${slotRange}) break;`);
+  src.push("pc = SLOT[pc];");
+  src.push(`if (pc >= 0 && blk.valid && !cpu.attention && ic + ${maxLength} <= end) continue;`);
+  src.push("break;");
   src.push("}");
   src.push("} catch (err) {");
   src.push(`if (k < 0) k = -1 - k; else { ${store} }`);
-  src.push(`cpu.instructionCount = ic + k;`);
-  src.push(`cpu.instrStart = cpu.eip = ${code32 ? "(e0 + OFFSETS[k]) >>> 0" : "(e0 + OFFSETS[k]) & 0xffff"};`);
+  src.push("cpu.instructionCount = ic + IN_BLOCK[k];");
+  src.push(`cpu.instrStart = cpu.eip = ${code32 ? "(pb + OFFSETS[k]) >>> 0" : "(pb + OFFSETS[k]) & 0xffff"};`);
   src.push("throw err;");
   src.push("}");
-  if (!endedByHandler) {
-    src.push(store);
-    src.push("cpu.instructionCount = ic;");
-    src.push("cpu.eip = nx;");
-    src.push("return 0;");
-  }
+  src.push(store);
+  src.push("cpu.instructionCount = ic;");
+  src.push("cpu.eip = nx;");
+  src.push("return 0;");
   src.push("};");
   const source = src.join("\n");
-  const factory = new Function("blk", "H", "I", "OFFSETS", "PARITY", "shiftOp", "imulTrunc", source) as (
-    ...args: unknown[]
-  ) => TranslatedBlock;
-  const run = factory(block, em.env.handlers, em.env.insns, offsets, PARITY, shiftOp, imulTrunc);
-  return { run, source, inlined };
+  const slotTable = new Int16Array(slotRange).fill(-1);
+  slots.forEach((off, index) => {
+    if (off < slotRange && slotTable[off] === -1) slotTable[off] = index;
+  });
+  const factory = new Function(
+    "blk",
+    "H",
+    "I",
+    "OFFSETS",
+    "IN_BLOCK",
+    "SLOT",
+    "PARITY",
+    "shiftOp",
+    "imulTrunc",
+    source,
+  ) as (...args: unknown[]) => TranslatedBlock;
+  const run = factory(root, em.env.handlers, em.env.insns, offsets, inBlock, slotTable, PARITY, shiftOp, imulTrunc);
+  return { run, source, inlined, instructions: offsets.length };
+}
 
-  function exitAt(count: number, eip: string): string {
-    return `@@STORE@@ cpu.instructionCount = ic + ${count}; cpu.eip = ${eip}; return 0;`;
-  }
+/** Region offset a relative branch goes to (from the offset after it), or -1. */
+function relativeTarget(i: Insn, next: number): number {
+  const op = i.opcode;
+  const relative =
+    (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op === 0xe9 || op === 0xeb || op === 0xe2;
+  if (!relative) return -1;
+  return i.opsize === 4 ? next + i.imm : -1;
 }
 
 function isFlagReader(i: Insn): boolean {
