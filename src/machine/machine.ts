@@ -33,6 +33,8 @@ export interface MachineConfig {
   clock: "realtime" | "deterministic";
   /** Stop after this many seconds of guest time. */
   timeoutSeconds?: number;
+  /** The binary translator: "off", "on" (hot code) or "force" (all code); default from TSVISOR_JIT, else on. */
+  jit?: "off" | "on" | "force";
 }
 
 /** Byte streams a machine produces: the guest's, and `trace` (port and instruction traces). */

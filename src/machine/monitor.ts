@@ -17,6 +17,7 @@ const REG_NAMES = ["EAX", "ECX", "EDX", "EBX", "ESP", "EBP", "ESI", "EDI"];
 export const MONITOR_HELP = `commands:
   info registers       CPU registers, segments, control registers
   info cpu             mode, CPL, halted, instructions executed
+  info jit             binary translator: translations, cache size, invalidations, time spent
   x/Nx ADDR            N dwords of guest-linear memory at ADDR (through paging)
   xp/Nx ADDR           N dwords of guest-physical memory at ADDR
   x/Ni ADDR            disassemble N instructions at linear ADDR
@@ -53,7 +54,8 @@ export function renderMonitor(target: Inspectable, command: string): string {
               : "protected 16-bit";
         return `mode=${mode} cpl=${cpu.cpl} halted=${cpu.halted} paging=${cpu.cr0 >>> 31 === 1} instructions=${cpu.instructionCount}`;
       }
-      return `unknown info command '${words[1] ?? ""}' (try: info registers, info cpu)`;
+      if (words[1] === "jit") return infoJit(cpu);
+      return `unknown info command '${words[1] ?? ""}' (try: info registers, info cpu, info jit)`;
     case "screendump": {
       if (!words[1]) return "usage: screendump FILE";
       const png = target.screenshot();
@@ -72,6 +74,21 @@ export function renderMonitor(target: Inspectable, command: string): string {
       return `unknown command '${words[0]}'; type 'help'`;
     }
   }
+}
+
+function infoJit(cpu: Cpu): string {
+  const jit = cpu.jit;
+  if (!jit) return "binary translator: off (interpreter only)";
+  const s = jit.stats();
+  const total = s.inlinedInstructions + s.handlerInstructions;
+  const inline = total > 0 ? ((100 * s.inlinedInstructions) / total).toFixed(1) : "0.0";
+  return [
+    `binary translator: ${s.mode} (threshold ${jit.threshold} runs)`,
+    `translations ${s.translations}, held ${s.cachedBlocks} blocks in ${(s.cachedSourceBytes / 1024).toFixed(0)} KiB of source (limit ${jit.maxBlocks} blocks, ${(jit.maxSourceBytes / 2 ** 20).toFixed(0)} MiB)`,
+    `instructions translated ${total} (${inline}% inline, the rest through interpreter handlers)`,
+    `invalidations ${s.invalidations}, cache flushes ${s.flushes}, assumption misses ${s.assumptionMisses}`,
+    `time translating ${s.translateMs} ms`,
+  ].join("\n");
 }
 
 /** One line of the instruction trace: CS:EIP, the instruction and the general registers. */

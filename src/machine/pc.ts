@@ -245,6 +245,7 @@ class Pc implements Machine {
       // calibration agrees with the PIT, the PM timer and the RTC.
       tsc: () => Math.floor(this.scheduler.now() * TSC_PER_NS),
       onShutdown: (reason) => this.requestReset(`triple fault (${reason})`, "triple-fault"),
+      ...(config.jit !== undefined ? { jit: config.jit } : {}),
     });
     cpuIntr.connect((high) => this.cpu.setIntr(high));
     this.cpu.onApicBaseChange = (lo: number) => this.lapic.writeBaseMsr(lo);

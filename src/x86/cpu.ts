@@ -1547,7 +1547,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       const jit = this.jit;
       if (jit !== undefined && block.cacheable && insns.length <= budget) {
         let translated = block.translated;
-        if (translated === undefined && ++block.heat >= jit.threshold) translated = jit.translate(block, this);
+        if (translated === undefined && ++block.heat >= jit.threshold)
+          translated = jit.translate(block, this);
         if (translated !== undefined) {
           if (translated(this, end) < 0) {
             translated = jit.retranslate(block, this);

@@ -35,6 +35,8 @@ initramfs (fetching them first) with the terminal on the serial console.
   --timeout SEC         stop after SEC seconds of guest time (exit status 124)
   --screenshot FILE     write the display as PNG when the VM stops
   --deterministic       guest time counts instructions instead of following the host clock
+  --jit off|on|force    binary translator: off (interpreter only), on (hot code, the default),
+                        force (translate all code at once; for testing)
 
 Console keys: Ctrl-A x quits, Ctrl-A c toggles the monitor, Ctrl-A Ctrl-A sends Ctrl-A.`;
 
@@ -92,6 +94,7 @@ function parseRunArgs(args: string[]) {
       timeout: { type: "string" },
       screenshot: { type: "string" },
       deterministic: { type: "boolean" },
+      jit: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -133,6 +136,11 @@ async function buildConfig(values: RunValues): Promise<MachineConfig> {
     noReboot: values["no-reboot"] ?? false,
     clock: values.deterministic ? "deterministic" : "realtime",
   };
+  if (values.jit !== undefined) {
+    if (values.jit !== "off" && values.jit !== "on" && values.jit !== "force")
+      throw new CliError(`invalid --jit '${values.jit}': use off, on or force`, 2);
+    config.jit = values.jit;
+  }
   if (values.timeout) config.timeoutSeconds = parseSeconds(values.timeout, "--timeout");
   if (values.kernel) config.kernel = readableFile(values.kernel, "--kernel");
   if (values.initrd) config.initrd = readableFile(values.initrd, "--initrd");

@@ -24,7 +24,7 @@
 // retired-instruction count, and rethrows for the CPU's normal delivery.
 
 import type { Block, Insn } from "../decoder.ts";
-import { shiftOp, imulTrunc } from "../exec-basic.ts";
+import { imulTrunc, shiftOp } from "../exec-basic.ts";
 import {
   ARITH_FLAGS,
   CF,
@@ -66,7 +66,6 @@ export interface Translation {
   /** Instructions translated. */
   readonly instructions: number;
 }
-
 
 const MASK = [0, 0xff, 0xffff, 0, -1];
 const SIGN = [0, 0x80, 0x8000, 0, -0x80000000];
@@ -152,7 +151,8 @@ function classify(i: Insn): InsnInfo {
   }
   if (op === 0xfe || op === 0xff) {
     if (i.reg <= 1) return { ...info, readsFlags: true };
-    if (op === 0xff && (i.reg === 2 || i.reg === 4)) return { ...info, mayFault: info.mayFault || i.reg === 2 };
+    if (op === 0xff && (i.reg === 2 || i.reg === 4))
+      return { ...info, mayFault: info.mayFault || i.reg === 2 };
     if (op === 0xff && i.reg === 6) return { ...info, mayFault: true };
     return notInline();
   }
@@ -310,7 +310,9 @@ class Emitter {
     this.line(`if ((${e} & WN) === WN && (${lin} & 4095) <= ${4096 - size}) {`);
     this.line(`${p} = (${e} >>> 9) * 4096 + (${lin} & 4095);`);
     this.writeRam(size, p, value);
-    const slow = flat ? `cpu.wr${size * 8}(${seg}, ${lin} >>> 0, ${value})` : `cpu.writeLin${size * 8}(${lin}, ${value})`;
+    const slow = flat
+      ? `cpu.wr${size * 8}(${seg}, ${lin} >>> 0, ${value})`
+      : `cpu.writeLin${size * 8}(${lin}, ${value})`;
     this.line(`} else { ${slow}; ram = cpu.ram; ram32 = cpu.ram32; }`);
   }
 
@@ -405,7 +407,8 @@ function knownCondition(k: KnownFlags, cc: number): string | undefined {
   const m = MASK[size]!;
   const sign = SIGN[size]!;
   const u = (x: string) => (size === 4 ? `(${x} >>> 0)` : `(${x} & ${m})`);
-  const s = (x: string) => (size === 4 ? `(${x} | 0)` : size === 2 ? `((${x} << 16) >> 16)` : `((${x} << 24) >> 24)`);
+  const s = (x: string) =>
+    size === 4 ? `(${x} | 0)` : size === 2 ? `((${x} << 16) >> 16)` : `((${x} << 24) >> 24)`;
   const zf = `((${r} & ${m}) === 0)`;
   const sf = `((${r} & ${sign}) !== 0)`;
   let e: string | undefined;
@@ -653,7 +656,13 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
   }
 
   // TEST.
-  if (op === 0x84 || op === 0x85 || op === 0xa8 || op === 0xa9 || ((op === 0xf6 || op === 0xf7) && i.reg <= 1)) {
+  if (
+    op === 0x84 ||
+    op === 0x85 ||
+    op === 0xa8 ||
+    op === 0xa9 ||
+    ((op === 0xf6 || op === 0xf7) && i.reg <= 1)
+  ) {
     const a = em.temp();
     const b = em.temp();
     const r = em.temp();
@@ -777,7 +786,11 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     const r = op & 7;
     const v = em.reg32(r);
     if (s === 4)
-      em.setReg(4, r, `(((${v} & 0xff) << 24) | ((${v} & 0xff00) << 8) | ((${v} >>> 8) & 0xff00) | (${v} >>> 24))`);
+      em.setReg(
+        4,
+        r,
+        `(((${v} & 0xff) << 24) | ((${v} & 0xff00) << 8) | ((${v} >>> 8) & 0xff00) | (${v} >>> 24))`,
+      );
     else em.setReg(4, r, `(${v} & -65536)`);
     return true;
   }
@@ -793,7 +806,9 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
   // Shifts and rotates: operands inline, the operation from the interpreter.
   if (op === 0xc0 || op === 0xc1 || op === 0xd0 || op === 0xd1 || op === 0xd2 || op === 0xd3) {
     const count = em.temp();
-    em.line(`${count} = ${op === 0xd0 || op === 0xd1 ? "1" : op === 0xd2 || op === 0xd3 ? `${em.getReg(1, 1)} & 31` : String(i.imm & 31)};`);
+    em.line(
+      `${count} = ${op === 0xd0 || op === 0xd1 ? "1" : op === 0xd2 || op === 0xd3 ? `${em.getReg(1, 1)} & 31` : String(i.imm & 31)};`,
+    );
     const sop = i.reg;
     if (i.mod === 3) {
       // A zero count leaves the operand and the flags alone.
@@ -1004,7 +1019,9 @@ export function translateRegion(
         if (emitInsn(ctx, i)) {
           inlined++;
           if (writesMemory(i))
-            em.line(`if (!blk.valid) { @@STORE@@ cpu.instructionCount = ic + ${j + 1}; cpu.eip = ${eipExpr(ctx, ctx.next)}; return 0; }`);
+            em.line(
+              `if (!blk.valid) { @@STORE@@ cpu.instructionCount = ic + ${j + 1}; cpu.eip = ${eipExpr(ctx, ctx.next)}; return 0; }`,
+            );
           continue;
         }
         em.out.length = mark;
@@ -1046,7 +1063,11 @@ export function translateRegion(
       if (!lastIsBranch) body.push(`nx = ${eipExpr({ code32 }, local[n]!)};`);
       body.push(`ic += ${n};`);
       if (selfLoop) {
-        body.push(`if (nx === self${slot} && blk.valid && !cpu.attention && ic + ${n} <= end) continue;`, "break;", "}");
+        body.push(
+          `if (nx === self${slot} && blk.valid && !cpu.attention && ic + ${n} <= end) continue;`,
+          "break;",
+          "}",
+        );
       }
       body.push("break;");
     }
@@ -1077,7 +1098,9 @@ export function translateRegion(
   src.push("run: for (;;) {");
   src.push("switch (pc) {");
   for (const l of cases) {
-    src.push(l.replaceAll("@@STORE@@", store).replaceAll("@@LOAD@@", load).replaceAll("@@FLAT@@", String(flat)));
+    src.push(
+      l.replaceAll("@@STORE@@", store).replaceAll("@@LOAD@@", load).replaceAll("@@FLAT@@", String(flat)),
+    );
   }
   src.push("default: break run;");
   src.push("}");
@@ -1091,7 +1114,9 @@ export function translateRegion(
   src.push("} catch (err) {");
   src.push(`if (k < 0) k = -1 - k; else { ${store} }`);
   src.push("cpu.instructionCount = ic + IN_BLOCK[k];");
-  src.push(`cpu.instrStart = cpu.eip = ${code32 ? "(pb + OFFSETS[k]) >>> 0" : "(pb + OFFSETS[k]) & 0xffff"};`);
+  src.push(
+    `cpu.instrStart = cpu.eip = ${code32 ? "(pb + OFFSETS[k]) >>> 0" : "(pb + OFFSETS[k]) & 0xffff"};`,
+  );
   src.push("throw err;");
   src.push("}");
   src.push(store);
@@ -1116,7 +1141,17 @@ export function translateRegion(
     "imulTrunc",
     source,
   ) as (...args: unknown[]) => TranslatedBlock;
-  const run = factory(root, em.env.handlers, em.env.insns, offsets, inBlock, slotTable, PARITY, shiftOp, imulTrunc);
+  const run = factory(
+    root,
+    em.env.handlers,
+    em.env.insns,
+    offsets,
+    inBlock,
+    slotTable,
+    PARITY,
+    shiftOp,
+    imulTrunc,
+  );
   return { run, source, inlined, instructions: offsets.length };
 }
 

@@ -1,0 +1,228 @@
+// The binary translator against the interpreter: the same programs, run with the translator off
+// and forced on, must leave the same registers, flags, memory and instruction counts, including
+// when they fault, modify their own code, change segments under a translation or run out of
+// instruction budget inside a translated loop.
+
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  assemble,
+  makeMachine,
+  runToHalt,
+  startFlat32,
+  startReal,
+  type TestMachine,
+} from "../test-support.ts";
+import type { JitMode } from "./jit.ts";
+
+function machine(mode: JitMode, code: Uint8Array, bits: 16 | 32): TestMachine {
+  const m = makeMachine({ jit: mode });
+  if (bits === 32) startFlat32(m, code);
+  else startReal(m, code);
+  return m;
+}
+
+/** Registers, flags, EIP and instruction count after running to HLT (or `budget`). */
+function outcome(m: TestMachine, budget?: number) {
+  if (budget === undefined) runToHalt(m.cpu, 50_000_000);
+  else m.cpu.run(budget);
+  const c = m.cpu;
+  return {
+    regs: [c.eax, c.ecx, c.edx, c.ebx, c.esp, c.ebp, c.esi, c.edi],
+    eflags: c.eflags,
+    eip: c.eip,
+    count: c.instructionCount,
+  };
+}
+
+function same(source: string, bits: 16 | 32 = 32, budget?: number, dump?: [number, number]) {
+  const code = assemble(source, bits, bits === 32 ? 0x10000 : 0x1000);
+  const off = machine("off", code, bits);
+  const on = machine("force", code, bits);
+  const a = outcome(off, budget);
+  const b = outcome(on, budget);
+  assert.deepEqual(b, a);
+  if (dump) assert.deepEqual(on.memory.readBytes(dump[0], dump[1]), off.memory.readBytes(dump[0], dump[1]));
+  return { off, on };
+}
+
+describe("binary translator", () => {
+  it("computes what the interpreter computes: ALU, flags, conditions, memory, calls", () => {
+    const { on } = same(
+      `mov ecx, 300
+       mov ebx, 0x20000
+       xor eax, eax
+       xor edx, edx
+    l: add eax, ecx
+       adc edx, 0
+       imul esi, eax, 7
+       sub esi, ecx
+       sbb edi, edi
+       mov [ebx + ecx*4], esi
+       movzx ebp, byte [ebx + ecx*4 + 1]
+       movsx ebp, word [ebx + ecx*4]
+       xchg [ebx], ebp
+       cmp ebp, 0x1000
+       setl byte [ebx + 4]
+       cmovg ebp, eax
+       shl ebp, 3
+       ror ebp, cl
+       sar edx, 1
+       neg edx
+       not esi
+       test esi, 0x80
+       jz skip
+       inc dword [ebx + 8]
+    skip:
+       call leaf
+       push eax
+       pop edi
+       loop l
+       lea esi, [eax + edx*2 + 0x1234]
+       bswap esi
+       cdq
+       hlt
+    leaf:
+       dec dword [ebx + 12]
+       ret`,
+      32,
+      undefined,
+      [0x20000, 0x600],
+    );
+    const stats = on.cpu.jit?.stats();
+    assert.ok(stats && stats.translations > 0 && stats.inlinedInstructions > 0, JSON.stringify(stats));
+  });
+
+  it("handles 16-bit real-mode code with segment arithmetic", () => {
+    same(
+      `mov ax, 0x2000
+       mov ds, ax
+       mov cx, 200
+       xor bx, bx
+    l: mov [bx], cx
+       add word [bx], 3
+       mov al, [bx]
+       xor ah, al
+       inc bx
+       inc bx
+       dec cx
+       jnz l
+       hlt`,
+      16,
+      undefined,
+      [0x20000, 0x200],
+    );
+  });
+
+  it("stops a translated loop exactly at the instruction budget", () => {
+    for (const budget of [1, 3, 4, 5, 1001, 99_999]) {
+      same(
+        `l: add eax, 3
+           xor ebx, eax
+           dec ecx
+           jmp l`,
+        32,
+        budget,
+      );
+    }
+  });
+
+  it("sees its own code change at once (self-modifying code)", () => {
+    // The loop patches the immediate of an instruction later in its own block.
+    const { on } = same(
+      `mov ecx, 10
+    l: mov dword [patch + 1], ecx
+    patch:
+       mov eax, 0
+       add ebx, eax
+       dec ecx
+       jnz l
+       hlt`,
+    );
+    assert.equal(on.cpu.ebx, 55);
+    assert.ok((on.cpu.jit?.stats().invalidations ?? 0) > 0);
+  });
+
+  it("leaves the state of the faulting instruction on a page fault inside a translation", () => {
+    // Paging with one page unmapped: the loop's store faults part-way through the block.
+    const setup = (m: TestMachine) => {
+      const pd = 0x100000;
+      const pt = 0x101000;
+      m.memory.write32(pd, pt | 3);
+      for (let p = 0; p < 1024; p++) m.memory.write32(pt + p * 4, p === 0x30 ? 0 : (p << 12) | 3);
+      m.cpu.setCr(3, pd);
+      m.cpu.setCr(0, m.cpu.cr0 | 0x80000000);
+    };
+    const code = assemble(
+      `mov ebx, 0x2f000
+       mov ecx, 0
+    l: add eax, 5
+       mov [ebx], eax
+       add ebx, 0x100
+       inc ecx
+       jmp l`,
+      32,
+      0x10000,
+    );
+    const results = (["off", "force"] as const).map((mode) => {
+      const m = machine(mode, code, 32);
+      setup(m);
+      // No IDT: the #PF escalates to a triple fault, which stops the CPU with EIP at the store.
+      m.cpu.run(10_000);
+      return { regs: [m.cpu.eax, m.cpu.ebx, m.cpu.ecx], cr2: m.cpu.cr2, count: m.cpu.instructionCount };
+    });
+    assert.deepEqual(results[1], results[0]);
+    assert.equal(results[0]!.cr2, 0x30000);
+  });
+
+  it("translates again when a segment stops being flat under a translation", () => {
+    same(
+      `mov ecx, 5
+    l: mov eax, [0x20000]
+       add [0x20004], eax
+       dec ecx
+       jnz l
+       mov ax, 0x10
+       hlt`,
+    );
+    const code = assemble(
+      `l: mov eax, [0x100]
+       add [0x104], eax
+       dec ecx
+       jnz l
+       hlt`,
+      32,
+      0x10000,
+    );
+    const results = (["off", "force"] as const).map((mode) => {
+      const m = machine(mode, code, 32);
+      m.memory.write32(0x100, 7);
+      m.memory.write32(0x20100, 9);
+      m.cpu.ecx = 3;
+      m.cpu.run(6); // one and a half turns with a flat DS
+      m.cpu.setSegment(3, { selector: 0x10, base: 0x20000, limit: 0xffff, attributes: 0x4093 });
+      runToHalt(m.cpu);
+      return [m.memory.read32(0x104), m.memory.read32(0x20104), m.cpu.instructionCount];
+    });
+    assert.deepEqual(results[1], results[0]);
+  });
+
+  it("keeps the translation cache within its bounds", async () => {
+    const { Jit } = await import("./jit.ts");
+    const m = machine("force", assemble("hlt", 32, 0x10000), 32);
+    // Many small blocks in many pages: each page's code is a separate translation.
+    const jit = new Jit({ mode: "force", maxBlocks: 8 });
+    Object.defineProperty(m.cpu, "jit", { value: jit });
+    for (let page = 0; page < 40; page++) {
+      const at = 0x200000 + page * 4096;
+      m.memory.writeBytes(at, assemble(`add eax, ${page}\njmp ${0x200000 + (page + 1) * 4096}`, 32, at));
+    }
+    m.memory.writeBytes(0x200000 + 40 * 4096, assemble("hlt", 32, 0x200000 + 40 * 4096));
+    m.cpu.eip = 0x200000;
+    runToHalt(m.cpu);
+    const s = jit.stats();
+    assert.equal(m.cpu.eax, (39 * 40) / 2);
+    assert.ok(s.cachedBlocks <= 8, JSON.stringify(s));
+    assert.ok(s.flushes >= 4, JSON.stringify(s));
+  });
+});
