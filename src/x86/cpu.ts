@@ -1546,9 +1546,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       const insns = block.insns;
       const jit = this.jit;
       if (jit !== undefined && block.cacheable && insns.length <= budget) {
+        if (++block.heat >= block.heatGoal) jit.heatReached(block, this);
         let translated = block.translated;
-        if (translated === undefined && ++block.heat >= jit.threshold)
-          translated = jit.translate(block, this);
         if (translated !== undefined) {
           if (translated(this, end) < 0) {
             translated = jit.retranslate(block, this);

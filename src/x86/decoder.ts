@@ -70,8 +70,11 @@ export class Block {
   next1: Block | undefined = undefined;
   next1Lin = 0;
   next1Tlb = 0;
-  /** Executions so far (the translator's heat measure). */
+  /** Executions so far (the translator's heat measure), and when to look at it again. */
   heat = 0;
+  heatGoal = 0;
+  /** Translated as part of its page's region (not alone). */
+  inRegion = false;
   /** The binary translator's version of this block (see jit/), once hot. */
   translated: ((cpu: unknown, end: number) => number) | undefined = undefined;
   translatedBytes = 0;

@@ -68,6 +68,7 @@ describe("binary translator", () => {
        shl ebp, 3
        ror ebp, cl
        sar edx, 1
+       rol eax, 0
        neg edx
        not esi
        test esi, 0x80
@@ -77,7 +78,8 @@ describe("binary translator", () => {
        call leaf
        push eax
        pop edi
-       loop l
+       dec ecx
+       jnz l
        lea esi, [eax + edx*2 + 0x1234]
        bswap esi
        cdq
@@ -87,10 +89,107 @@ describe("binary translator", () => {
        ret`,
       32,
       undefined,
-      [0x20000, 0x600],
+      [0x20000, 0x2000],
     );
     const stats = on.cpu.jit?.stats();
     assert.ok(stats && stats.translations > 0 && stats.inlinedInstructions > 0, JSON.stringify(stats));
+  });
+
+  it("computes the flags of shifts and rotates by constants as the interpreter does", () => {
+    same(
+      `mov ecx, 256
+       mov ebx, 0x40000
+       mov eax, 0x12345
+    l: imul eax, eax, 1103515245
+       add eax, 12345
+       mov esi, eax
+       rol esi, 1
+       setc byte [ebx + ecx + 0x1000]
+       seto byte [ebx + ecx + 0x1100]
+       add edi, esi
+       mov esi, eax
+       rol esi, 7
+       setc byte [ebx + ecx + 0x1200]
+       seto byte [ebx + ecx + 0x1300]
+       add edi, esi
+       mov esi, eax
+       rol esi, 31
+       setc byte [ebx + ecx + 0x1400]
+       seto byte [ebx + ecx + 0x1500]
+       add edi, esi
+       mov esi, eax
+       ror esi, 1
+       setc byte [ebx + ecx + 0x1600]
+       seto byte [ebx + ecx + 0x1700]
+       add edi, esi
+       mov esi, eax
+       ror esi, 7
+       setc byte [ebx + ecx + 0x1800]
+       seto byte [ebx + ecx + 0x1900]
+       add edi, esi
+       mov esi, eax
+       ror esi, 31
+       setc byte [ebx + ecx + 0x1a00]
+       seto byte [ebx + ecx + 0x1b00]
+       add edi, esi
+       mov esi, eax
+       shl esi, 1
+       setc byte [ebx + ecx + 0x1c00]
+       seto byte [ebx + ecx + 0x1d00]
+       add edi, esi
+       mov esi, eax
+       shl esi, 7
+       setc byte [ebx + ecx + 0x1e00]
+       seto byte [ebx + ecx + 0x1f00]
+       add edi, esi
+       mov esi, eax
+       shl esi, 31
+       setc byte [ebx + ecx + 0x2000]
+       seto byte [ebx + ecx + 0x2100]
+       add edi, esi
+       mov esi, eax
+       shr esi, 1
+       setc byte [ebx + ecx + 0x2200]
+       seto byte [ebx + ecx + 0x2300]
+       add edi, esi
+       mov esi, eax
+       shr esi, 7
+       setc byte [ebx + ecx + 0x2400]
+       seto byte [ebx + ecx + 0x2500]
+       add edi, esi
+       mov esi, eax
+       shr esi, 31
+       setc byte [ebx + ecx + 0x2600]
+       seto byte [ebx + ecx + 0x2700]
+       add edi, esi
+       mov esi, eax
+       sar esi, 1
+       setc byte [ebx + ecx + 0x2800]
+       seto byte [ebx + ecx + 0x2900]
+       add edi, esi
+       mov esi, eax
+       sar esi, 7
+       setc byte [ebx + ecx + 0x2a00]
+       seto byte [ebx + ecx + 0x2b00]
+       add edi, esi
+       mov esi, eax
+       sar esi, 31
+       setc byte [ebx + ecx + 0x2c00]
+       seto byte [ebx + ecx + 0x2d00]
+       add edi, esi
+       shl dword [ebx + 4], 3
+       setc byte [ebx + ecx + 0x100]
+       sar dword [ebx + 8], 2
+       sets byte [ebx + ecx + 0x200]
+       mov [ebx + 8], eax
+       mov [ebx + 4], eax
+       dec ecx
+       jnz l
+       hlt`,
+      32,
+      undefined,
+      [0x40000, 0x4000],
+    );
   });
 
   it("handles 16-bit real-mode code with segment arithmetic", () => {
@@ -105,8 +204,7 @@ describe("binary translator", () => {
        xor ah, al
        inc bx
        inc bx
-       dec cx
-       jnz l
+       loop l
        hlt`,
       16,
       undefined,
@@ -135,8 +233,7 @@ describe("binary translator", () => {
     patch:
        mov eax, 0
        add ebx, eax
-       dec ecx
-       jnz l
+       loop l
        hlt`,
     );
     assert.equal(on.cpu.ebx, 55);

@@ -59,7 +59,7 @@ export interface JitStats {
 const MAX_RETRANSLATIONS = 4;
 
 /** Most blocks one translation may hold (one page of code rarely has more). */
-const MAX_REGION_BLOCKS = 160;
+const MAX_REGION_BLOCKS = 96;
 
 export interface JitCpuView {
   readonly flatMask: number;
@@ -74,6 +74,8 @@ export class Jit {
   readonly maxBlocks: number;
   readonly maxSourceBytes: number;
   private readonly held = new Set<Block>();
+  /** Page translations so far, per physical page (the backoff for late-found blocks). */
+  private readonly pageTranslations = new Map<number, number>();
   private sourceBytes = 0;
   private translations = 0;
   private inlined = 0;
@@ -90,25 +92,60 @@ export class Jit {
     this.maxSourceBytes = options.maxSourceBytes ?? 96 * 1024 * 1024;
   }
 
-  /** Translates `block` under the CPU's current assumptions; undefined if it will not be translated. */
-  translate(block: Block, cpu: JitCpuView, flatMask = cpu.flatMask): TranslatedBlock | undefined {
-    if (block.retranslations > MAX_RETRANSLATIONS) return undefined;
+  /**
+   * `block` reached its heat goal. Flat 32-bit code is translated a page at a time: the first hot
+   * block on a page brings every warm block of the page into one translation. A block found hot
+   * later is translated alone at once, and the page is translated again with it only when it has
+   * stayed hot for twice as long as the previous time: code discovered bit by bit (the kernel's
+   * init code, modules) costs a bounded number of page translations.
+   */
+  heatReached(block: Block, cpu: JitCpuView): void {
+    if (block.heat < this.threshold) {
+      block.heatGoal = this.threshold;
+      return;
+    }
+    block.heatGoal = Number.POSITIVE_INFINITY;
+    if (block.retranslations > MAX_RETRANSLATIONS || block.inRegion) return;
+    const flatMask = cpu.flatMask;
+    if (!block.code32 || (flatMask & (1 << 1)) === 0) {
+      this.translate([block], false, flatMask, cpu);
+      return;
+    }
+    const page = Math.floor(block.phys / 4096);
+    const done = this.pageTranslations.get(page) ?? 0;
+    const goal = this.threshold * 2 ** Math.min(done, 8);
+    if (done > 0 && block.heat < goal) {
+      if (block.translated === undefined) this.translate([block], false, flatMask, cpu);
+      block.heatGoal = goal;
+      return;
+    }
+    this.pageTranslations.set(page, done + 1);
+    this.translate(this.regionAround(block, cpu), true, flatMask, cpu);
+  }
+
+  /** `block` and the warm blocks on its page. */
+  private regionAround(block: Block, cpu: JitCpuView): Block[] {
+    const region = [block];
+    const seen = new Set([block.phys]);
+    const warm = Math.max(1, this.threshold >> 2);
+    for (const b of cpu.blocksOnPageOf(block)) {
+      if (region.length >= MAX_REGION_BLOCKS) break;
+      if (!b.valid || !b.cacheable || b.code32 !== block.code32 || seen.has(b.phys)) continue;
+      if (b.retranslations > MAX_RETRANSLATIONS || b.heat < warm) continue;
+      seen.add(b.phys);
+      region.push(b);
+    }
+    return region;
+  }
+
+  private translate(
+    region: Block[],
+    chain: boolean,
+    flatMask: number,
+    cpu: JitCpuView,
+  ): TranslatedBlock | undefined {
     if (this.held.size >= this.maxBlocks || this.sourceBytes >= this.maxSourceBytes) this.flush();
     const started = performance.now();
-    // Flat 32-bit code is translated a page at a time: every block known on the page joins, so
-    // branches between them stay inside one function.
-    const chain = block.code32 && (flatMask & (1 << 1)) !== 0;
-    const region = [block];
-    if (chain) {
-      const seen = new Set([block.phys]);
-      for (const b of cpu.blocksOnPageOf(block)) {
-        if (region.length >= MAX_REGION_BLOCKS) break;
-        if (!b.valid || !b.cacheable || b.code32 !== block.code32 || seen.has(b.phys)) continue;
-        if (b.retranslations > MAX_RETRANSLATIONS) continue;
-        seen.add(b.phys);
-        region.push(b);
-      }
-    }
     const t = translateRegion(region, chain, flatMask, cpu.stack32);
     this.translateMs += performance.now() - started;
     this.translations++;
@@ -119,9 +156,11 @@ export class Jit {
       b.translated = t.run;
       b.translatedBytes = 0;
       b.translatedFlat = flatMask;
+      b.inRegion = chain;
+      if (chain) b.heatGoal = Number.POSITIVE_INFINITY;
       this.held.add(b);
     }
-    block.translatedBytes = t.source.length;
+    region[0]!.translatedBytes = t.source.length;
     this.sourceBytes += t.source.length;
     return t.run;
   }
@@ -130,8 +169,14 @@ export class Jit {
   retranslate(block: Block, cpu: JitCpuView): TranslatedBlock | undefined {
     this.misses++;
     block.retranslations++;
+    if (block.retranslations > MAX_RETRANSLATIONS) {
+      this.release(block);
+      return undefined;
+    }
     // Keep only the segments flat both then and now, so alternating users converge.
-    return this.translate(block, cpu, cpu.flatMask & block.translatedFlat);
+    const flatMask = cpu.flatMask & block.translatedFlat;
+    const chain = block.inRegion && block.code32 && (flatMask & (1 << 1)) !== 0;
+    return this.translate(chain ? this.regionAround(block, cpu) : [block], chain, flatMask, cpu);
   }
 
   /** The block's code changed or was unmapped. */
@@ -145,6 +190,7 @@ export class Jit {
     this.sourceBytes -= block.translatedBytes;
     block.translated = undefined;
     block.translatedBytes = 0;
+    block.inRegion = false;
     this.held.delete(block);
   }
 
@@ -159,9 +205,12 @@ export class Jit {
     for (const b of this.held) {
       b.translated = undefined;
       b.translatedBytes = 0;
+      b.inRegion = false;
       b.heat = 0;
+      b.heatGoal = 0;
     }
     this.held.clear();
+    this.pageTranslations.clear();
     this.sourceBytes = 0;
   }
 

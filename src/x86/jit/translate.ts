@@ -134,6 +134,8 @@ function classify(i: Insn): InsnInfo {
     // A memory operand with a count that may be zero is only read, not checked for writing.
     const maybeZero = op === 0xd2 || op === 0xd3 || ((op === 0xc0 || op === 0xc1) && (i.imm & 31) === 0);
     if (mem && maybeZero) return notInline();
+    const constant = i.size === 4 && !maybeZero && i.reg !== 2 && i.reg !== 3;
+    if (constant && i.reg >= 4) return { ...info, writesAllFlags: true };
     return { ...info, readsFlags: true };
   }
   if (op === 0xc2 || op === 0xc3) return { ...info, mayFault: true };
@@ -803,7 +805,66 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     return true;
   }
 
-  // Shifts and rotates: operands inline, the operation from the interpreter.
+  // 32-bit shifts and rotates by a constant: fully inline (hashes and ciphers live on these).
+  const constCount = op === 0xd1 ? 1 : op === 0xc1 ? i.imm & 31 : 0;
+  if (s === 4 && constCount !== 0 && i.reg !== 2 && i.reg !== 3) {
+    const c = constCount;
+    const sop = i.reg;
+    const a = em.temp();
+    const r = em.temp();
+    const calc = (x: string): string => {
+      em.line(`${a} = ${x};`);
+      switch (sop) {
+        case 0:
+          return `(${a} << ${c}) | (${a} >>> ${32 - c})`;
+        case 1:
+          return `(${a} >>> ${c}) | (${a} << ${32 - c})`;
+        case 5:
+          return `${a} >>> ${c}`;
+        case 7:
+          return `${a} >> ${c}`;
+        default:
+          return `${a} << ${c}`;
+      }
+    };
+    if (i.mod === 3) {
+      em.line(`${r} = (${calc(em.reg32(i.rm))}) | 0;`);
+      em.setReg(4, i.rm, r);
+    } else {
+      em.readModifyWrite(i.seg, em.offset(i), 4, (old) => calc(old));
+      em.line(`${r} = (${calc(a)}) | 0;`);
+    }
+    const cf = em.temp();
+    if (sop === 0 || sop === 1) {
+      // Rotates change CF and OF only; the other flags stay as they are (lazy or not).
+      if (sop === 0) em.line(`${cf} = ${r} & 1;`);
+      else em.line(`${cf} = ${r} >>> 31;`);
+      const of = sop === 0 ? `((${r} >>> 31) ^ ${cf})` : `(${cf} ^ ((${r} >>> 30) & 1))`;
+      em.line(
+        `cpu.lazyMask &= ${~(CF | OF)}; cpu.flagsRaw = (cpu.flagsRaw & ${~(CF | OF)}) | ${cf} | (${of} << 11);`,
+      );
+      if (em.known) em.known = { ...em.known, op: -20 };
+      return true;
+    }
+    let of = "0";
+    if (sop === 5) {
+      em.line(`${cf} = (${a} >>> ${c - 1}) & 1;`);
+      if (c === 1) of = `(${a} >>> 31)`;
+    } else if (sop === 7) {
+      em.line(`${cf} = (${a} >> ${c - 1}) & 1;`);
+    } else {
+      em.line(`${cf} = (${a} >>> ${32 - c}) & 1;`);
+      of = `(${cf} ^ (${r} >>> 31))`;
+    }
+    if (ctx.flagsLive)
+      em.line(
+        `cpu.lzOp = ${LZ_LOGIC}; cpu.lzRes = ${r}; cpu.lzSize = 4; cpu.flagsRaw = (cpu.flagsRaw & ${~(CF | OF | 0x10)}) | ${cf} | (${of} << 11); cpu.lazyMask = ${PF | ZF | SF};`,
+      );
+    em.known = { op: -30, size: 4, a, b: "0", r };
+    return true;
+  }
+
+  // Other shifts and rotates: operands inline, the operation from the interpreter.
   if (op === 0xc0 || op === 0xc1 || op === 0xd0 || op === 0xd1 || op === 0xd2 || op === 0xd3) {
     const count = em.temp();
     em.line(
