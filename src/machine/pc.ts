@@ -578,7 +578,7 @@ class Pc implements Machine {
         ...(boot.initrd ? { initrd: boot.initrd } : {}),
         cmdline: boot.cmdline,
         // SeaBIOS keeps its own tables at the top of low RAM; stay 128 KiB clear of them.
-        initrdLimit: ramBelow4g - ACPI_AREA_SIZE,
+        ramEnd: ramBelow4g - ACPI_AREA_SIZE,
       });
     } catch (err) {
       if (err instanceof BootError) throw new ConfigError(`${this.config.kernel}: ${err.message}`);
