@@ -1,7 +1,7 @@
 // System tests of `tsvisor run`'s command-line contract: bad input is one clear line and status 2.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -15,15 +15,63 @@ function tsvisor(...args: string[]) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/**
+ * The smallest bzImage the loaders accept (boot protocol 2.02, four setup sectors) with
+ * `kernelBytes` of protected-mode code: enough to be refused for its size.
+ */
+function bzImage(kernelBytes: number): Uint8Array {
+  const setupBytes = 5 * 512;
+  const image = new Uint8Array(setupBytes + kernelBytes);
+  const view = new DataView(image.buffer);
+  image[0x1f1] = 4; // setup sectors
+  view.setUint32(0x1f4, kernelBytes / 16, true); // syssize
+  view.setUint16(0x1fe, 0xaa55, true);
+  image[0x200] = 0xeb; // jmp over the header, which ends at 0x22c for protocol 2.02
+  image[0x201] = 0x22c - 0x202;
+  image.set(new TextEncoder().encode("HdrS"), 0x202);
+  view.setUint16(0x206, 0x0202, true);
+  image[0x211] = 0x01; // loaded high
+  return image;
+}
+
 describe("tsvisor run: bad input", () => {
   const dir = mkdtempSync(join(tmpdir(), "tsvisor-cli-"));
   const junk = join(dir, "junk.bin");
   writeFileSync(junk, Buffer.from("this is not a kernel at all, just some text\n".repeat(200)));
+  const nope = join(dir, "nope");
+  const diskDir = join(dir, "disk.d");
+  mkdirSync(diskDir);
+  const lockedDisk = join(dir, "locked.img");
+  writeFileSync(lockedDisk, new Uint8Array(64 * 1024));
+  chmodSync(lockedDisk, 0);
+  // Firmware-shaped files (128 KiB), so the board gets as far as loading the kernel.
+  const zeroRom = join(dir, "zero-rom.bin");
+  writeFileSync(zeroRom, new Uint8Array(128 * 1024));
+  const bigKernel = join(dir, "big-bzImage");
+  writeFileSync(bigKernel, bzImage(2 << 20));
+  const firmware = ["--bios", zeroRom, "--vga-bios", zeroRom, "--timeout", "2"];
 
   const cases: [string, string[], RegExp][] = [
     ["an invalid memory size", ["--memory", "256Q", "--kernel", junk], /invalid memory size '256Q'/],
-    ["a missing kernel file", ["--kernel", join(dir, "nope")], /--kernel .*nope: no such file/],
+    ["a memory size below 1M", ["-m", "512K", "--kernel", junk], /memory size 512K is too small/],
+    ["a memory size above 3.5G", ["--memory", "4G", "--kernel", junk], /memory size 4G is too large/],
+    ["an invalid timeout", ["--kernel", junk, "--timeout", "soon"], /invalid --timeout 'soon'/],
+    ["a missing kernel file", ["--kernel", nope], /--kernel .*nope: no such file/],
+    ["a missing initrd", ["--kernel", junk, "--initrd", nope], /--initrd .*nope: no such file/],
     ["a missing disk image", ["--disk", join(dir, "nope.img")], /--disk .*nope\.img: no such file/],
+    ["a missing CD-ROM image", ["--cdrom", nope], /--cdrom .*nope: no such file/],
+    ["a missing firmware image", ["--bios", nope], /--bios .*nope: no such file/],
+    ["a disk that is a directory", ["--disk", diskDir], /--disk .*disk\.d: not a regular file/],
+    [
+      "a kernel too large for --memory (through the firmware)",
+      ["--kernel", bigKernel, "--memory", "2M", ...firmware],
+      /big-bzImage: the kernel \(2\.0 MiB\) does not fit in RAM at 1 MiB/,
+    ],
+    [
+      "a kernel too large for --memory (direct boot)",
+      ["--kernel", bigKernel, "--memory", "2M", "--direct-boot", ...firmware],
+      /big-bzImage: the kernel \(2\.0 MiB\) does not fit in RAM at 1 MiB/,
+    ],
     ["an unknown option", ["--frobnicate"], /run: Unknown option '--frobnicate'/],
     ["an initrd without a kernel", ["--initrd", junk], /--initrd needs --kernel/],
     ["a bad boot device", ["--kernel", junk, "--boot", "z"], /invalid --boot 'z'/],
@@ -43,6 +91,16 @@ describe("tsvisor run: bad input", () => {
       assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
     });
   }
+
+  // Root reads any file whatever its mode, so this one needs an ordinary user.
+  it("refuses an unreadable disk image with one line and status 2", {
+    skip: process.getuid?.() === 0 && "running as root, which can read any file",
+  }, () => {
+    const r = tsvisor("run", "--disk", lockedDisk);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /^tsvisor: --disk .*locked\.img: .*permission denied/i);
+    assert.equal(r.stderr.trim().split("\n").length, 1, `one line, got: ${r.stderr}`);
+  });
 
   it("says what a non-kernel file looks like", () => {
     const bios = join(dir, "bios.bin");

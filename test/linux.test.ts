@@ -46,14 +46,19 @@ const PROMPT = new RegExp(`tsvisor-guest:[^\\n]*# (?:${String.fromCharCode(27)}\
 class Session {
   stdout = "";
   stderr = "";
+  /** The match `waitFor` found last (its groups). */
+  lastMatch: RegExpExecArray | undefined;
   readonly closed: Promise<number | null>;
   private readonly child: ReturnType<typeof spawn>;
   private waiters: (() => void)[] = [];
+  /** When each chunk of output arrived (host ms) and where it ended in `stdout`. */
+  private readonly arrivals: { end: number; at: number }[] = [];
 
   constructor(args: string[]) {
     this.child = spawn(node, [cli, "run", ...args], { stdio: ["pipe", "pipe", "pipe"] });
     this.child.stdout!.on("data", (d: Buffer) => {
       this.stdout += d.toString("latin1");
+      this.arrivals.push({ end: this.stdout.length, at: performance.now() });
       for (const w of this.waiters.splice(0)) w();
     });
     this.child.stderr!.on("data", (d: Buffer) => {
@@ -65,17 +70,30 @@ class Session {
     });
   }
 
-  /** Resolves once the output from `from` on matches `pattern` (rejects if the VM ends first). */
+  /**
+   * Resolves with the index just past the first match of `pattern` in the output from `from` on,
+   * once there is one (rejects if the VM ends first).
+   */
   async waitFor(pattern: RegExp, from = 0): Promise<number> {
     for (;;) {
       const m = pattern.exec(this.stdout.slice(from));
-      if (m) return from + m.index + m[0].length;
+      if (m) {
+        this.lastMatch = m;
+        return from + m.index + m[0].length;
+      }
       if (this.child.exitCode !== null)
         throw new Error(
           `the VM ended while waiting for ${pattern}:\n${this.stdout.slice(-2000)}\n${this.stderr}`,
         );
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
+  }
+
+  /** When the output up to `index` had arrived, in host milliseconds (performance.now()). */
+  arrivedAt(index: number): number {
+    const arrival = this.arrivals.find((a) => a.end >= index);
+    if (!arrival) throw new RangeError(`no output up to ${index} yet`);
+    return arrival.at;
   }
 
   send(line: string): void {
@@ -169,6 +187,23 @@ describe("Linux guests", { concurrency: 1 }, () => {
     at = await session.waitFor(/\n(\d{9,})\r?\n/, at);
     const guestNow = Number(/\n(\d{9,})\r?\n/.exec(session.stdout.slice(0, at))![1]) * 1000;
     assert.ok(Math.abs(guestNow - Date.now()) < 10_000, `guest date ${new Date(guestNow).toISOString()}`);
+    // `sleep 1` lasts about a second by the guest's clock and by the host's: the shell reads the
+    // uptime around it with builtins, and the host times the arrival of the lines it echoes. The
+    // bounds allow for a loaded machine; a guest clock running at a wrong rate falls outside them.
+    at = await session.waitFor(prompt, at);
+    session.send(
+      "read t0 x </proc/uptime; echo before=$t0; sleep 1; read t1 x </proc/uptime; echo after=$t1",
+    );
+    const beforeAt = await session.waitFor(/\nbefore=(\d+\.\d+)\r?\n/, at);
+    const guestBefore = Number(session.lastMatch![1]);
+    at = await session.waitFor(/(?:^|\n)after=(\d+\.\d+)\r?\n/, beforeAt);
+    const guestSlept = Number(session.lastMatch![1]) - guestBefore;
+    const hostSlept = (session.arrivedAt(at) - session.arrivedAt(beforeAt)) / 1000;
+    assert.ok(
+      guestSlept >= 0.99 && guestSlept <= 1.5,
+      `sleep 1 took ${guestSlept.toFixed(2)} s of guest uptime`,
+    );
+    assert.ok(hostSlept >= 0.5 && hostSlept <= 2.5, `sleep 1 took ${hostSlept.toFixed(3)} s of host time`);
     session.send("reboot");
     at = await session.waitFor(/reboot: Restarting system/, at);
     at = await session.waitFor(/TSVISOR-GUEST-READY/, at);

@@ -18,6 +18,7 @@ import {
   loadLinux,
   notBootableMessage,
   parseBzImage,
+  prepareFirmwareLinuxBoot,
 } from "./linux-boot.ts";
 
 const MIB = 1024 * 1024;
@@ -480,6 +481,41 @@ describe("loadLinux", () => {
       identifyKernelImage(image);
     }
     assert.ok(loaded > 0, "some mutations are still bootable");
+  });
+});
+
+describe("prepareFirmwareLinuxBoot", () => {
+  it("puts the protected-mode code at 1 MiB and the initrd at the top of the RAM it is given", () => {
+    const image = fakeKernel({ relocatable: true, prefAddress: 0x1000000, initSize: 8 * MIB });
+    const prepared = prepareFirmwareLinuxBoot(image, {
+      initrd: new Uint8Array(10_000),
+      cmdline: "console=ttyS0",
+      ramEnd: 32 * MIB,
+    });
+    assert.equal(prepared.kernel.address, 0x100000);
+    assert.deepEqual(prepared.kernel.data, image.subarray(5 * 512));
+    assert.equal(prepared.initrd?.address, 32 * MIB - 3 * 4096);
+    assert.deepEqual(prepared.cmdline.data, new TextEncoder().encode("console=ttyS0\0"));
+  });
+
+  it("refuses a kernel that does not fit, or cannot decompress, below the end of RAM", () => {
+    assert.throws(
+      () => prepareFirmwareLinuxBoot(fakeKernel({ kernelBytes: 4 * MIB }), { ramEnd: 4 * MIB }),
+      bootErrorMatching(
+        /the kernel \(4\.0 MiB\) does not fit in RAM at 1 MiB: usable memory there ends at 0x400000/,
+      ),
+    );
+    // Loaded at 1 MiB, a relocatable kernel still runs at pref_address at the earliest.
+    const preferHigh = fakeKernel({ relocatable: true, prefAddress: 0x1000000, initSize: 12 * MIB });
+    assert.throws(
+      () => prepareFirmwareLinuxBoot(preferHigh, { ramEnd: 24 * MIB }),
+      bootErrorMatching(/needs memory up to 0x1c00000 .*give the machine more memory/),
+    );
+    assert.doesNotThrow(() => prepareFirmwareLinuxBoot(preferHigh, { ramEnd: 28 * MIB }));
+    assert.throws(
+      () => prepareFirmwareLinuxBoot(preferHigh, { initrd: new Uint8Array(2 * MIB), ramEnd: 29 * MIB }),
+      bootErrorMatching(/the initrd .* does not fit between the kernel and 0x1d00000/),
+    );
   });
 });
 

@@ -595,16 +595,8 @@ function encodeCommandLine(cmdline: string, header: SetupHeader): Uint8Array {
  * protocol's rule for the runtime start.
  */
 function placeKernel(header: SetupHeader, usable: readonly Range[]): { load: number; window: Range } {
-  const need = header.initSize > 0 ? header.initSize : header.kernelBytes * LEGACY_INIT_SIZE_FACTOR;
-  // A kernel never runs below 1 MiB, whatever a malformed pref_address says.
-  const runtimeFloor = Math.max(header.prefAddress, DEFAULT_LOAD_ADDRESS);
-  const windowFor = (load: number): Range => {
-    let start = runtimeFloor;
-    if (header.relocatable) start = alignUp(Math.max(load, runtimeFloor), header.kernelAlignment);
-    return { start, end: start + need };
-  };
   const fits = (load: number) => {
-    const window = windowFor(load);
+    const window = runtimeWindow(header, load);
     return (
       insideUsable(usable, { start: load, end: load + header.kernelBytes }) &&
       insideUsable(usable, window) &&
@@ -613,23 +605,41 @@ function placeKernel(header: SetupHeader, usable: readonly Range[]): { load: num
   };
   const pref = header.prefAddress;
   if (header.relocatable && pref >= HIGH_MEMORY_START && pref % header.kernelAlignment === 0 && fits(pref)) {
-    return { load: pref, window: windowFor(pref) };
+    return { load: pref, window: runtimeWindow(header, pref) };
   }
   if (fits(DEFAULT_LOAD_ADDRESS))
-    return { load: DEFAULT_LOAD_ADDRESS, window: windowFor(DEFAULT_LOAD_ADDRESS) };
+    return { load: DEFAULT_LOAD_ADDRESS, window: runtimeWindow(header, DEFAULT_LOAD_ADDRESS) };
 
-  const window = windowFor(DEFAULT_LOAD_ADDRESS);
   const top = Math.max(0, ...usable.filter((r) => r.start <= HIGH_MEMORY_START).map((r) => r.end));
   if (
     !insideUsable(usable, { start: DEFAULT_LOAD_ADDRESS, end: DEFAULT_LOAD_ADDRESS + header.kernelBytes })
   ) {
-    throw new BootError(
-      `the kernel (${mib(header.kernelBytes)}) does not fit in RAM at 1 MiB: usable memory there ends at ${hex(top)}`,
-    );
+    throw kernelDoesNotFit(header, top);
   }
-  throw new BootError(
-    `the kernel needs memory up to ${hex(window.end)} (${mib(need)} from ${hex(window.start)} to decompress and start), ` +
-      `but usable RAM ends at ${hex(top)}; give the machine more memory`,
+  throw windowDoesNotFit(runtimeWindow(header, DEFAULT_LOAD_ADDRESS), top);
+}
+
+/** Where a kernel loaded at `load` decompresses itself and starts (the protocol's runtime start). */
+function runtimeWindow(header: SetupHeader, load: number): Range {
+  const need = header.initSize > 0 ? header.initSize : header.kernelBytes * LEGACY_INIT_SIZE_FACTOR;
+  // A kernel never runs below 1 MiB, whatever a malformed pref_address says.
+  const runtimeFloor = Math.max(header.prefAddress, DEFAULT_LOAD_ADDRESS);
+  const start = header.relocatable
+    ? alignUp(Math.max(load, runtimeFloor), header.kernelAlignment)
+    : runtimeFloor;
+  return { start, end: start + need };
+}
+
+function kernelDoesNotFit(header: SetupHeader, ramEnd: number): BootError {
+  return new BootError(
+    `the kernel (${mib(header.kernelBytes)}) does not fit in RAM at 1 MiB: usable memory there ends at ${hex(ramEnd)}`,
+  );
+}
+
+function windowDoesNotFit(window: Range, ramEnd: number): BootError {
+  return new BootError(
+    `the kernel needs memory up to ${hex(window.end)} (${mib(window.end - window.start)} from ${hex(window.start)} to decompress and start), ` +
+      `but usable RAM ends at ${hex(ramEnd)}; give the machine more memory`,
   );
 }
 
@@ -915,6 +925,8 @@ export function notBootableMessage(name: string, bytes: Uint8Array): string {
 export const FIRMWARE_SETUP_ADDRESS = 0x10000;
 /** Where the command line goes for the firmware path: 64 KiB above the setup code. */
 export const FIRMWARE_CMDLINE_ADDRESS = 0x20000;
+/** Where the option ROM copies the protected-mode code of a bzImage (loaded high). */
+const FIRMWARE_KERNEL_ADDRESS = HIGH_MEMORY_START;
 /** The boot-protocol loader id tsvisor announces on the firmware path (0xB: "Qemu"-style VMM). */
 const LOADER_TYPE_FIRMWARE = 0xb0;
 
@@ -936,14 +948,20 @@ export interface FirmwareLinuxBoot {
  * Prepares a bzImage for the firmware path (the option ROM enters the kernel's real-mode setup,
  * which then asks the BIOS for the memory map and video mode): splits setup and protected-mode
  * code, and patches the setup header the way a boot loader does — loader type, command line
- * pointer, heap end, initrd address and size. `initrdLimit` is the first byte the initrd must
- * stay below (the end of usable low RAM).
+ * pointer, heap end, initrd address and size. `ramEnd` is the end of the low RAM the firmware
+ * leaves to the kernel: the kernel, the window it decompresses into and the initrd stay below it,
+ * or the preparation fails (the guest would otherwise crash with no word on the console).
  */
 export function prepareFirmwareLinuxBoot(
   image: Uint8Array,
-  options: { initrd?: Uint8Array; cmdline?: string; initrdLimit: number },
+  options: { initrd?: Uint8Array; cmdline?: string; ramEnd: number },
 ): FirmwareLinuxBoot {
   const header = parseBzImage(image);
+  // The option ROM copies the protected-mode code to 1 MiB, and it decompresses itself from there.
+  if (FIRMWARE_KERNEL_ADDRESS + header.kernelBytes > options.ramEnd)
+    throw kernelDoesNotFit(header, options.ramEnd);
+  const window = runtimeWindow(header, FIRMWARE_KERNEL_ADDRESS);
+  if (window.end > options.ramEnd) throw windowDoesNotFit(window, options.ramEnd);
   const cmdline = options.cmdline ?? "";
   const cmdBytes = new TextEncoder().encode(cmdline);
   if (cmdBytes.length > header.cmdlineSize) {
@@ -962,7 +980,7 @@ export function prepareFirmwareLinuxBoot(
   view.setUint16(HDR_VID_MODE, 0xffff, true); // "normal": keep the mode the BIOS set
   let initrd: FirmwareBlob | undefined;
   if (options.initrd && options.initrd.length > 0) {
-    const limit = Math.min(header.initrdAddrMax + 1, options.initrdLimit);
+    const limit = Math.min(header.initrdAddrMax + 1, options.ramEnd);
     const address = Math.floor((limit - options.initrd.length) / PAGE_SIZE) * PAGE_SIZE;
     const kernelEnd = header.prefAddress + Math.max(header.initSize, header.kernelBytes);
     if (address < kernelEnd) {
@@ -978,7 +996,7 @@ export function prepareFirmwareLinuxBoot(
   cmdData.set(cmdBytes);
   return {
     setup: { address: FIRMWARE_SETUP_ADDRESS, data: setup },
-    kernel: { address: 0x100000, data: image.subarray(header.setupBytes) },
+    kernel: { address: FIRMWARE_KERNEL_ADDRESS, data: image.subarray(header.setupBytes) },
     initrd,
     cmdline: { address: FIRMWARE_CMDLINE_ADDRESS, data: cmdData },
     header,

@@ -41,12 +41,24 @@ export interface MachineConfig {
 export type OutputStream = "serial" | "debugcon" | "firmware-log" | "trace";
 export const OUTPUT_STREAMS: readonly OutputStream[] = ["serial", "debugcon", "firmware-log", "trace"];
 
+/**
+ * Where an output stream goes. Devices produce their output a byte at a time (a UART's transmit
+ * register, port 0xE9), so a sink that also takes single bytes spares an array per byte.
+ */
+export interface OutputSink {
+  write(data: Uint8Array): void;
+  writeByte(byte: number): void;
+}
+
 export interface Machine {
   readonly loop: RunLoop;
   /** Bytes typed by the user for the serial console (COM1). */
   serialInput(data: Uint8Array): void;
-  /** Where the machine's output streams go (undefined discards). */
-  setOutput(stream: OutputStream, sink: ((data: Uint8Array) => void) | undefined): void;
+  /**
+   * Where the machine's output streams go (undefined discards). A plain function receives each
+   * byte devices emit as its own one-byte array; an `OutputSink` receives it as a number.
+   */
+  setOutput(stream: OutputStream, sink: OutputSink | ((data: Uint8Array) => void) | undefined): void;
   /** A monitor command ("info registers", "x/8x 0x1000", "system_reset", ...); returns its text. */
   monitor(command: string): string;
   /** The display as PNG, if the machine has one. */

@@ -69,7 +69,13 @@ import {
   parseBzImage,
   prepareFirmwareLinuxBoot,
 } from "./linux-boot.ts";
-import { ConfigError, type Machine, type MachineConfig, type OutputStream } from "./machine.ts";
+import {
+  ConfigError,
+  type Machine,
+  type MachineConfig,
+  type OutputSink,
+  type OutputStream,
+} from "./machine.ts";
 import { renderMonitor, traceLine } from "./monitor.ts";
 import { findMultibootHeader, loadMultiboot, MultibootError } from "./multiboot.ts";
 import { linuxBootRom } from "./rom/linuxboot.ts";
@@ -152,7 +158,7 @@ class Pc implements Machine {
   readonly i440fx: I440fx;
   readonly piix3: Piix3;
   private readonly resettable: { reset(): void }[] = [];
-  private readonly sinks: Record<OutputStream, ((d: Uint8Array) => void) | undefined> = {
+  private readonly sinks: Record<OutputStream, OutputSink | undefined> = {
     serial: undefined,
     debugcon: undefined,
     "firmware-log": undefined,
@@ -573,7 +579,7 @@ class Pc implements Machine {
         ...(boot.initrd ? { initrd: boot.initrd } : {}),
         cmdline: boot.cmdline,
         // SeaBIOS keeps its own tables at the top of low RAM; stay 128 KiB clear of them.
-        initrdLimit: ramBelow4g - ACPI_AREA_SIZE,
+        ramEnd: ramBelow4g - ACPI_AREA_SIZE,
       });
     } catch (err) {
       if (err instanceof BootError) throw new ConfigError(`${this.config.kernel}: ${err.message}`);
@@ -690,7 +696,7 @@ class Pc implements Machine {
   }
 
   private emit(stream: OutputStream, byte: number): void {
-    this.sinks[stream]?.(Uint8Array.of(byte));
+    this.sinks[stream]?.writeByte(byte);
   }
 
   /** A reset request from the guest: handled between instructions, or ends the run with --no-reboot. */
@@ -711,7 +717,7 @@ class Pc implements Machine {
   private switchTrace(what: string | undefined, state: string | undefined): string {
     const on = state === "on";
     if ((state !== "on" && state !== "off") || !what) return "usage: trace ports|unhandled|cpu on|off";
-    const line = (text: string) => this.sinks.trace?.(new TextEncoder().encode(`${text}\n`));
+    const line = (text: string) => this.sinks.trace?.write(new TextEncoder().encode(`${text}\n`));
     const port = (a: PortAccess) =>
       `${a.direction} ${hexWord(a.port)} ${a.width * 8}-bit ${a.value.toString(16).padStart(a.width * 2, "0")} ${a.device ?? "(unclaimed)"}`;
     switch (what) {
@@ -735,8 +741,9 @@ class Pc implements Machine {
     this.com[0]!.receive(data);
   }
 
-  setOutput(stream: OutputStream, sink: ((data: Uint8Array) => void) | undefined): void {
-    this.sinks[stream] = sink;
+  setOutput(stream: OutputStream, sink: OutputSink | ((data: Uint8Array) => void) | undefined): void {
+    this.sinks[stream] =
+      typeof sink === "function" ? { write: sink, writeByte: (byte) => sink(Uint8Array.of(byte)) } : sink;
   }
 
   monitor(command: string): string {

@@ -1,55 +1,30 @@
 // A VM's worker thread: builds the machine from plain configuration and runs it, off the owner's
-// event loop, so a busy guest never stalls the host process. Output is batched per stream.
+// event loop, so a busy guest never stalls the host process. Output is batched per stream
+// (output-batcher.ts).
 import { parentPort, workerData } from "node:worker_threads";
-import { ConfigError, OUTPUT_STREAMS, type OutputStream } from "../machine/machine.ts";
+import { ConfigError, OUTPUT_STREAMS } from "../machine/machine.ts";
 import { buildPc } from "../machine/pc.ts";
 import type { ExitReason } from "../machine/run-loop.ts";
+import { OutputBatcher } from "./output-batcher.ts";
 import type { FromWorker, ToWorker, WorkerData } from "./protocol.ts";
 
 const port = parentPort;
 if (!port) throw new Error("vm/worker.ts must run in a worker thread");
 
-const FLUSH_BYTES = 4096;
-const FLUSH_MS = 5;
-
 function send(message: FromWorker, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(message, transfer);
-}
-
-/** Collects output bytes and posts them in batches (one message per byte would swamp the host). */
-class OutputBatcher {
-  private buffer = new Uint8Array(FLUSH_BYTES);
-  private length = 0;
-  private timer: NodeJS.Timeout | undefined;
-  readonly stream: OutputStream;
-
-  constructor(stream: OutputStream) {
-    this.stream = stream;
-  }
-
-  push = (data: Uint8Array): void => {
-    for (let i = 0; i < data.length; i++) {
-      this.buffer[this.length++] = data[i]!;
-      if (this.length === FLUSH_BYTES) this.flush();
-    }
-    this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
-  };
-
-  flush(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.length === 0) return;
-    const data = this.buffer.slice(0, this.length);
-    this.length = 0;
-    send({ type: "output", stream: this.stream, data }, [data.buffer as ArrayBuffer]);
-  }
 }
 
 async function main(): Promise<void> {
   const { config, options } = workerData as WorkerData;
   const machine = buildPc(config);
-  const batchers = OUTPUT_STREAMS.map((s) => new OutputBatcher(s));
-  for (const b of batchers) machine.setOutput(b.stream, b.push);
+  const batchers = OUTPUT_STREAMS.map(
+    (stream) =>
+      new OutputBatcher(stream, (data) =>
+        send({ type: "output", stream, data }, [data.buffer as ArrayBuffer]),
+      ),
+  );
+  for (const b of batchers) machine.setOutput(b.stream, b);
   port!.on("message", (message: ToWorker) => {
     switch (message.type) {
       case "input":

@@ -7,26 +7,31 @@ import { Vm } from "../../vm/vm.ts";
 import { CliError } from "../cli-error.ts";
 import { parseSeconds, parseSize, parseStreamTarget, type StreamTarget } from "../options.ts";
 
-const HELP = `usage: tsvisor run [options]
+export const HELP = `usage: tsvisor run [options]
 
-Boots a PC virtual machine. With no kernel, disk or CD-ROM it boots the cached Debian kernel and
-initramfs (fetching them first) with the terminal on the serial console.
+Boots a PC virtual machine. With no kernel, disk, CD-ROM or --bios it boots the cached Debian
+kernel and initramfs (fetching them first) with the terminal on the serial console.
 
-  --kernel FILE         bzImage or multiboot kernel to boot directly
+  --kernel FILE         Linux bzImage (started through the firmware, as QEMU's -kernel) or
+                        multiboot kernel (loaded directly)
   --initrd FILE         initial ramdisk for --kernel
   --append TEXT         kernel command line
   --direct-boot         start the --kernel without the firmware (the VMM lays out the boot
                         parameters and enters the 32-bit entry point, as Firecracker does)
-  --memory SIZE         guest RAM, e.g. 256M, 1G (default 256M)
+  -m, --memory SIZE     guest RAM: a number with K, M, G or T, e.g. 256M, 1G (a bare number is
+                        MiB; default 256M, at least 1M, at most 3.5G)
   --disk FILE           raw hard-disk image (repeatable: primary master, then slave, ...)
   --snapshot            keep disk writes in memory; images are not modified
   --cdrom FILE          ISO image for the CD-ROM drive
-  --boot c|d            boot from the hard disk (c) or the CD-ROM (d)
+  --boot c|d            boot from the hard disk (c) or the CD-ROM (d); default d with a
+                        --cdrom and no --disk, else c
   --bios FILE           firmware image (default: Debian's SeaBIOS)
   --vga-bios FILE       VGA option ROM (default: Debian's vgabios-stdvga.bin)
-  --serial TARGET       COM1: stdio (default), file:PATH or none
-  --debugcon TARGET     QEMU debug console on port 0xE9: stdio, file:PATH or none
-  --firmware-log TARGET SeaBIOS's debug port 0x402: stdio, file:PATH or none
+  --serial TARGET       COM1: stdio (default), stderr, file:PATH or none
+  --debugcon TARGET     QEMU debug console on port 0xE9: stdio, stderr, file:PATH or none
+                        (default none)
+  --firmware-log TARGET SeaBIOS's debug port 0x402: stdio, stderr, file:PATH or none
+                        (default none)
   --trace TARGET        where monitor-started traces go (trace ports|unhandled|cpu on):
                         stderr (default), stdio, file:PATH or none
   --debug-exit          QEMU's isa-debug-exit at port 0xF4 (writing v exits with (v<<1)|1)
@@ -37,8 +42,16 @@ initramfs (fetching them first) with the terminal on the serial console.
   --deterministic       guest time counts instructions instead of following the host clock
   --jit off|on|force    binary translator: off (interpreter only), on (hot code, the default),
                         force (translate all code at once; for testing)
+  -h, --help            show this text
 
-Console keys: Ctrl-A x quits, Ctrl-A c toggles the monitor, Ctrl-A Ctrl-A sends Ctrl-A.`;
+Console keys (with the terminal on the serial console): Ctrl-A x quits, Ctrl-A c toggles the
+monitor (type help there), Ctrl-A h lists the keys, Ctrl-A Ctrl-A sends Ctrl-A. Piped input
+goes to the guest as it is.
+
+Exit status: 0 the guest powered off or the VM was stopped, 124 timeout, (v<<1)|1 a debug exit
+with v, 3 a reset with --no-reboot, a triple fault or a halt with interrupts off, 2 bad input
+(a missing or unreadable file, a malformed value, a kernel too large for --memory); one line on
+stderr says why.`;
 
 const DEFAULT_MEMORY = 256 << 20;
 
@@ -67,37 +80,35 @@ export async function run(args: string[]): Promise<number> {
   return exitStatus(reason);
 }
 
+/** The options `tsvisor run` takes, for `parseArgs`. */
+export const RUN_OPTIONS = {
+  kernel: { type: "string" },
+  initrd: { type: "string" },
+  append: { type: "string" },
+  "direct-boot": { type: "boolean" },
+  memory: { type: "string", short: "m" },
+  disk: { type: "string", multiple: true },
+  snapshot: { type: "boolean" },
+  cdrom: { type: "string" },
+  boot: { type: "string" },
+  bios: { type: "string" },
+  "vga-bios": { type: "string" },
+  serial: { type: "string" },
+  debugcon: { type: "string" },
+  "firmware-log": { type: "string" },
+  trace: { type: "string" },
+  "debug-exit": { type: "boolean" },
+  "pc-testdev": { type: "boolean" },
+  "no-reboot": { type: "boolean" },
+  timeout: { type: "string" },
+  screenshot: { type: "string" },
+  deterministic: { type: "boolean" },
+  jit: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
 function parseRunArgs(args: string[]) {
-  return parseArgs({
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      kernel: { type: "string" },
-      initrd: { type: "string" },
-      append: { type: "string" },
-      "direct-boot": { type: "boolean" },
-      memory: { type: "string", short: "m" },
-      disk: { type: "string", multiple: true },
-      snapshot: { type: "boolean" },
-      cdrom: { type: "string" },
-      boot: { type: "string" },
-      bios: { type: "string" },
-      "vga-bios": { type: "string" },
-      serial: { type: "string" },
-      debugcon: { type: "string" },
-      "firmware-log": { type: "string" },
-      trace: { type: "string" },
-      "debug-exit": { type: "boolean" },
-      "pc-testdev": { type: "boolean" },
-      "no-reboot": { type: "boolean" },
-      timeout: { type: "string" },
-      screenshot: { type: "string" },
-      deterministic: { type: "boolean" },
-      jit: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  return parseArgs({ args, strict: true, allowPositionals: false, options: RUN_OPTIONS });
 }
 
 type RunValues = ReturnType<typeof parseRunArgs>["values"];
