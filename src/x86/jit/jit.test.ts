@@ -177,6 +177,23 @@ describe("binary translator", () => {
        setc byte [ebx + ecx + 0x2c00]
        seto byte [ebx + ecx + 0x2d00]
        add edi, esi
+       mov esi, eax
+       imul esi, [ebx + 8]
+       seto byte [ebx + ecx + 0x300]
+       add edi, esi
+       imul esi, esi, -7
+       setc byte [ebx + ecx + 0x400]
+       add edi, esi
+       mov edx, edi
+       mul esi
+       seto byte [ebx + ecx + 0x500]
+       add edi, edx
+       add edi, eax
+       mov eax, esi
+       imul dword [ebx + 4]
+       setc byte [ebx + ecx + 0x600]
+       add edi, edx
+       mov eax, edi
        shl dword [ebx + 4], 3
        setc byte [ebx + ecx + 0x100]
        sar dword [ebx + 8], 2

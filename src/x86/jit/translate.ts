@@ -149,6 +149,7 @@ function classify(i: Insn): InsnInfo {
     if (i.reg <= 1) return { ...info, writesAllFlags: true };
     if (i.reg === 2) return info;
     if (i.reg === 3) return { ...info, writesAllFlags: true };
+    if ((i.reg === 4 || i.reg === 5) && i.size === 4) return { ...info, writesAllFlags: true };
     return notInline();
   }
   if (op === 0xfe || op === 0xff) {
@@ -159,7 +160,9 @@ function classify(i: Insn): InsnInfo {
     return notInline();
   }
   if (op === 0x1b6 || op === 0x1b7 || op === 0x1be || op === 0x1bf) return info;
-  if (op === 0x1af || op === 0x169 || op === 0x69 || op === 0x6b) return { ...info, readsFlags: true };
+  if (op === 0x1af || op === 0x69 || op === 0x6b) {
+    return i.size === 4 ? { ...info, writesAllFlags: true } : { ...info, readsFlags: true };
+  }
   if (op >= 0x1c8 && op <= 0x1cf) return info;
   if (op >= 0x118 && op <= 0x11f) return info;
   return notInline();
@@ -887,7 +890,48 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     return true;
   }
 
-  // IMUL Gv, Ev[, imm].
+  // 32-bit IMUL Gv, Ev[, imm]: the low half from Math.imul; the double product is exact enough
+  // to tell whether the signed result fits (values near 2^31 are exact, larger ones stay large).
+  if ((op === 0x1af || op === 0x69 || op === 0x6b) && s === 4) {
+    const src = em.temp();
+    em.line(`${src} = ${em.readE(i, 4)};`);
+    const a = em.temp();
+    em.line(`${a} = ${op === 0x1af ? em.reg32(i.reg) : String(i.imm | 0)};`);
+    const r = em.temp();
+    em.line(`${r} = Math.imul(${a}, ${src});`);
+    if (ctx.flagsLive) {
+      const p = `(${a} * ${src})`;
+      em.line(
+        `cpu.lzOp = ${LZ_LOGIC}; cpu.lzRes = ${r}; cpu.lzSize = 4; cpu.flagsRaw = (cpu.flagsRaw & ${~(CF | OF | 0x10)}) | (${p} === ${r} ? 0 : ${CF | OF}); cpu.lazyMask = ${PF | ZF | SF};`,
+      );
+    }
+    em.setReg(4, i.reg, r);
+    em.known = { op: -40, size: 4, a, b: src, r };
+    return true;
+  }
+
+  // 32-bit MUL / IMUL r/m: EDX:EAX = EAX * r/m.
+  if (op === 0xf7 && (i.reg === 4 || i.reg === 5)) {
+    const src = em.temp();
+    em.line(`${src} = ${em.readE(i, 4)};`);
+    const a = em.temp();
+    em.line(`${a} = ${em.reg32(0)};`);
+    const lo = em.temp();
+    const hi = em.temp();
+    em.line(`${lo} = Math.imul(${a}, ${src});`);
+    em.line(`${hi} = ${i.reg === 4 ? "mulHighUnsigned" : "mulHighSigned"}(${a}, ${src});`);
+    const over = i.reg === 4 ? `${hi} !== 0` : `${hi} !== (${lo} >> 31)`;
+    if (ctx.flagsLive)
+      em.line(
+        `cpu.lzOp = ${LZ_LOGIC}; cpu.lzRes = ${lo}; cpu.lzSize = 4; cpu.flagsRaw = (cpu.flagsRaw & ${~(CF | OF | 0x10)}) | (${over} ? ${CF | OF} : 0); cpu.lazyMask = ${PF | ZF | SF};`,
+      );
+    em.setReg(4, 0, lo);
+    em.setReg(4, 2, hi);
+    em.known = { op: -40, size: 4, a, b: src, r: lo };
+    return true;
+  }
+
+  // IMUL Gv, Ev[, imm] (16-bit).
   if (op === 0x1af || op === 0x69 || op === 0x6b) {
     const src = em.temp();
     em.line(`${src} = ${em.readE(i, s)};`);
@@ -1200,6 +1244,8 @@ export function translateRegion(
     "PARITY",
     "shiftOp",
     "imulTrunc",
+    "mulHighUnsigned",
+    "mulHighSigned",
     source,
   ) as (...args: unknown[]) => TranslatedBlock;
   const run = factory(
@@ -1212,6 +1258,8 @@ export function translateRegion(
     PARITY,
     shiftOp,
     imulTrunc,
+    mulHighUnsigned,
+    mulHighSigned,
   );
   return { run, source, inlined, instructions: offsets.length };
 }
@@ -1223,6 +1271,24 @@ function relativeTarget(i: Insn, next: number): number {
     (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op === 0xe9 || op === 0xeb || op === 0xe2;
   if (!relative) return -1;
   return i.opsize === 4 ? next + i.imm : -1;
+}
+
+/** High 32 bits (int32) of the unsigned 64-bit product of two 32-bit values. */
+function mulHighUnsigned(a: number, b: number): number {
+  const al = a & 0xffff;
+  const ah = a >>> 16;
+  const bl = b & 0xffff;
+  const bh = b >>> 16;
+  const mid = ((al * bl) >>> 16) + ((ah * bl) & 0xffff) + al * bh;
+  return (ah * bh + ((ah * bl) >>> 16) + Math.floor(mid / 65536)) | 0;
+}
+
+/** High 32 bits (int32) of the signed 64-bit product of two 32-bit values. */
+function mulHighSigned(a: number, b: number): number {
+  let hi = mulHighUnsigned(a, b);
+  if (a < 0) hi -= b;
+  if (b < 0) hi -= a;
+  return hi | 0;
 }
 
 function isFlagReader(i: Insn): boolean {
