@@ -82,7 +82,7 @@ describe(`CPU differential test against QEMU (seed ${seed})`, { skip }, () => {
     const missing = cases.filter((c) => !reference.get(c.id)?.window.length).map((c) => c.id);
     assert.deepEqual(missing, [], "cases without a dump");
     assert.ok(cases.length > 1500, `only ${cases.length} cases generated`);
-    for (const mode of ["pm32", "real", "pm16"]) {
+    for (const mode of ["pm32", "real", "pm16", "v86"]) {
       assert.ok(
         cases.some((c) => c.mode === mode),
         `no ${mode} cases`,

@@ -41,7 +41,12 @@ export interface Program {
   readonly image: Uint8Array;
   /** Label → address the code runs at (the virtual address, for the 16-bit part its offset). */
   readonly symbols: ReadonlyMap<string, number>;
+  /** Label → offset in `image` (where the bytes are, whatever address they run at). */
+  readonly offsets: ReadonlyMap<string, number>;
 }
+
+/** Where a program's first byte is loaded (its `ORG`): the map's real addresses start here. */
+const PROGRAM_ORIGIN = 0x100000;
 
 /** Splits cases into programs small enough to assemble and to run in parallel. */
 export function groupCases(cases: readonly DiffCase[]): DiffCase[][] {
@@ -70,11 +75,14 @@ export async function assemble(work: Workspace, name: string, cases: readonly Di
   writeFileSync(source, `[map symbols ${map}]\n${programSource(cases)}`);
   await run("nasm", ["-Werror=number-overflow", "-f", "bin", "-o", output, source], { maxBuffer: 1 << 24 });
   const symbols = new Map<string, number>();
+  const offsets = new Map<string, number>();
   for (const line of readFileSync(map, "latin1").split("\n")) {
-    const match = /^\s+[0-9A-Fa-f]+\s+([0-9A-Fa-f]+)\s+(\S+)\s*$/.exec(line);
-    if (match) symbols.set(match[2]!, Number.parseInt(match[1]!, 16));
+    const match = /^\s+([0-9A-Fa-f]+)\s+([0-9A-Fa-f]+)\s+(\S+)\s*$/.exec(line);
+    if (!match) continue;
+    symbols.set(match[3]!, Number.parseInt(match[2]!, 16));
+    offsets.set(match[3]!, Number.parseInt(match[1]!, 16) - PROGRAM_ORIGIN);
   }
-  return { name, cases, image: new Uint8Array(readFileSync(output)), symbols };
+  return { name, cases, image: new Uint8Array(readFileSync(output)), symbols, offsets };
 }
 
 /** Runs `tasks` with at most `limit` in flight. */
