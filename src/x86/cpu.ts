@@ -265,6 +265,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   private shadowDebug = false;
   /** Debug-trap DR6 bits held back by MOV SS / POP SS. */
   private heldDebugDr6 = 0;
+  /** The fault being raised is an instruction breakpoint's #DB (saved with RF as it was). */
+  private instructionBreakpoint = false;
   /** A #DB trap is due after the current instruction (data breakpoint or TF). */
   private debugTrapDr6 = 0;
   instructionCount = 0;
@@ -1488,6 +1490,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       }
       if (hits) {
         this.dr[6] = (this.dr[6]! & ~0xf) | hits;
+        this.instructionBreakpoint = true;
         this.raise(EXC_DB);
       }
     }
@@ -1497,8 +1500,10 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.eip = this.code32 ? (this.eip + insn.length) >>> 0 : (this.eip + insn.length) & 0xffff;
     this.debugTrapDr6 = 0;
     this.shadowDebug = false;
-    insn.handler(this, insn);
+    // RF covers this instruction's breakpoint check only; one that loads it (IRET) keeps it set
+    // for the next instruction.
     this.flagsRaw &= ~RF;
+    insn.handler(this, insn);
     this.instructionCount++;
     if (shadowed && this.shadow) this.shadow = false;
     let dr6 = this.debugTrapDr6 | (tfBefore ? 0x4000 : 0);
@@ -1696,6 +1701,11 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     let error = this.excError;
     this.eip = this.instrStart;
     this.shadow = false;
+    // Faults save EFLAGS with RF set, so the handler's IRET restarts the instruction without
+    // hitting its instruction breakpoint again; an instruction breakpoint's own #DB does not
+    // (SDM vol. 3, 18.3.1.1).
+    if (this.instructionBreakpoint) this.instructionBreakpoint = false;
+    else this.flagsRaw |= RF;
     for (;;) {
       try {
         this.deliverEvent(vector, error, EVENT_EXCEPTION);
