@@ -231,6 +231,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   cr2 = 0;
   cr3 = 0;
   cr4 = 0;
+  /** PAE: the four PDPTEs as (low, high) dwords, loaded from CR3 when the SDM says (loadPdptes). */
+  readonly pdptes = new Int32Array(8);
   efer = 0;
   readonly dr = new Int32Array(8);
   gdtBase = 0;
@@ -348,6 +350,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.cr2 = 0;
     this.cr3 = 0;
     this.cr4 = 0;
+    this.pdptes.fill(0);
     this.efer = 0;
     this.dr.fill(0);
     this.dr[6] = 0xffff0ff0 | 0;
@@ -688,6 +691,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     // PG without PE, or NW without CD, is invalid.
     if ((value & CR0_PG && !(value & CR0_PE)) || (value & CR0_NW && !(value & CR0_CD))) this.gp(0);
     const changed = this.cr0 ^ value;
+    if (value & CR0_PG && changed & (CR0_PG | CR0_CD | CR0_NW) && this.cr4 & CR4_PAE)
+      this.loadPdptes(this.cr3);
     this.cr0 =
       value &
       (CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_WP | 0x40000 | CR0_NW | CR0_CD | CR0_PG);
@@ -697,6 +702,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   }
 
   writeCr3(value: number): void {
+    if (this.pagingOn && this.cr4 & CR4_PAE) this.loadPdptes(value);
     this.cr3 = value | 0;
     this.flushTlb(true);
   }
@@ -704,8 +710,27 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   writeCr4(value: number): void {
     if (value & ~CR4_VALID) this.gp(0);
     const changed = this.cr4 ^ value;
+    if (this.pagingOn && value & CR4_PAE && changed & (CR4_PAE | CR4_PGE | CR4_PSE))
+      this.loadPdptes(this.cr3);
     this.cr4 = value;
     if (changed & (CR4_PAE | CR4_PGE | CR4_PSE)) this.flushTlb(false);
+  }
+
+  /**
+   * Loads the PAE page-directory-pointer table at `cr3` into `pdptes`, as MOV CR3 (and MOV CR0 or
+   * CR4 enabling PAE paging) does; later walks use these copies, not memory. A present entry with
+   * a reserved bit set is #GP(0), before anything changes (unless `check` is off: restored state).
+   */
+  private loadPdptes(cr3: number, check = true): void {
+    const base = (cr3 & ~0x1f) >>> 0;
+    const mem = this.memory;
+    if (check) {
+      for (let k = 0; k < 4; k++) {
+        const lo = mem.read32(base + k * 8);
+        if (lo & 1 && (lo & 0x1e6 || mem.read32(base + k * 8 + 4) & 0xfffffff0)) this.gp(0);
+      }
+    }
+    for (let k = 0; k < 8; k++) this.pdptes[k] = mem.read32(base + k * 4);
   }
 
   writeEfer(value: number): void {
@@ -1105,11 +1130,12 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       if (!(pte & 1)) return -1;
       return ((pte & ~0xfff) >>> 0) + (lin & 0xfff);
     }
-    const pdpteAddr = ((this.cr3 & ~0x1f) + (lin >>> 30) * 8) >>> 0;
-    const pdpte = mem.read32(pdpteAddr);
+    const pdpte = this.pdptes[(lin >>> 30) * 2]!;
     if (!(pdpte & 1)) return -1;
     const pdeAddr =
-      (mem.read32(pdpteAddr + 4) & 0xf) * 0x100000000 + ((pdpte & ~0xfff) >>> 0) + ((lin >>> 21) & 0x1ff) * 8;
+      (this.pdptes[(lin >>> 30) * 2 + 1]! & 0xf) * 0x100000000 +
+      ((pdpte & ~0xfff) >>> 0) +
+      ((lin >>> 21) & 0x1ff) * 8;
     const pde = mem.read32(pdeAddr);
     const pdeHi = mem.read32(pdeAddr + 4) & 0xf;
     if (!(pde & 1)) return -1;
@@ -1213,9 +1239,9 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       }
     } else {
       const nxe = (this.efer & EFER_NXE) !== 0;
-      const pdpteAddr = ((this.cr3 & ~0x1f) + (lin >>> 30) * 8) >>> 0;
-      const pdpte = mem.read32(pdpteAddr);
-      const pdpteHi = mem.read32(pdpteAddr + 4);
+      // The PDPTEs as loaded with CR3, not as memory holds them now.
+      const pdpte = this.pdptes[(lin >>> 30) * 2]!;
+      const pdpteHi = this.pdptes[(lin >>> 30) * 2 + 1]!;
       if (!(pdpte & 1)) this.pageFault(lin, 0, access, user);
       if (pdpte & 0x1e6 || pdpteHi & 0xfffffff0) this.pageFault(lin, PF_PRESENT | PF_RSVD, access, user);
       const pdeAddr = (pdpteHi & 0xf) * 0x100000000 + ((pdpte & ~0xfff) >>> 0) + ((lin >>> 21) & 0x1ff) * 8;
@@ -1816,6 +1842,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.cr2 = state.cr[1]! | 0;
     this.cr3 = state.cr[2]! | 0;
     this.cr4 = state.cr[3]! | 0;
+    if (this.cr0 & CR0_PG && this.cr0 & CR0_PE && this.cr4 & CR4_PAE) this.loadPdptes(this.cr3, false);
     this.efer = state.efer | 0;
     for (let i = 0; i < 8; i++) this.dr[i] = Number(state.dr[i]);
     this.gdtBase = state.gdtr[0] | 0;
