@@ -47,6 +47,7 @@ import {
   ATTR_RW,
   ATTR_S,
   CF,
+  CR0_AM,
   CR0_CD,
   CR0_EM,
   CR0_ET,
@@ -66,6 +67,7 @@ import {
   EFER_NXE,
   EVENT_EXCEPTION,
   EVENT_EXTERNAL,
+  EXC_AC,
   EXC_DB,
   EXC_DF,
   EXC_GP,
@@ -286,6 +288,11 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   readonly tlb = new Int32Array(1 << 20);
   private readonly tlbList = new Int32Array(TLB_LIST_MAX);
   private tlbCount = 0;
+  /**
+   * CR0.AM, EFLAGS.AC and CPL 3: misaligned data accesses raise #AC(0). The TLB needs then send
+   * every access to the slow path, which checks; with AC off the fast path does no extra work.
+   */
+  private alignmentCheck = false;
   private readNeed = TLB_VALID | TLB_RAMR;
   private writeNeed = TLB_VALID | TLB_RAMW | TLB_WSUP;
   private dataBreakpoints = false;
@@ -641,9 +648,11 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   /** Replaces EFLAGS (no privilege rules; callers apply them). Does not update the mode. */
   setFlagsRaw(value: number): void {
+    const acChanged = (this.flagsRaw ^ value) & AC;
     this.flagsRaw = (value & 0x3f7fd5) | FLAGS_FIXED;
     this.lazyMask = 0;
     if (value & TF || (value & IF && this.intr)) this.attention = true;
+    if (acChanged) this.updateNeeds();
   }
 
   /** Sets or clears one arithmetic flag, materialising the others. */
@@ -674,7 +683,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   }
 
   private updateNeeds(): void {
-    if (this.dataBreakpoints) {
+    this.alignmentCheck = this.user && (this.cr0 & CR0_AM) !== 0 && (this.flagsRaw & AC) !== 0;
+    if (this.dataBreakpoints || this.alignmentCheck) {
       this.readNeed = TLB_NEVER;
       this.writeNeed = TLB_NEVER;
     } else if (this.user) {
@@ -1055,6 +1065,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   }
 
   private slowRead(lin: number, size: number): number {
+    // Operands wider than a dword arrive here in dword pieces, so they are held to 4-byte alignment.
+    if (this.alignmentCheck && lin & (size - 1)) this.raise(EXC_AC, 0);
     if (this.dataBreakpoints) this.checkDataBreakpoint(lin, size, false);
     if ((lin & 4095) + size > 4096) {
       const first = this.translate(lin, ACCESS_READ, this.user);
@@ -1070,6 +1082,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   }
 
   private slowWrite(lin: number, size: number, v: number): void {
+    if (this.alignmentCheck && lin & (size - 1)) this.raise(EXC_AC, 0);
     if (this.dataBreakpoints) this.checkDataBreakpoint(lin, size, true);
     if ((lin & 4095) + size > 4096) {
       // Both pages are checked before any byte is written.

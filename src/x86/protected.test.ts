@@ -14,6 +14,7 @@ import {
   runToHalt,
   startProtected,
   startRealWithIvt,
+  type TestMachine,
   TSS_BASE,
   writeDescriptor,
   writeStandardGdt,
@@ -35,6 +36,52 @@ function gate(v: number, label: string, access = 0xee): string {
     `shr eax, 16\nmov [${at + 6}], ax\n`
   );
 }
+
+describe("alignment check", () => {
+  const setAm = "mov eax, cr0\nor eax, 0x40000\nmov cr0, eax\n";
+  const AC_FLAGS = "0x40002";
+  /** Runs `body` at CPL 3 with the given EFLAGS; ends with EBX = 1 and a HLT, which is #GP at CPL 3. */
+  const user = (prefix: string, flags: string, body: string): TestMachine =>
+    run32(`${prefix}${toRing3(flags)}${body}\nmov ebx, 1\nhlt`);
+  it("CR0.AM, EFLAGS.AC and CPL 3: a misaligned read or write raises #AC(0)", () => {
+    for (const body of [
+      "mov eax, [0x60001]",
+      "mov [0x60002], eax",
+      "mov ax, [0x60003]",
+      "push dword 1\npush word 2\npush dword 3",
+    ]) {
+      const m = user(setAm, AC_FLAGS, body);
+      assert.equal(recorded(m), 17, body);
+      assert.equal(m.memory.read32(m.cpu.esp), 0, "error code 0");
+      assert.equal(m.cpu.ebx, 0);
+    }
+  });
+  it("aligned accesses, byte accesses, and any access without AM, without AC or at CPL 0 are fine", () => {
+    const aligned = user(setAm, AC_FLAGS, "mov eax, [0x60004]\nmov [0x60002], ax\nmov al, [0x60003]");
+    assert.equal(recorded(aligned), 13);
+    assert.equal(aligned.cpu.ebx, 1);
+    for (const [prefix, flags] of [
+      ["", AC_FLAGS],
+      [setAm, "0x002"],
+    ]) {
+      const m = user(prefix!, flags!, "mov eax, [0x60001]");
+      assert.equal(recorded(m), 13);
+      assert.equal(m.cpu.ebx, 1);
+    }
+    const ring0 = run32(`${setAm}push dword ${AC_FLAGS}\npopfd\nmov eax, [0x60001]\nmov ebx, 1\nhlt`);
+    assert.equal(recorded(ring0), 0xff);
+    assert.equal(ring0.cpu.ebx, 1);
+  });
+  it("POPF setting AC at CPL 3 turns the check on", () => {
+    const m = user(
+      setAm,
+      "0x002",
+      "mov eax, [0x60001]\npush dword 0x40002\npopfd\nmov ecx, 7\nmov eax, [0x60001]",
+    );
+    assert.equal(m.cpu.ecx, 7);
+    assert.equal(recorded(m), 17);
+  });
+});
 
 describe("mode switches", () => {
   it("real -> protected -> real keeps a 4 GiB data limit (unreal mode)", () => {
