@@ -3,18 +3,21 @@
 // 16-bit and 32-bit protected mode, virtual-8086 mode), as a case that runs it or as one that expects
 // its exception there. Coverage is read from the assembled programs: each case's bytes, from its
 // code label to its resume label, are decoded with the CPU's own decoder in the case's code size,
-// so what counts is what nasm emitted, not what a case says about itself.
+// so what counts is what nasm emitted, not what a case says about itself. A case that raises an
+// exception (as tsvisor's CPU runs it) counts only up to the instruction that raised it: what
+// follows never ran.
 //
 // Needs nasm (not QEMU); TSVISOR_DIFF_SEED and TSVISOR_DIFF_SCALE pick the same cases as diff.test.ts.
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { after, describe, test } from "node:test";
+import { loadTsvisorCpu } from "../../src/machine/bare-runner.ts";
 import { decodeInstruction, Insn } from "../../src/x86/decoder.ts";
 import { ONE_BYTE, type OpEntry, TWO_BYTE } from "../../src/x86/opcodes.ts";
 import { generateCases } from "./cases.ts";
 import type { CaseMode } from "./harness.ts";
-import { assemble, groupCases, limited, Workspace } from "./run.ts";
+import { assemble, groupCases, limited, parseDump, runTsvisor, Workspace } from "./run.ts";
 
 const MODES: readonly CaseMode[] = ["real", "pm16", "pm32", "v86"];
 
@@ -88,16 +91,28 @@ async function coveredEntries(work: Workspace): Promise<Map<CaseMode, Map<OpEntr
     2,
     groupCases(cases).map((g, i) => () => assemble(work, `coverage${i}`, g)),
   );
+  const cpu = await loadTsvisorCpu();
+  if ("missing" in cpu) throw new Error(cpu.missing);
   const covered = new Map<CaseMode, Map<OpEntry, number>>(MODES.map((m) => [m, new Map()]));
   const insn = new Insn();
   for (const program of programs) {
+    const dumps = parseDump(runTsvisor(program, cpu.factory)).cases;
     for (const c of program.cases) {
-      const start = program.offsets.get(`c${c.id}_code`) ?? program.offsets.get(`c${c.id}_v86`);
-      const end = program.offsets.get(`c${c.id}_resume`);
+      const label = program.offsets.has(`c${c.id}_code`) ? `c${c.id}_code` : `c${c.id}_v86`;
+      const start = program.offsets.get(label);
+      let end = program.offsets.get(`c${c.id}_resume`);
       assert.ok(start !== undefined && end !== undefined && end >= start, `case ${c.id} has no code labels`);
+      // The first exception ends the case's code: at the faulting instruction, or (traps: #DB, #BP,
+      // #OF report the next one) just before the instruction after it.
+      const first = dumps.get(c.id)?.exceptions[0];
+      if (first) {
+        const at = first.eip - program.symbols.get(label)! + start;
+        const trap = first.vector === 1 || first.vector === 3 || first.vector === 4;
+        if (at >= start && at < end) end = trap ? at : at + 1;
+      }
       const seen = covered.get(c.mode)!;
       for (let p = start; p < end; ) {
-        const bytes = program.image.subarray(p, Math.min(end, p + 15));
+        const bytes = program.image.subarray(p, p + 15);
         const length = decodeInstruction(insn, bytes, bytes.length, c.mode === "pm32");
         if (length <= 0) break;
         if (!seen.has(insn.entry)) seen.set(insn.entry, c.id);
