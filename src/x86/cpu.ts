@@ -47,6 +47,7 @@ import {
   ATTR_RW,
   ATTR_S,
   CF,
+  CR0_AM,
   CR0_CD,
   CR0_EM,
   CR0_ET,
@@ -66,6 +67,7 @@ import {
   EFER_NXE,
   EVENT_EXCEPTION,
   EVENT_EXTERNAL,
+  EXC_AC,
   EXC_DB,
   EXC_DF,
   EXC_GP,
@@ -236,6 +238,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   cr2 = 0;
   cr3 = 0;
   cr4 = 0;
+  /** PAE: the four PDPTEs as (low, high) dwords, loaded from CR3 when the SDM says (loadPdptes). */
+  readonly pdptes = new Int32Array(8);
   efer = 0;
   readonly dr = new Int32Array(8);
   gdtBase = 0;
@@ -270,6 +274,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   private shadowDebug = false;
   /** Debug-trap DR6 bits held back by MOV SS / POP SS. */
   private heldDebugDr6 = 0;
+  /** The fault being raised is an instruction breakpoint's #DB (saved with RF as it was). */
+  private instructionBreakpoint = false;
   /** A #DB trap is due after the current instruction (data breakpoint or TF). */
   private debugTrapDr6 = 0;
   instructionCount = 0;
@@ -289,6 +295,11 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   readonly tlb = new Int32Array(1 << 20);
   private readonly tlbList = new Int32Array(TLB_LIST_MAX);
   private tlbCount = 0;
+  /**
+   * CR0.AM, EFLAGS.AC and CPL 3: misaligned data accesses raise #AC(0). The TLB needs then send
+   * every access to the slow path, which checks; with AC off the fast path does no extra work.
+   */
+  private alignmentCheck = false;
   /** TLB bits a direct read / write needs (translated code tests them inline). */
   readNeed = TLB_VALID | TLB_RAMR;
   writeNeed = TLB_VALID | TLB_RAMW | TLB_WSUP;
@@ -359,6 +370,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.cr2 = 0;
     this.cr3 = 0;
     this.cr4 = 0;
+    this.pdptes.fill(0);
     this.efer = 0;
     this.dr.fill(0);
     this.dr[6] = 0xffff0ff0 | 0;
@@ -649,9 +661,11 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   /** Replaces EFLAGS (no privilege rules; callers apply them). Does not update the mode. */
   setFlagsRaw(value: number): void {
+    const acChanged = (this.flagsRaw ^ value) & AC;
     this.flagsRaw = (value & 0x3f7fd5) | FLAGS_FIXED;
     this.lazyMask = 0;
     if (value & TF || (value & IF && this.intr)) this.attention = true;
+    if (acChanged) this.updateNeeds();
   }
 
   /** Sets or clears one arithmetic flag, materialising the others. */
@@ -682,7 +696,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   }
 
   private updateNeeds(): void {
-    if (this.dataBreakpoints) {
+    this.alignmentCheck = this.user && (this.cr0 & CR0_AM) !== 0 && (this.flagsRaw & AC) !== 0;
+    if (this.dataBreakpoints || this.alignmentCheck) {
       this.readNeed = TLB_NEVER;
       this.writeNeed = TLB_NEVER;
     } else if (this.user) {
@@ -699,6 +714,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     // PG without PE, or NW without CD, is invalid.
     if ((value & CR0_PG && !(value & CR0_PE)) || (value & CR0_NW && !(value & CR0_CD))) this.gp(0);
     const changed = this.cr0 ^ value;
+    if (value & CR0_PG && changed & (CR0_PG | CR0_CD | CR0_NW) && this.cr4 & CR4_PAE)
+      this.loadPdptes(this.cr3);
     this.cr0 =
       value &
       (CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_WP | 0x40000 | CR0_NW | CR0_CD | CR0_PG);
@@ -708,6 +725,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   }
 
   writeCr3(value: number): void {
+    if (this.pagingOn && this.cr4 & CR4_PAE) this.loadPdptes(value);
     this.cr3 = value | 0;
     this.flushTlb(true);
   }
@@ -715,8 +733,27 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   writeCr4(value: number): void {
     if (value & ~CR4_VALID) this.gp(0);
     const changed = this.cr4 ^ value;
+    if (this.pagingOn && value & CR4_PAE && changed & (CR4_PAE | CR4_PGE | CR4_PSE))
+      this.loadPdptes(this.cr3);
     this.cr4 = value;
     if (changed & (CR4_PAE | CR4_PGE | CR4_PSE)) this.flushTlb(false);
+  }
+
+  /**
+   * Loads the PAE page-directory-pointer table at `cr3` into `pdptes`, as MOV CR3 (and MOV CR0 or
+   * CR4 enabling PAE paging) does; later walks use these copies, not memory. A present entry with
+   * a reserved bit set is #GP(0), before anything changes (unless `check` is off: restored state).
+   */
+  private loadPdptes(cr3: number, check = true): void {
+    const base = (cr3 & ~0x1f) >>> 0;
+    const mem = this.memory;
+    if (check) {
+      for (let k = 0; k < 4; k++) {
+        const lo = mem.read32(base + k * 8);
+        if (lo & 1 && (lo & 0x1e6 || mem.read32(base + k * 8 + 4) & 0xfffffff0)) this.gp(0);
+      }
+    }
+    for (let k = 0; k < 8; k++) this.pdptes[k] = mem.read32(base + k * 4);
   }
 
   writeEfer(value: number): void {
@@ -1044,6 +1081,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   }
 
   private slowRead(lin: number, size: number): number {
+    // Operands wider than a dword arrive here in dword pieces, so they are held to 4-byte alignment.
+    if (this.alignmentCheck && lin & (size - 1)) this.raise(EXC_AC, 0);
     if (this.dataBreakpoints) this.checkDataBreakpoint(lin, size, false);
     if ((lin & 4095) + size > 4096) {
       const first = this.translate(lin, ACCESS_READ, this.user);
@@ -1059,6 +1098,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   }
 
   private slowWrite(lin: number, size: number, v: number): void {
+    if (this.alignmentCheck && lin & (size - 1)) this.raise(EXC_AC, 0);
     if (this.dataBreakpoints) this.checkDataBreakpoint(lin, size, true);
     if ((lin & 4095) + size > 4096) {
       // Both pages are checked before any byte is written.
@@ -1119,11 +1159,12 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       if (!(pte & 1)) return -1;
       return ((pte & ~0xfff) >>> 0) + (lin & 0xfff);
     }
-    const pdpteAddr = ((this.cr3 & ~0x1f) + (lin >>> 30) * 8) >>> 0;
-    const pdpte = mem.read32(pdpteAddr);
+    const pdpte = this.pdptes[(lin >>> 30) * 2]!;
     if (!(pdpte & 1)) return -1;
     const pdeAddr =
-      (mem.read32(pdpteAddr + 4) & 0xf) * 0x100000000 + ((pdpte & ~0xfff) >>> 0) + ((lin >>> 21) & 0x1ff) * 8;
+      (this.pdptes[(lin >>> 30) * 2 + 1]! & 0xf) * 0x100000000 +
+      ((pdpte & ~0xfff) >>> 0) +
+      ((lin >>> 21) & 0x1ff) * 8;
     const pde = mem.read32(pdeAddr);
     const pdeHi = mem.read32(pdeAddr + 4) & 0xf;
     if (!(pde & 1)) return -1;
@@ -1227,9 +1268,9 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       }
     } else {
       const nxe = (this.efer & EFER_NXE) !== 0;
-      const pdpteAddr = ((this.cr3 & ~0x1f) + (lin >>> 30) * 8) >>> 0;
-      const pdpte = mem.read32(pdpteAddr);
-      const pdpteHi = mem.read32(pdpteAddr + 4);
+      // The PDPTEs as loaded with CR3, not as memory holds them now.
+      const pdpte = this.pdptes[(lin >>> 30) * 2]!;
+      const pdpteHi = this.pdptes[(lin >>> 30) * 2 + 1]!;
       if (!(pdpte & 1)) this.pageFault(lin, 0, access, user);
       if (pdpte & 0x1e6 || pdpteHi & 0xfffffff0) this.pageFault(lin, PF_PRESENT | PF_RSVD, access, user);
       const pdeAddr = (pdpteHi & 0xf) * 0x100000000 + ((pdpte & ~0xfff) >>> 0) + ((lin >>> 21) & 0x1ff) * 8;
@@ -1506,6 +1547,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       }
       if (hits) {
         this.dr[6] = (this.dr[6]! & ~0xf) | hits;
+        this.instructionBreakpoint = true;
         this.raise(EXC_DB);
       }
     }
@@ -1515,8 +1557,10 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.eip = this.code32 ? (this.eip + insn.length) >>> 0 : (this.eip + insn.length) & 0xffff;
     this.debugTrapDr6 = 0;
     this.shadowDebug = false;
-    insn.handler(this, insn);
+    // RF covers this instruction's breakpoint check only; one that loads it (IRET) keeps it set
+    // for the next instruction.
     this.flagsRaw &= ~RF;
+    insn.handler(this, insn);
     this.instructionCount++;
     if (shadowed && this.shadow) this.shadow = false;
     let dr6 = this.debugTrapDr6 | (tfBefore ? 0x4000 : 0);
@@ -1742,6 +1786,11 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     let error = this.excError;
     this.eip = this.instrStart;
     this.shadow = false;
+    // Faults save EFLAGS with RF set, so the handler's IRET restarts the instruction without
+    // hitting its instruction breakpoint again; an instruction breakpoint's own #DB does not
+    // (SDM vol. 3, 18.3.1.1).
+    if (this.instructionBreakpoint) this.instructionBreakpoint = false;
+    else this.flagsRaw |= RF;
     for (;;) {
       try {
         this.deliverEvent(vector, error, EVENT_EXCEPTION);
@@ -1852,6 +1901,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.cr2 = state.cr[1]! | 0;
     this.cr3 = state.cr[2]! | 0;
     this.cr4 = state.cr[3]! | 0;
+    if (this.cr0 & CR0_PG && this.cr0 & CR0_PE && this.cr4 & CR4_PAE) this.loadPdptes(this.cr3, false);
     this.efer = state.efer | 0;
     for (let i = 0; i < 8; i++) this.dr[i] = Number(state.dr[i]);
     this.gdtBase = state.gdtr[0] | 0;

@@ -239,6 +239,68 @@ describe("large pages and PAE", () => {
     assert.deepEqual(pageFault(m), { error: 0x11, cr2: 0x9000 });
     assert.equal(m.memory.read32(m.cpu.esp + 4), 0x9000, "the fault's EIP is the target, not the jump");
   });
+  describe("PAE PDPTEs are loaded with CR3", () => {
+    const PDPT = 0x102000;
+    const PAE_PD = 0x103000;
+    const PD_A = 0x105000;
+    const PD_B = 0x106000;
+    const BAD_PDPT = 0x107000;
+    const enablePae = `mov eax, cr4\nor eax, 0x20\nmov cr4, eax\nmov eax, ${PDPT}\nmov cr3, eax\n`;
+    const pagingOn = "mov eax, cr0\nor eax, 0x80000000\nmov cr0, eax\n";
+    /** PDPTE 0 identity-maps 0-2 MiB, PDPTE 1 maps 1 GiB to 0x200000 (PD_A); PD_B would map 0x400000. */
+    const tables = (m: TestMachine): void => {
+      m.memory.write32(PDPT, PAE_PD | 1);
+      m.memory.write32(PDPT + 8, PD_A | 1);
+      m.memory.write32(PAE_PD, 0x87);
+      m.memory.write32(PD_A, 0x200000 | 0x87);
+      m.memory.write32(PD_B, 0x400000 | 0x87);
+      m.memory.write32(0x200000, 0x11111111);
+      m.memory.write32(0x400000, 0x22222222);
+      m.memory.write32(BAD_PDPT, PAE_PD | 1);
+      m.memory.write32(BAD_PDPT + 8, PD_A | 1 | 4); // bit 2 is reserved in a PDPTE
+    };
+
+    it("walks use the loaded copies: a PDPT rewrite shows only after the next CR3 write", () => {
+      const m = run32(
+        `${enablePae}${pagingOn}
+         mov ebx, [0x40000000]
+         mov dword [${PDPT + 8}], ${PD_B | 1}
+         invlpg [0x40000000]
+         mov ecx, [0x40000000]
+         mov eax, cr3
+         mov cr3, eax
+         mov edx, [0x40000000]
+         hlt`,
+        tables,
+      );
+      assert.equal(recorded(m), 0xff);
+      assert.equal(m.cpu.ebx, 0x11111111);
+      assert.equal(m.cpu.ecx, 0x11111111, "INVLPG does not reload the PDPTEs");
+      assert.equal(m.cpu.edx, 0x22222222, "MOV CR3 does");
+      assert.equal(m.cpu.translateLinear(0x40000000), 0x400000);
+    });
+    it("MOV CR3 to a PDPT with a reserved bit in a present entry: #GP(0), CR3 unchanged", () => {
+      const m = run32(`${enablePae}${pagingOn}mov eax, ${BAD_PDPT}\nmov cr3, eax\nhlt`, tables);
+      assert.equal(recorded(m), 13);
+      assert.equal(m.memory.read32(m.cpu.esp), 0, "error code");
+      assert.equal(m.cpu.cr3, PDPT);
+      assert.equal(m.cpu.translateLinear(0x40000000), 0x200000);
+    });
+    it("MOV CR0 enabling PAE paging checks the PDPTEs too; not-present ones may hold anything", () => {
+      const bad = run32(
+        `mov eax, cr4\nor eax, 0x20\nmov cr4, eax\nmov eax, ${BAD_PDPT}\nmov cr3, eax\n${pagingOn}hlt`,
+        tables,
+      );
+      assert.equal(recorded(bad), 13);
+      assert.equal(bad.cpu.cr0 & 0x80000000, 0, "paging stays off");
+      const notPresent = run32(`${enablePae}${pagingOn}mov ebx, [0x40000000]\nhlt`, (m) => {
+        tables(m);
+        m.memory.write32(PDPT + 16, 0xffe); // entry 2: reserved bits, but not present
+      });
+      assert.equal(recorded(notPresent), 0xff);
+      assert.equal(notPresent.cpu.ebx, 0x11111111);
+    });
+  });
   it("CPUID advertises NX and EFER accepts only NXE", () => {
     const m = run32(
       "mov eax, 0x80000001\ncpuid\nmov ecx, 0xc0000080\nmov eax, 0x100\nxor edx, edx\nwrmsr\nhlt",

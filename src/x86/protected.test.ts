@@ -3,9 +3,10 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { CS, DS, IF, NT, VM } from "./flags.ts";
+import { CS, DS, IF, NT, RF as RF_BIT, VM } from "./flags.ts";
 import {
   assemble,
+  IDT_BASE,
   makeMachine,
   RECORD,
   recorded,
@@ -13,6 +14,7 @@ import {
   runToHalt,
   startProtected,
   startRealWithIvt,
+  type TestMachine,
   TSS_BASE,
   writeDescriptor,
   writeStandardGdt,
@@ -34,6 +36,52 @@ function gate(v: number, label: string, access = 0xee): string {
     `shr eax, 16\nmov [${at + 6}], ax\n`
   );
 }
+
+describe("alignment check", () => {
+  const setAm = "mov eax, cr0\nor eax, 0x40000\nmov cr0, eax\n";
+  const AC_FLAGS = "0x40002";
+  /** Runs `body` at CPL 3 with the given EFLAGS; ends with EBX = 1 and a HLT, which is #GP at CPL 3. */
+  const user = (prefix: string, flags: string, body: string): TestMachine =>
+    run32(`${prefix}${toRing3(flags)}${body}\nmov ebx, 1\nhlt`);
+  it("CR0.AM, EFLAGS.AC and CPL 3: a misaligned read or write raises #AC(0)", () => {
+    for (const body of [
+      "mov eax, [0x60001]",
+      "mov [0x60002], eax",
+      "mov ax, [0x60003]",
+      "push dword 1\npush word 2\npush dword 3",
+    ]) {
+      const m = user(setAm, AC_FLAGS, body);
+      assert.equal(recorded(m), 17, body);
+      assert.equal(m.memory.read32(m.cpu.esp), 0, "error code 0");
+      assert.equal(m.cpu.ebx, 0);
+    }
+  });
+  it("aligned accesses, byte accesses, and any access without AM, without AC or at CPL 0 are fine", () => {
+    const aligned = user(setAm, AC_FLAGS, "mov eax, [0x60004]\nmov [0x60002], ax\nmov al, [0x60003]");
+    assert.equal(recorded(aligned), 13);
+    assert.equal(aligned.cpu.ebx, 1);
+    for (const [prefix, flags] of [
+      ["", AC_FLAGS],
+      [setAm, "0x002"],
+    ]) {
+      const m = user(prefix!, flags!, "mov eax, [0x60001]");
+      assert.equal(recorded(m), 13);
+      assert.equal(m.cpu.ebx, 1);
+    }
+    const ring0 = run32(`${setAm}push dword ${AC_FLAGS}\npopfd\nmov eax, [0x60001]\nmov ebx, 1\nhlt`);
+    assert.equal(recorded(ring0), 0xff);
+    assert.equal(ring0.cpu.ebx, 1);
+  });
+  it("POPF setting AC at CPL 3 turns the check on", () => {
+    const m = user(
+      setAm,
+      "0x002",
+      "mov eax, [0x60001]\npush dword 0x40002\npopfd\nmov ecx, 7\nmov eax, [0x60001]",
+    );
+    assert.equal(m.cpu.ecx, 7);
+    assert.equal(recorded(m), 17);
+  });
+});
 
 describe("mode switches", () => {
   it("real -> protected -> real keeps a 4 GiB data limit (unreal mode)", () => {
@@ -534,6 +582,58 @@ describe("debugging", () => {
     assert.equal(recorded(m), 1);
     assert.equal(m.cpu.ebx, 0);
     assert.equal(m.cpu.dr[6]! & 0xf, 1);
+  });
+  it("faults push EFLAGS with RF set; traps and an instruction breakpoint's #DB do not", () => {
+    const ud = run32("ud2\nhlt");
+    assert.equal(recorded(ud), 6);
+    assert.equal(ud.memory.read32(ud.cpu.esp + 8) & RF_BIT, RF_BIT, "#UD frame");
+    const int3 = run32("int3\nhlt");
+    assert.equal(recorded(int3), 3);
+    assert.equal(int3.memory.read32(int3.cpu.esp + 8) & RF_BIT, 0, "#BP frame");
+    const bp = run32("mov eax, target\nmov dr0, eax\nmov eax, 1\nmov dr7, eax\nnop\ntarget: mov ebx, 2\nhlt");
+    assert.equal(recorded(bp), 1);
+    assert.equal(bp.memory.read32(bp.cpu.esp + 8) & RF_BIT, 0, "instruction-breakpoint #DB frame");
+    assert.equal(bp.cpu.getFlags() & RF_BIT, 0, "the handler runs with RF clear");
+  });
+  it("IRET from a fault handler restarts a breakpointed instruction without a second #DB", () => {
+    // DR0 on WAIT while CR0.MP and CR0.TS are set: #DB (the handler sets RF and returns), then
+    // #NM, whose frame carries RF, so the restart after CLTS does not hit the breakpoint again.
+    const m = run32(
+      [
+        ...[1, 7].flatMap((v) => [
+          `mov eax, handler${v}`,
+          `mov [${IDT_BASE + v * 8}], ax`,
+          "shr eax, 16",
+          `mov [${IDT_BASE + v * 8 + 6}], ax`,
+        ]),
+        "mov eax, cr0",
+        "or eax, 0xa",
+        "mov cr0, eax",
+        "mov eax, target",
+        "mov dr0, eax",
+        "mov eax, 1",
+        "mov dr7, eax",
+        "target: fwait",
+        "mov ecx, 5",
+        "hlt",
+        "handler1:",
+        "inc dword [0x6000]",
+        "or dword [esp+8], 0x10000",
+        "iretd",
+        "handler7:",
+        "mov eax, [esp+8]",
+        "mov [0x6004], eax",
+        "clts",
+        "iretd",
+      ].join("\n"),
+      (machine) => {
+        machine.memory.write32(0x6000, 0);
+        machine.memory.write32(0x6004, 0);
+      },
+    );
+    assert.equal(m.cpu.ecx, 5, "ran to the end");
+    assert.equal(m.memory.read32(0x6000), 1, "one #DB");
+    assert.equal(m.memory.read32(0x6004) & RF_BIT, RF_BIT, "#NM frame has RF");
   });
   it("DR7.GD makes the next MOV DR fault with DR6.BD", () => {
     const m = run32("mov eax, 0x2000\nmov dr7, eax\nmov ebx, dr0\nhlt");

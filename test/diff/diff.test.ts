@@ -28,12 +28,7 @@ import {
  * Cases tsvisor's CPU gets wrong today (case text → what is wrong). They are reported by a `todo`
  * test so the suite stays green; delete an entry when the CPU is fixed.
  */
-const KNOWN_CPU_BUGS: readonly { readonly cases: RegExp; readonly bug: string }[] = [
-  {
-    cases: /^mmx: the FPU tag word after MMX and after EMMS$/,
-    bug: "FNSTENV after an MMX instruction stores tag 00 for every register instead of classifying the contents (01 zero, 10 special)",
-  },
-];
+const KNOWN_CPU_BUGS: readonly { readonly cases: RegExp; readonly bug: string }[] = [];
 
 const seed = Number(process.env.TSVISOR_DIFF_SEED ?? 1);
 const scale = Number(process.env.TSVISOR_DIFF_SCALE ?? 2);
@@ -82,7 +77,7 @@ describe(`CPU differential test against QEMU (seed ${seed})`, { skip }, () => {
     const missing = cases.filter((c) => !reference.get(c.id)?.window.length).map((c) => c.id);
     assert.deepEqual(missing, [], "cases without a dump");
     assert.ok(cases.length > 1500, `only ${cases.length} cases generated`);
-    for (const mode of ["pm32", "real", "pm16"]) {
+    for (const mode of ["pm32", "real", "pm16", "v86"]) {
       assert.ok(
         cases.some((c) => c.mode === mode),
         `no ${mode} cases`,

@@ -78,7 +78,7 @@ export interface DiffCase {
   readonly paging?: boolean;
   /** Runs with PAE paging on (32-bit protected mode only; see `pae_on` below). */
   readonly pae?: boolean;
-  /** Ring-0 lines run before a ring-3 case enters ring 3 (page-table edits, INVLPG). */
+  /** Ring-0 lines run before a ring-3 or virtual-8086 case leaves ring 0 (page-table edits, INVLPG, MSRs). */
   readonly setup?: readonly string[];
 }
 
@@ -207,6 +207,7 @@ function emitV86Entry(c: DiffCase): string[] {
     `push dword ${hex(c.eflags | EFLAGS_VM | EFLAGS_IOPL3)}`,
     `push dword ${hex(LOW_CODE >> 4)}`,
     `push dword c${c.id}_v86`,
+    ...(c.setup ?? []).map((l) => localise(l, c.id)),
     `mov eax, ${hex(regs[0]!)}`,
     `mov ecx, ${hex(regs[1]!)}`,
     `mov edx, ${hex(regs[2]!)}`,

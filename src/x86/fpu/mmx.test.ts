@@ -44,6 +44,25 @@ describe("MMX register aliasing", () => {
     assert.equal(hex80(fpu.st(3)), "ffff:0123456789abcdef");
   });
 
+  test("FNSTENV and FNSAVE after MMX store each register's class: valid, zero, special", () => {
+    const { fpu, host } = setup();
+    // Physical registers 7..2 get 0, 1, 0, 1, 0, 1; then 1/0 = +inf lands in 1 and 1.0 in 0.
+    for (const k of [0, 1, 0, 1, 0, 1]) exec(fpu, host, [0xd9, k ? 0xe8 : 0xee]);
+    exec(fpu, host, [0xd9, 0xe8]); // FLD1
+    exec(fpu, host, [0xd9, 0xee]); // FLDZ
+    exec(fpu, host, [0xde, 0xf9]); // FDIVP: 1/0 = +inf in phys 1 (ZE masked)
+    exec(fpu, host, [0xd9, 0xe8]); // FLD1: phys 0
+    exec(fpu, host, [0xdb, 0xe3]); // FNINIT: every tag empty, contents kept
+    load(fpu, host, 2, 0x8000000000000001n); // MM2: exponent all ones
+    // phys 0..7 = 1.0 (valid), +inf (special), MM2 (special), 0, 1, 0, 1, 0 (zero, valid...).
+    const classes = [0, 2, 2, 1, 0, 1, 0, 1];
+    const expected = classes.reduce((word, tag, r) => word | (tag << (r * 2)), 0);
+    exec(fpu, host, [0xd9, 0x35], 0x400); // FNSTENV
+    assert.equal(host.read16(0x408), expected);
+    exec(fpu, host, [0xdd, 0x35], 0x500); // FNSAVE
+    assert.equal(host.read16(0x508), expected);
+  });
+
   test("EMMS empties every tag", () => {
     const { fpu, host } = setup();
     load(fpu, host, 0, 1n);
