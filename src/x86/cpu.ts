@@ -339,8 +339,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.memory.onWriteProtect((page) => {
       this.refreshRam();
       if (page >= 0) {
-        // A page became code (or otherwise not write-fast): only direct writes must stop.
-        this.dropFastWrites();
+        // A page became code (or otherwise not write-fast): only direct writes to it must stop.
+        this.dropFastWrites(page);
       } else {
         // The map changed (shadowing, a moved BAR, dirty logging): direct reads may now be
         // wrong too, and decoded code may come from different bytes.
@@ -1112,6 +1112,21 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     }
     const phys = this.translate(lin, ACCESS_WRITE, this.user);
     this.memory.write(phys, size as 1 | 2 | 4, size === 4 ? v >>> 0 : v & SIZE_MASK[size]!);
+    // A page that was code (or not yet dirty) may be write-fast again: let the next writes
+    // through this TLB entry go direct instead of waiting for the entry to be refilled, which for
+    // global pages may be never.
+    const page = Math.floor(phys / 4096);
+    const entry = this.tlb[lin >>> 12]!;
+    if (
+      entry & TLB_VALID &&
+      !(entry & TLB_RAMW) &&
+      entry >>> 9 === page &&
+      page < this.ramSize >>> PAGE_SHIFT &&
+      this.memory.pageWriteRegion[page] === this.ramId &&
+      this.memory.isWriteFast(page)
+    ) {
+      this.tlb[lin >>> 12] = entry | TLB_RAMW;
+    }
   }
 
   /** Supervisor-privileged reads and writes (descriptor tables, TSS): implicit system accesses. */
@@ -1359,11 +1374,13 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.tlb[lin >>> 12] = 0;
   }
 
-  private dropFastWrites(): void {
+  /** Physical page `physPage` stopped being write-fast: entries mapping it lose direct writes. */
+  private dropFastWrites(physPage: number): void {
     const tlb = this.tlb;
     for (let k = 0; k < this.tlbCount; k++) {
       const page = this.tlbList[k]!;
-      tlb[page] = tlb[page]! & ~TLB_RAMW;
+      const e = tlb[page]!;
+      if (e >>> 9 === physPage) tlb[page] = e & ~TLB_RAMW;
     }
   }
 
