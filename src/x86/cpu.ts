@@ -544,6 +544,17 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.lazyMask = ARITH_FLAGS;
   }
 
+  /** INC/DEC: as setArith, but CF keeps the value `carry` (the flag before the operation). */
+  setArithKeepCarry(op: number, a: number, res: number, size: number, carry: boolean): void {
+    this.lzOp = op;
+    this.lzA = a;
+    this.lzB = 1;
+    this.lzRes = res;
+    this.lzSize = size;
+    this.lazyMask = ARITH_FLAGS & ~CF;
+    this.flagsRaw = carry ? this.flagsRaw | CF : this.flagsRaw & ~CF;
+  }
+
   /** Logic result: CF=OF=AF=0, SF/ZF/PF from the result. */
   setLogic(res: number, size: number): void {
     this.lzOp = LZ_LOGIC;

@@ -59,7 +59,7 @@ export interface JitStats {
 const MAX_RETRANSLATIONS = 4;
 
 /** Most blocks one translation may hold (one page of code rarely has more). */
-const MAX_REGION_BLOCKS = 96;
+const MAX_REGION_BLOCKS = 64;
 
 export interface JitCpuView {
   readonly flatMask: number;
@@ -89,7 +89,7 @@ export class Jit {
     this.mode = options.mode;
     this.threshold = options.mode === "force" ? 1 : (options.threshold ?? 64);
     this.maxBlocks = options.maxBlocks ?? 32768;
-    this.maxSourceBytes = options.maxSourceBytes ?? 96 * 1024 * 1024;
+    this.maxSourceBytes = options.maxSourceBytes ?? 32 * 1024 * 1024;
   }
 
   /**

@@ -25,22 +25,7 @@
 
 import type { Block, Insn } from "../decoder.ts";
 import { imulTrunc, shiftOp } from "../exec-basic.ts";
-import {
-  ARITH_FLAGS,
-  CF,
-  DF,
-  LZ_ADC,
-  LZ_ADD,
-  LZ_LOGIC,
-  LZ_SBB,
-  LZ_SUB,
-  OF,
-  PARITY,
-  PF,
-  SF,
-  SS,
-  ZF,
-} from "../flags.ts";
+import { CF, DF, LZ_ADC, LZ_ADD, LZ_LOGIC, LZ_SBB, LZ_SUB, OF, PARITY, SS } from "../flags.ts";
 import type { Handler } from "../opcodes.ts";
 
 /** What a translated block assumes about the CPU when it runs (checked on entry). */
@@ -275,50 +260,42 @@ class Emitter {
     return false;
   }
 
-  private readRam(size: number, p: string): string {
-    if (size === 1) return `ram[${p}]`;
-    if (size === 2) return `(ram[${p}] | (ram[${p} + 1] << 8))`;
-    return `((${p} & 3) === 0 ? ram32[${p} >> 2] : ram[${p}] | (ram[${p} + 1] << 8) | (ram[${p} + 2] << 16) | (ram[${p} + 3] << 24))`;
+  private readRam(size: number): string {
+    if (size === 1) return "ram[p]";
+    if (size === 2) return "(ram[p] | (ram[p + 1] << 8))";
+    return "((p & 3) === 0 ? ram32[p >> 2] : load32(ram, p))";
   }
 
-  private writeRam(size: number, p: string, v: string): void {
-    if (size === 1) this.line(`ram[${p}] = ${v};`);
-    else if (size === 2) this.line(`ram[${p}] = ${v}; ram[${p} + 1] = ${v} >> 8;`);
-    else
-      this.line(
-        `if ((${p} & 3) === 0) ram32[${p} >> 2] = ${v}; else { ram[${p}] = ${v}; ram[${p} + 1] = ${v} >> 8; ram[${p} + 2] = ${v} >> 16; ram[${p} + 3] = ${v} >> 24; }`,
-      );
+  private writeRam(size: number, v: string): string {
+    if (size === 1) return `ram[p] = ${v};`;
+    if (size === 2) return `ram[p] = ${v}; ram[p + 1] = ${v} >> 8;`;
+    return `if ((p & 3) === 0) ram32[p >> 2] = ${v}; else store32(ram, p, ${v});`;
   }
+
+  // Every access leaves the linear address in `l`; `e` and `p` are scratch for the TLB entry and
+  // the RAM offset (nothing else runs between an access's read and its write). A main-RAM page
+  // stays the same array for the VM's life, so no reload is needed after a slow path.
 
   /** Emits a read of `size` bytes at seg:off; returns the temp holding the value (int32 for 4). */
   read(seg: number, off: string, size: number): string {
-    const lin = this.temp();
-    const e = this.temp();
-    const p = this.temp();
     const v = this.temp();
-    const flat = this.linear(seg, off, size, false, lin);
-    this.line(`${e} = tlb[${lin} >>> 12];`);
-    this.line(`if ((${e} & RN) === RN && (${lin} & 4095) <= ${4096 - size}) {`);
-    this.line(`${p} = (${e} >>> 9) * 4096 + (${lin} & 4095); ${v} = ${this.readRam(size, p)};`);
-    const slow = flat ? `cpu.rd${size * 8}(${seg}, ${lin} >>> 0)` : `cpu.readLin${size * 8}(${lin})`;
-    this.line(`} else { ${v} = ${slow}${size === 4 ? " | 0" : ""}; ram = cpu.ram; ram32 = cpu.ram32; }`);
+    const flat = this.linear(seg, off, size, false, "l");
+    const slow = flat ? `cpu.rd${size * 8}(${seg}, l >>> 0)` : `cpu.readLin${size * 8}(l)`;
+    this.line(
+      `e = tlb[l >>> 12]; ${v} = (e & RN) === RN && (l & 4095) <= ${4096 - size} ? (p = (e >>> 9) * 4096 + (l & 4095), ${this.readRam(size)}) : ${slow}${size === 4 ? " | 0" : ""};`,
+    );
     return v;
   }
 
   /** Emits a write of `value` (`size` bytes) at seg:off. */
   write(seg: number, off: string, size: number, value: string): void {
-    const lin = this.temp();
-    const e = this.temp();
-    const p = this.temp();
-    const flat = this.linear(seg, off, size, true, lin);
-    this.line(`${e} = tlb[${lin} >>> 12];`);
-    this.line(`if ((${e} & WN) === WN && (${lin} & 4095) <= ${4096 - size}) {`);
-    this.line(`${p} = (${e} >>> 9) * 4096 + (${lin} & 4095);`);
-    this.writeRam(size, p, value);
+    const flat = this.linear(seg, off, size, true, "l");
     const slow = flat
-      ? `cpu.wr${size * 8}(${seg}, ${lin} >>> 0, ${value})`
-      : `cpu.writeLin${size * 8}(${lin}, ${value})`;
-    this.line(`} else { ${slow}; ram = cpu.ram; ram32 = cpu.ram32; }`);
+      ? `cpu.wr${size * 8}(${seg}, l >>> 0, ${value})`
+      : `cpu.writeLin${size * 8}(l, ${value})`;
+    this.line(
+      `e = tlb[l >>> 12]; if ((e & WN) === WN && (l & 4095) <= ${4096 - size}) { p = (e >>> 9) * 4096 + (l & 4095); ${this.writeRam(size, value)} } else ${slow};`,
+    );
   }
 
   /**
@@ -326,27 +303,20 @@ class Emitter {
    * `compute(value)` gives the expression to store. Returns the temp holding the old value.
    */
   readModifyWrite(seg: number, off: string, size: number, compute: (old: string) => string): string {
-    const lin = this.temp();
-    const e = this.temp();
-    const p = this.temp();
     const v = this.temp();
     const res = this.temp();
-    const flat = this.linear(seg, off, size, true, lin);
-    this.line(`${e} = tlb[${lin} >>> 12];`);
-    this.line(`if ((${e} & WN) === WN && (${lin} & 4095) <= ${4096 - size}) {`);
-    this.line(`${p} = (${e} >>> 9) * 4096 + (${lin} & 4095); ${v} = ${this.readRam(size, p)};`);
+    const flat = this.linear(seg, off, size, true, "l");
     // The slow path checks the write permission first, as the processor does.
-    const u = flat ? `${lin} >>> 0` : undefined;
-    const slowRead = flat ? `cpu.rd${size * 8}(${seg}, ${u})` : `cpu.readLin${size * 8}(${lin})`;
-    const check = flat ? `cpu.checkWrite(${seg}, ${u}, ${size})` : `cpu.checkWritable(${lin}, ${size})`;
-    this.line(`} else { ${check}; ${v} = ${slowRead}${size === 4 ? " | 0" : ""}; ${p} = -1; }`);
+    const slowRead = flat ? `cpu.rd${size * 8}(${seg}, l >>> 0)` : `cpu.readLin${size * 8}(l)`;
+    const check = flat ? `cpu.checkWrite(${seg}, l >>> 0, ${size})` : `cpu.checkWritable(l, ${size})`;
+    this.line(
+      `e = tlb[l >>> 12]; if ((e & WN) === WN && (l & 4095) <= ${4096 - size}) { p = (e >>> 9) * 4096 + (l & 4095); ${v} = ${this.readRam(size)}; } else { ${check}; ${v} = ${slowRead}${size === 4 ? " | 0" : ""}; p = -1; }`,
+    );
     this.line(`${res} = ${compute(v)};`);
-    this.line(`if (${p} >= 0) {`);
-    this.writeRam(size, p, res);
     const slowWrite = flat
-      ? `cpu.wr${size * 8}(${seg}, ${u}, ${res})`
-      : `cpu.writeLin${size * 8}(${lin}, ${res})`;
-    this.line(`} else { ${slowWrite}; ram = cpu.ram; ram32 = cpu.ram32; }`);
+      ? `cpu.wr${size * 8}(${seg}, l >>> 0, ${res})`
+      : `cpu.writeLin${size * 8}(l, ${res})`;
+    this.line(`if (p >= 0) { ${this.writeRam(size, res)} } else ${slowWrite};`);
     return v;
   }
 
@@ -395,15 +365,11 @@ function maskExpr(size: number, v: string): string {
 
 /** Records an arithmetic result in the CPU's lazy-flag fields. */
 function storeArith(em: Emitter, op: number | string, a: string, b: string, r: string, size: number): void {
-  em.line(
-    `cpu.lzOp = ${op}; cpu.lzA = ${a}; cpu.lzB = ${b}; cpu.lzRes = ${r}; cpu.lzSize = ${size}; cpu.lazyMask = ${ARITH_FLAGS};`,
-  );
+  em.line(`cpu.setArith(${op}, ${a}, ${b}, ${r}, ${size});`);
 }
 
 function storeLogic(em: Emitter, r: string, size: number): void {
-  em.line(
-    `cpu.lzOp = ${LZ_LOGIC}; cpu.lzRes = ${r}; cpu.lzSize = ${size}; cpu.flagsRaw &= ${~(CF | OF | 0x10)}; cpu.lazyMask = ${PF | ZF | SF};`,
-  );
+  em.line(`cpu.setLogic(${r}, ${size});`);
 }
 
 /** A JS boolean expression for condition `cc` from known flags, or undefined. */
@@ -614,9 +580,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       });
       em.line(`${r} = ${calc(av)};`);
     }
-    em.line(
-      `cpu.lzOp = ${dec ? LZ_SUB : LZ_ADD}; cpu.lzA = ${av}; cpu.lzB = 1; cpu.lzRes = ${r}; cpu.lzSize = ${s}; cpu.lazyMask = ${ARITH_FLAGS & ~CF}; cpu.flagsRaw = ${carry} ? cpu.flagsRaw | ${CF} : cpu.flagsRaw & ${~CF};`,
-    );
+    em.line(`cpu.setArithKeepCarry(${dec ? LZ_SUB : LZ_ADD}, ${av}, ${r}, ${s}, ${carry});`);
     em.known = { op: dec ? LZ_SUB : LZ_ADD, size: s, a: av, b: "1", r };
     // Carry is not from this operation: only Z, S, P, O conditions may use the known values.
     em.known = { ...em.known, op: -1 - (dec ? LZ_SUB : LZ_ADD) };
@@ -859,10 +823,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       em.line(`${cf} = (${a} >>> ${32 - c}) & 1;`);
       of = `(${cf} ^ (${r} >>> 31))`;
     }
-    if (ctx.flagsLive)
-      em.line(
-        `cpu.lzOp = ${LZ_LOGIC}; cpu.lzRes = ${r}; cpu.lzSize = 4; cpu.flagsRaw = (cpu.flagsRaw & ${~(CF | OF | 0x10)}) | ${cf} | (${of} << 11); cpu.lazyMask = ${PF | ZF | SF};`,
-      );
+    if (ctx.flagsLive) em.line(`cpu.setResultFlags(${r}, 4, ${cf} | (${of} << 11));`);
     em.known = { op: -30, size: 4, a, b: "0", r };
     return true;
   }
@@ -901,9 +862,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     em.line(`${r} = Math.imul(${a}, ${src});`);
     if (ctx.flagsLive) {
       const p = `(${a} * ${src})`;
-      em.line(
-        `cpu.lzOp = ${LZ_LOGIC}; cpu.lzRes = ${r}; cpu.lzSize = 4; cpu.flagsRaw = (cpu.flagsRaw & ${~(CF | OF | 0x10)}) | (${p} === ${r} ? 0 : ${CF | OF}); cpu.lazyMask = ${PF | ZF | SF};`,
-      );
+      em.line(`cpu.setResultFlags(${r}, 4, ${p} === ${r} ? 0 : ${CF | OF});`);
     }
     em.setReg(4, i.reg, r);
     em.known = { op: -40, size: 4, a, b: src, r };
@@ -921,10 +880,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     em.line(`${lo} = Math.imul(${a}, ${src});`);
     em.line(`${hi} = ${i.reg === 4 ? "mulHighUnsigned" : "mulHighSigned"}(${a}, ${src});`);
     const over = i.reg === 4 ? `${hi} !== 0` : `${hi} !== (${lo} >> 31)`;
-    if (ctx.flagsLive)
-      em.line(
-        `cpu.lzOp = ${LZ_LOGIC}; cpu.lzRes = ${lo}; cpu.lzSize = 4; cpu.flagsRaw = (cpu.flagsRaw & ${~(CF | OF | 0x10)}) | (${over} ? ${CF | OF} : 0); cpu.lazyMask = ${PF | ZF | SF};`,
-      );
+    if (ctx.flagsLive) em.line(`cpu.setResultFlags(${lo}, 4, ${over} ? ${CF | OF} : 0);`);
     em.setReg(4, 0, lo);
     em.setReg(4, 2, hi);
     em.known = { op: -40, size: 4, a, b: src, r: lo };
@@ -1124,9 +1080,7 @@ export function translateRegion(
         if (emitInsn(ctx, i)) {
           inlined++;
           if (writesMemory(i))
-            em.line(
-              `if (!blk.valid) { @@STORE@@ cpu.instructionCount = ic + ${j + 1}; cpu.eip = ${eipExpr(ctx, ctx.next)}; return 0; }`,
-            );
+            em.line(`if (!blk.valid) { nx = ${eipExpr(ctx, ctx.next)}; ic += ${j + 1}; break run; }`);
           continue;
         }
         em.out.length = mark;
@@ -1147,7 +1101,7 @@ export function translateRegion(
         endedByHandler = true;
       } else {
         em.line("@@LOAD@@");
-        em.line("ram = cpu.ram; ram32 = cpu.ram32; RN = cpu.readNeed; WN = cpu.writeNeed;");
+        em.line("@@RELOAD@@");
         // A handler may have changed a segment, the stack size or the code under us.
         em.line(
           `if (!blk.valid || (cpu.flatMask & @@FLAT@@) !== @@FLAT@@ || cpu.stack32 !== ${stack32} || cpu.eip !== ${eipExpr(ctx, ctx.next)}) { cpu.instructionCount = ic + ${j + 1}; return 0; }`,
@@ -1189,14 +1143,19 @@ export function translateRegion(
   const src: string[] = [];
   src.push("return function translated(cpu, end) {");
   src.push(`if ((cpu.flatMask & ${flat}) !== ${flat} || cpu.stack32 !== ${stack32}) return -1;`);
-  src.push(
-    "const regs = cpu.regs, tlb = cpu.tlb, segBase = cpu.segBase, rLo = cpu.rLo, rHi = cpu.rHi, wLo = cpu.wLo, wHi = cpu.wHi;",
-  );
-  src.push("let ram = cpu.ram, ram32 = cpu.ram32, RN = cpu.readNeed, WN = cpu.writeNeed;");
+  // Only what the code uses is loaded on entry: the prologue runs on every dispatch.
+  const text = cases.join("\n");
+  const memory = text.includes("tlb[");
+  const consts = ["regs = cpu.regs"];
+  for (const name of ["tlb", "segBase", "rLo", "rHi", "wLo", "wHi"])
+    if (text.includes(`${name}[`)) consts.push(`${name} = cpu.${name}`);
+  src.push(`const ${consts.join(", ")};`);
+  if (memory) src.push("let ram = cpu.ram, ram32 = cpu.ram32, RN = cpu.readNeed, WN = cpu.writeNeed;");
+  const reload = memory ? "ram = cpu.ram; ram32 = cpu.ram32; RN = cpu.readNeed; WN = cpu.writeNeed;" : "";
   src.push("const e0 = cpu.eip;");
   // Region offsets are page offsets (chained) or offsets from the block's entry.
   src.push(chain ? "const pb = e0 - (e0 & 4095);" : "const pb = e0;");
-  src.push("let ic = cpu.instructionCount, k = 0, nx = e0, pc = SLOT[e0 - pb];");
+  src.push("let ic = cpu.instructionCount, k = 0, nx = e0, pc = SLOT[e0 - pb], l = 0, e = 0, p = 0;");
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
   src.push("try {");
@@ -1204,7 +1163,11 @@ export function translateRegion(
   src.push("switch (pc) {");
   for (const l of cases) {
     src.push(
-      l.replaceAll("@@STORE@@", store).replaceAll("@@LOAD@@", load).replaceAll("@@FLAT@@", String(flat)),
+      l
+        .replaceAll("@@STORE@@", store)
+        .replaceAll("@@LOAD@@", load)
+        .replaceAll("@@RELOAD@@", reload)
+        .replaceAll("@@FLAT@@", String(flat)),
     );
   }
   src.push("default: break run;");
@@ -1246,6 +1209,8 @@ export function translateRegion(
     "imulTrunc",
     "mulHighUnsigned",
     "mulHighSigned",
+    "load32",
+    "store32",
     source,
   ) as (...args: unknown[]) => TranslatedBlock;
   const run = factory(
@@ -1260,6 +1225,8 @@ export function translateRegion(
     imulTrunc,
     mulHighUnsigned,
     mulHighSigned,
+    load32,
+    store32,
   );
   return { run, source, inlined, instructions: offsets.length };
 }
@@ -1271,6 +1238,17 @@ function relativeTarget(i: Insn, next: number): number {
     (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op === 0xe9 || op === 0xeb || op === 0xe2;
   if (!relative) return -1;
   return i.opsize === 4 ? next + i.imm : -1;
+}
+
+/** Unaligned little-endian 32-bit load and store in RAM. */
+function load32(ram: Uint8Array, p: number): number {
+  return ram[p]! | (ram[p + 1]! << 8) | (ram[p + 2]! << 16) | (ram[p + 3]! << 24);
+}
+function store32(ram: Uint8Array, p: number, v: number): void {
+  ram[p] = v;
+  ram[p + 1] = v >> 8;
+  ram[p + 2] = v >> 16;
+  ram[p + 3] = v >> 24;
 }
 
 /** High 32 bits (int32) of the unsigned 64-bit product of two 32-bit values. */
