@@ -4,10 +4,13 @@
 //   npm run bench -- micro         CPU microbenchmarks (../shared/anchors/microbench.sh)
 //   npm run bench -- boot [RUNS]   reference Linux guest (../shared/anchors/bench-anchors.sh)
 //
+// tsvisor runs with its default engine (the binary translator on hot code) beside the anchors;
+// the microbenchmarks run once more with `--jit off` for the interpreter's own figures. With
+// /usr/bin/time present, each guest run's peak resident memory is recorded too.
 // Prints each anchor script's own report, then a summary with tsvisor's ratios to the anchors,
 // in Markdown for BENCHMARKS.md. Needs root for the anchors' apt-get installs on a fresh machine.
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,7 +24,7 @@ function runScript(script: string, args: string[], env: Record<string, string>):
   return new Promise((resolveRun, reject) => {
     const child = spawn("bash", [join(anchors, script), ...args], {
       cwd: root,
-      env: { ...process.env, NODE: node, TSVISOR: tsvisor, ...env },
+      env: { ...process.env, NODE: node, TSVISOR: tsvisor, TSVISOR_EXTRA: "", ...env },
       stdio: ["ignore", "pipe", "inherit"],
     });
     let text = "";
@@ -77,16 +80,32 @@ async function main(): Promise<void> {
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`;
   const summaries: string[] = [`Machine: ${machine}; date: ${when}.`];
   if (suite === "all" || suite === "micro") {
-    const text = await runScript("microbench.sh", [], {});
-    summaries.push("### CPU microbenchmarks (MIPS; rep-movsd in MiB/s)", microSummary(parseMicro(text)));
+    const table = parseMicro(await runScript("microbench.sh", [], {}));
+    const interp = parseMicro(
+      await runScript("microbench.sh", [], { SKIP_QEMU: "1", SKIP_V86: "1", TSVISOR_EXTRA: "--jit off" }),
+    ).get("tsvisor");
+    if (interp) table.set("tsvisor-interpreter", interp);
+    summaries.push("### CPU microbenchmarks (MIPS; rep-movsd in MiB/s)", microSummary(table));
   }
   if (suite === "all" || suite === "boot") {
     const guestDir =
       process.env.TSVISOR_BENCH_GUEST ?? join(process.env.TMPDIR ?? "/tmp", "tsvisor-anchor-guest");
     await runScript("build-guest.sh", [guestDir], {});
-    const text = await runScript("bench-anchors.sh", [guestDir, runs], {});
+    // Peak resident memory of each tsvisor run (the VM's worker lives in that process).
+    const rssFile = join(process.env.TMPDIR ?? "/tmp", "tsvisor-bench-rss.txt");
+    rmSync(rssFile, { force: true });
+    const timed = existsSync("/usr/bin/time") ? `/usr/bin/time -a -o ${rssFile} -f %M ${tsvisor}` : tsvisor;
+    const text = await runScript("bench-anchors.sh", [guestDir, runs], { TSVISOR: timed });
     const lines = text.split(/\r?\n/).filter((l) => /^(tsvisor|qemu-tcg|v86|native)/.test(l));
     summaries.push("### Reference guest (ms, min/median)", "```", ...lines, "```");
+    if (existsSync(rssFile)) {
+      const peaks = readFileSync(rssFile, "utf8")
+        .split(/\s+/)
+        .filter((w) => /^\d+$/.test(w));
+      summaries.push(
+        `tsvisor peak resident memory per run (MiB): ${peaks.map((k) => Math.round(Number(k) / 1024)).join(", ")}`,
+      );
+    }
   }
   process.stdout.write(`\n## Summary\n\n${summaries.join("\n\n")}\n`);
 }

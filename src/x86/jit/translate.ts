@@ -480,7 +480,7 @@ function emitAlu(ctx: Ctx, op: number, a: string, b: string, size: number): stri
       em.line(`${c} = ${em.known ? (knownCondition(em.known, 2) ?? "cpu.cf()") : "cpu.cf()"} ? 1 : 0;`);
       em.line(`${r} = ${maskExpr(size, op === 2 ? `${a} + ${b} + ${c}` : `${a} - ${b} - ${c}`)};`);
       em.known = undefined;
-      return r + `|${c}`;
+      return `${r}|${c}`;
     }
   }
   return r;
