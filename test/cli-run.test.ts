@@ -56,6 +56,11 @@ describe("tsvisor run: bad input", () => {
     ["a memory size below 1M", ["-m", "512K", "--kernel", junk], /memory size 512K is too small/],
     ["a memory size above 3.5G", ["--memory", "4G", "--kernel", junk], /memory size 4G is too large/],
     ["an invalid timeout", ["--kernel", junk, "--timeout", "soon"], /invalid --timeout 'soon'/],
+    [
+      "an invalid --jit mode",
+      ["--kernel", junk, "--jit", "fast"],
+      /invalid --jit 'fast': use off, on or force/,
+    ],
     ["a missing kernel file", ["--kernel", nope], /--kernel .*nope: no such file/],
     ["a missing initrd", ["--kernel", junk, "--initrd", nope], /--initrd .*nope: no such file/],
     ["a missing disk image", ["--disk", join(dir, "nope.img")], /--disk .*nope\.img: no such file/],
