@@ -121,7 +121,9 @@ export class Jit {
     }
     const page = Math.floor(block.phys / 4096);
     const done = this.pageTranslations.get(page) ?? 0;
-    const goal = this.threshold * 2 ** Math.min(done, 8);
+    // Under `force` every block is translated at once, alone if its page already has a
+    // translation; pages are translated again only for code that keeps running.
+    const goal = (this.mode === "force" ? 64 : this.threshold) * 2 ** Math.min(done, 8);
     if (block.heat < goal) {
       // Warm, not yet hot enough for its page: translated alone, looked at again at the goal.
       if (block.translated === undefined) this.translate([block], false, flatMask, cpu);
