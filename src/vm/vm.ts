@@ -5,6 +5,9 @@ import type { MachineConfig, OutputStream } from "../machine/machine.ts";
 import type { ExitReason } from "../machine/run-loop.ts";
 import type { FromWorker, ToWorker, VmOptions, WorkerData } from "./protocol.ts";
 
+/** Old-generation heap limit of a VM's worker (MiB); the live set stays far below it. */
+export const VM_HEAP_LIMIT_MB = 1024;
+
 export interface VmEvents {
   output: [stream: OutputStream, data: Uint8Array];
   exit: [reason: ExitReason];
@@ -23,7 +26,13 @@ export class Vm extends EventEmitter<VmEvents> {
   constructor(config: MachineConfig, options: VmOptions = {}) {
     super();
     const data: WorkerData = { config, options };
-    this.worker = new Worker(new URL("./worker.ts", import.meta.url), { workerData: data });
+    this.worker = new Worker(new URL("./worker.ts", import.meta.url), {
+      workerData: data,
+      // Each VM's JavaScript heap (devices, decoded and translated code) is capped: without a cap
+      // V8 lets garbage from discarded translations grow with the host's free memory. Guest RAM
+      // is a SharedArrayBuffer outside this limit.
+      resourceLimits: { maxOldGenerationSizeMb: VM_HEAP_LIMIT_MB },
+    });
     let settle!: (r: ExitReason) => void;
     this.exited = new Promise((resolve) => {
       settle = resolve;

@@ -1039,8 +1039,6 @@ export function translateRegion(
   let inlined = 0;
   let maxLength = 0;
   const cases: string[] = [];
-  /** Region offset of each case's block. */
-  const slots: number[] = [];
   for (const block of chain ? blocks : [root]) {
     const insns = block.insns;
     const n = insns.length;
@@ -1108,9 +1106,8 @@ export function translateRegion(
         );
       }
     }
-    const slot = slots.length;
-    slots.push(base);
-    const body = [`case ${slot}: {`];
+    const slot = base;
+    const body = [`case ${base}: {`];
     // A block that branches to its own start loops right here (the common tight loop).
     const last = insns[n - 1]!;
     const selfLoop = !endedByHandler && lastIsBranch && relativeTarget(last, local[n]!) === base;
@@ -1155,7 +1152,7 @@ export function translateRegion(
   src.push("const e0 = cpu.eip;");
   // Region offsets are page offsets (chained) or offsets from the block's entry.
   src.push(chain ? "const pb = e0 - (e0 & 4095);" : "const pb = e0;");
-  src.push("let ic = cpu.instructionCount, k = 0, nx = e0, pc = SLOT[e0 - pb], l = 0, e = 0, p = 0;");
+  src.push("let ic = cpu.instructionCount, k = 0, nx = e0, pc = (e0 - pb) | 0, l = 0, e = 0, p = 0;");
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
   src.push("try {");
@@ -1174,9 +1171,10 @@ export function translateRegion(
   src.push("}");
   // Stay inside while the branch lands on a block of the region and nothing needs the run loop.
   src.push("pc = nx - pb;");
+  // Offsets with no block of the region fall to the switch's default, which leaves.
   src.push(`if (pc < 0 || pc >= ${slotRange}) break;`);
-  src.push("pc = SLOT[pc];");
-  src.push(`if (pc >= 0 && blk.valid && !cpu.attention && ic + ${maxLength} <= end) continue;`);
+  src.push("pc |= 0;");
+  src.push(`if (blk.valid && !cpu.attention && ic + ${maxLength} <= end) continue;`);
   src.push("break;");
   src.push("}");
   src.push("} catch (err) {");
@@ -1193,17 +1191,12 @@ export function translateRegion(
   src.push("return 0;");
   src.push("};");
   const source = src.join("\n");
-  const slotTable = new Int16Array(slotRange).fill(-1);
-  slots.forEach((off, index) => {
-    if (off < slotRange && slotTable[off] === -1) slotTable[off] = index;
-  });
   const factory = new Function(
     "blk",
     "H",
     "I",
     "OFFSETS",
     "IN_BLOCK",
-    "SLOT",
     "PARITY",
     "shiftOp",
     "imulTrunc",
@@ -1219,7 +1212,6 @@ export function translateRegion(
     em.env.insns,
     offsets,
     inBlock,
-    slotTable,
     PARITY,
     shiftOp,
     imulTrunc,
