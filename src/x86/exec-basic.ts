@@ -191,29 +191,34 @@ export function negE(cpu: Cpu, i: Insn): void {
 let mulLo = 0;
 let mulHi = 0;
 
-/** Unsigned 32x32 -> 64 into mulLo/mulHi. */
-function mulU32(a: number, b: number): void {
-  a >>>= 0;
-  b >>>= 0;
+/** High 32 bits (int32) of the unsigned 64-bit product of two 32-bit values. */
+export function mulHighUnsigned(a: number, b: number): number {
   const al = a & 0xffff;
   const ah = a >>> 16;
   const bl = b & 0xffff;
   const bh = b >>> 16;
-  const ll = al * bl;
-  const lh = al * bh;
-  const hl = ah * bl;
-  const mid = (ll >>> 16) + (lh & 0xffff) + (hl & 0xffff);
-  mulLo = ((mid << 16) | (ll & 0xffff)) >>> 0;
-  mulHi = (ah * bh + (lh >>> 16) + (hl >>> 16) + Math.floor(mid / 65536)) >>> 0;
+  const mid = ((al * bl) >>> 16) + ((ah * bl) & 0xffff) + al * bh;
+  return (ah * bh + ((ah * bl) >>> 16) + Math.floor(mid / 65536)) | 0;
+}
+
+/** High 32 bits (int32) of the signed 64-bit product of two 32-bit values. */
+export function mulHighSigned(a: number, b: number): number {
+  let hi = mulHighUnsigned(a, b);
+  if ((a | 0) < 0) hi -= b;
+  if ((b | 0) < 0) hi -= a;
+  return hi | 0;
+}
+
+/** Unsigned 32x32 -> 64 into mulLo/mulHi. */
+function mulU32(a: number, b: number): void {
+  mulLo = Math.imul(a, b) >>> 0;
+  mulHi = mulHighUnsigned(a, b) >>> 0;
 }
 
 /** Signed 32x32 -> 64 into mulLo/mulHi (as unsigned halves). */
 function mulS32(a: number, b: number): void {
-  mulU32(a, b);
-  let hi = mulHi;
-  if (a | 0 && (a | 0) < 0) hi -= b >>> 0;
-  if (b | 0 && (b | 0) < 0) hi -= a >>> 0;
-  mulHi = hi >>> 0;
+  mulLo = Math.imul(a, b) >>> 0;
+  mulHi = mulHighSigned(a, b) >>> 0;
 }
 
 /** MUL r/m (F6/F7 /4). */

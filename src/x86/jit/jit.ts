@@ -18,8 +18,6 @@ import { type TranslatedBlock, translateRegion } from "./translate.ts";
 
 export type JitMode = "off" | "on" | "force";
 
-export const JIT_MODES: readonly JitMode[] = ["off", "on", "force"];
-
 /** The translator mode from TSVISOR_JIT (for test runs), else `on`. */
 export function defaultJitMode(env: Record<string, string | undefined> = process.env): JitMode {
   const v = env.TSVISOR_JIT;

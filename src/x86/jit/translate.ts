@@ -24,17 +24,9 @@
 // retired-instruction count, and rethrows for the CPU's normal delivery.
 
 import type { Block, Insn } from "../decoder.ts";
-import { imulTrunc, shiftOp } from "../exec-basic.ts";
+import { imulTrunc, mulHighSigned, mulHighUnsigned, shiftOp } from "../exec-basic.ts";
 import { CF, DF, LZ_ADC, LZ_ADD, LZ_LOGIC, LZ_SBB, LZ_SUB, OF, PARITY, SS } from "../flags.ts";
 import type { Handler } from "../opcodes.ts";
-
-/** What a translated block assumes about the CPU when it runs (checked on entry). */
-export interface BlockAssumptions {
-  /** Segments (bit = index; bit 8+index for writes) whose base is 0 and whose limit is 4 GiB. */
-  readonly flatMask: number;
-  /** The stack segment's B bit. */
-  readonly stack32: boolean;
-}
 
 /**
  * A translated block: `run(cpu, end)` executes it (looping while it jumps to itself and
@@ -157,6 +149,12 @@ function notInline(): InsnInfo {
   return { inline: false, mayFault: true, readsFlags: true, writesAllFlags: false };
 }
 
+/**
+ * `KnownFlags.op` for results whose CF/OF do not follow the lazy-flag formulas (INC/DEC, shifts,
+ * rotates, multiplies): only ZF, SF and PF may be read from `r`.
+ */
+const RESULT_ONLY = -1;
+
 /** The last flag-setting operation, as JS expressions, when this block computed it inline. */
 interface KnownFlags {
   op: number;
@@ -175,7 +173,7 @@ class Emitter {
   private temps = 0;
   readonly tempNames: string[] = [];
   known: KnownFlags | undefined;
-  /** Bits of BlockAssumptions.flatMask the emitted code relies on. */
+  /** Bits of `Cpu.flatMask` the emitted code relies on. */
   flatNeeded = 0;
   readonly env: Env = { handlers: [], insns: [] };
 
@@ -448,8 +446,14 @@ function relTarget(ctx: Ctx, i: Insn): string {
   return i.opsize === 4 ? `((pb + ${d}) >>> 0)` : `((pb + ${d}) & 0xffff)`;
 }
 
-/** An ALU operation on JS values a, b (masked to size); returns the result temp. */
-function emitAlu(ctx: Ctx, op: number, a: string, b: string, size: number): string {
+/** An ALU result: its temp, and for ADC/SBB the temp holding the carry that went in. */
+interface AluResult {
+  r: string;
+  carry?: string;
+}
+
+/** An ALU operation on JS values a, b (masked to size). */
+function emitAlu(ctx: Ctx, op: number, a: string, b: string, size: number): AluResult {
   const em = ctx.em;
   const r = em.temp();
   switch (op) {
@@ -476,32 +480,28 @@ function emitAlu(ctx: Ctx, op: number, a: string, b: string, size: number): stri
       break;
     default: {
       // ADC / SBB: the carry comes from the CPU's flags (or the known previous result).
-      const c = em.temp();
-      em.line(`${c} = ${em.known ? (knownCondition(em.known, 2) ?? "cpu.cf()") : "cpu.cf()"} ? 1 : 0;`);
-      em.line(`${r} = ${maskExpr(size, op === 2 ? `${a} + ${b} + ${c}` : `${a} - ${b} - ${c}`)};`);
+      const carry = em.temp();
+      em.line(`${carry} = ${em.known ? (knownCondition(em.known, 2) ?? "cpu.cf()") : "cpu.cf()"} ? 1 : 0;`);
+      em.line(`${r} = ${maskExpr(size, op === 2 ? `${a} + ${b} + ${carry}` : `${a} - ${b} - ${carry}`)};`);
       em.known = undefined;
-      return `${r}|${c}`;
+      return { r, carry };
     }
   }
-  return r;
+  return { r };
 }
 
 /** Stores the flags of an emitAlu result (after the instruction's memory write). */
-function emitAluFlags(ctx: Ctx, op: number, a: string, b: string, res: string, size: number): void {
+function emitAluFlags(ctx: Ctx, op: number, a: string, b: string, res: AluResult, size: number): void {
   const em = ctx.em;
-  if (op === 2 || op === 3) {
-    const [r, c] = res.split("|") as [string, string];
+  if (res.carry !== undefined) {
+    const c = res.carry;
     const lz = op === 2 ? `${c} ? ${LZ_ADC} : ${LZ_ADD}` : `${c} ? ${LZ_SBB} : ${LZ_SUB}`;
-    storeArith(em, `(${lz})`, a, b, r, size);
+    storeArith(em, `(${lz})`, a, b, res.r, size);
     return;
   }
   if (!ctx.flagsLive) return;
-  if (op === 1 || op === 4 || op === 6) storeLogic(em, res, size);
-  else storeArith(em, op === 0 ? LZ_ADD : LZ_SUB, a, b, res, size);
-}
-
-function aluResult(res: string): string {
-  return res.split("|")[0]!;
+  if (op === 1 || op === 4 || op === 6) storeLogic(em, res.r, size);
+  else storeArith(em, op === 0 ? LZ_ADD : LZ_SUB, a, b, res.r, size);
 }
 
 /** Returns false when the instruction is not handled inline. */
@@ -515,47 +515,38 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     const group = op >= 0x80;
     const aluOp = group ? i.reg : (op >> 3) & 7;
     const form = group ? -1 : op & 7;
-    const immB = group ? String(i.imm & MASK[s]!) : "";
-    if (form === 4 || form === 5) {
-      const a = em.getReg(s, 0);
-      const av = em.temp();
-      em.line(`${av} = ${a};`);
-      const res = emitAlu(ctx, aluOp, av, String(i.imm & MASK[s]!), s);
-      if (aluOp !== 7) em.setReg(s, 0, aluResult(res));
-      emitAluFlags(ctx, aluOp, av, String(i.imm & MASK[s]!), res, s);
-      return true;
-    }
-    const destIsE = group || form <= 1;
-    if (!destIsE) {
-      // op G, E
-      const b = em.readE(i, s);
-      const bv = em.temp();
-      em.line(`${bv} = ${b};`);
-      const av = em.temp();
-      em.line(`${av} = ${em.getReg(s, i.reg)};`);
-      const res = emitAlu(ctx, aluOp, av, bv, s);
-      if (aluOp !== 7) em.setReg(s, i.reg, aluResult(res));
-      emitAluFlags(ctx, aluOp, av, bv, res, s);
-      return true;
-    }
-    const bExpr = group ? immB : em.getReg(s, i.reg);
-    const bv = em.temp();
-    em.line(`${bv} = ${bExpr};`);
-    if (i.mod === 3 || aluOp === 7) {
-      const av = em.temp();
-      em.line(`${av} = ${em.readE(i, s)};`);
-      const res = emitAlu(ctx, aluOp, av, bv, s);
-      if (aluOp !== 7) em.setReg(s, i.rm, aluResult(res));
-      emitAluFlags(ctx, aluOp, av, bv, res, s);
-      return true;
-    }
-    let res = "";
+    const immediate = String(i.imm & MASK[s]!);
     const av = em.temp();
-    em.readModifyWrite(i.seg, em.offset(i), s, (old) => {
-      em.line(`${av} = ${old};`);
-      res = emitAlu(ctx, aluOp, av, bv, s);
-      return aluResult(res);
-    });
+    const bv = em.temp();
+    let dest: number;
+    if (form === 4 || form === 5) {
+      // op AL/eAX, imm
+      em.line(`${av} = ${em.getReg(s, 0)};`);
+      em.line(`${bv} = ${immediate};`);
+      dest = 0;
+    } else if (!group && form >= 2) {
+      // op G, E
+      em.line(`${bv} = ${em.readE(i, s)};`);
+      em.line(`${av} = ${em.getReg(s, i.reg)};`);
+      dest = i.reg;
+    } else {
+      // op E, G / op E, imm
+      em.line(`${bv} = ${group ? immediate : em.getReg(s, i.reg)};`);
+      if (i.mod !== 3 && aluOp !== 7) {
+        let res: AluResult = { r: "" };
+        em.readModifyWrite(i.seg, em.offset(i), s, (old) => {
+          em.line(`${av} = ${old};`);
+          res = emitAlu(ctx, aluOp, av, bv, s);
+          return res.r;
+        });
+        emitAluFlags(ctx, aluOp, av, bv, res, s);
+        return true;
+      }
+      em.line(`${av} = ${em.readE(i, s)};`);
+      dest = i.rm;
+    }
+    const res = emitAlu(ctx, aluOp, av, bv, s);
+    if (aluOp !== 7) em.setReg(s, dest, res.r);
     emitAluFlags(ctx, aluOp, av, bv, res, s);
     return true;
   }
@@ -581,9 +572,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       em.line(`${r} = ${calc(av)};`);
     }
     em.line(`cpu.setArithKeepCarry(${dec ? LZ_SUB : LZ_ADD}, ${av}, ${r}, ${s}, ${carry});`);
-    em.known = { op: dec ? LZ_SUB : LZ_ADD, size: s, a: av, b: "1", r };
-    // Carry is not from this operation: only Z, S, P, O conditions may use the known values.
-    em.known = { ...em.known, op: -1 - (dec ? LZ_SUB : LZ_ADD) };
+    em.known = { op: RESULT_ONLY, size: s, a: av, b: "1", r };
     return true;
   }
 
@@ -810,7 +799,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       em.line(
         `cpu.lazyMask &= ${~(CF | OF)}; cpu.flagsRaw = (cpu.flagsRaw & ${~(CF | OF)}) | ${cf} | (${of} << 11);`,
       );
-      if (em.known) em.known = { ...em.known, op: -20 };
+      if (em.known) em.known = { ...em.known, op: RESULT_ONLY };
       return true;
     }
     let of = "0";
@@ -824,7 +813,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       of = `(${cf} ^ (${r} >>> 31))`;
     }
     if (ctx.flagsLive) em.line(`cpu.setResultFlags(${r}, 4, ${cf} | (${of} << 11));`);
-    em.known = { op: -30, size: 4, a, b: "0", r };
+    em.known = { op: RESULT_ONLY, size: 4, a, b: "0", r };
     return true;
   }
 
@@ -865,7 +854,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       em.line(`cpu.setResultFlags(${r}, 4, ${p} === ${r} ? 0 : ${CF | OF});`);
     }
     em.setReg(4, i.reg, r);
-    em.known = { op: -40, size: 4, a, b: src, r };
+    em.known = { op: RESULT_ONLY, size: 4, a, b: src, r };
     return true;
   }
 
@@ -883,7 +872,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     if (ctx.flagsLive) em.line(`cpu.setResultFlags(${lo}, 4, ${over} ? ${CF | OF} : 0);`);
     em.setReg(4, 0, lo);
     em.setReg(4, 2, hi);
-    em.known = { op: -40, size: 4, a, b: src, r: lo };
+    em.known = { op: RESULT_ONLY, size: 4, a, b: src, r: lo };
     return true;
   }
 
@@ -1021,7 +1010,7 @@ function flagLiveness(insns: Insn[], infos: InsnInfo[], lastIsBranch: boolean): 
 /**
  * Translates a region: `blocks[0]` alone, or (`chain`) every block given, all from one page of
  * flat 32-bit code, as one function whose control stays inside while branches land on the
- * region's blocks. Assumes the CPU's flat segments are `flatAvailable` (BlockAssumptions bits)
+ * region's blocks. Assumes the CPU's flat segments are `flatAvailable` (`Cpu.flatMask` bits)
  * and its stack is `stack32`.
  */
 export function translateRegion(
@@ -1241,24 +1230,6 @@ function store32(ram: Uint8Array, p: number, v: number): void {
   ram[p + 1] = v >> 8;
   ram[p + 2] = v >> 16;
   ram[p + 3] = v >> 24;
-}
-
-/** High 32 bits (int32) of the unsigned 64-bit product of two 32-bit values. */
-function mulHighUnsigned(a: number, b: number): number {
-  const al = a & 0xffff;
-  const ah = a >>> 16;
-  const bl = b & 0xffff;
-  const bh = b >>> 16;
-  const mid = ((al * bl) >>> 16) + ((ah * bl) & 0xffff) + al * bh;
-  return (ah * bh + ((ah * bl) >>> 16) + Math.floor(mid / 65536)) | 0;
-}
-
-/** High 32 bits (int32) of the signed 64-bit product of two 32-bit values. */
-function mulHighSigned(a: number, b: number): number {
-  let hi = mulHighUnsigned(a, b);
-  if (a < 0) hi -= b;
-  if (b < 0) hi -= a;
-  return hi | 0;
 }
 
 function isFlagReader(i: Insn): boolean {
