@@ -86,6 +86,24 @@ describe("Scheduler", () => {
     assert.equal(count, fired);
   });
 
+  it("reports a read of the time only when a timer is overdue", () => {
+    const clock = new InstructionClock(1);
+    const s = new Scheduler(clock);
+    let overdue = 0;
+    s.onOverdueRead = () => overdue++;
+    s.now(); // nothing armed
+    s.createTimer("t", () => {}).setAt(100);
+    clock.advance(99);
+    s.now();
+    assert.equal(overdue, 0);
+    clock.advance(1);
+    assert.equal(s.now(), 100);
+    assert.equal(overdue, 1);
+    s.runDue();
+    s.now();
+    assert.equal(overdue, 1);
+  });
+
   it("rejects NaN deadlines", () => {
     const s = new Scheduler(new InstructionClock());
     assert.throws(() => s.createTimer("x", () => {}).setAt(Number.NaN), RangeError);

@@ -143,13 +143,25 @@ export class Timer {
 export class Scheduler {
   readonly clock: Clock;
   private readonly heap: Timer[] = [];
+  /**
+   * Called when someone reads the time (`now`) and a timer is already overdue. The run loop sizes
+   * CPU slices from an estimate of instructions per millisecond; when the guest slows down (a
+   * polling loop doing RDTSC or port reads) a slice can outlast several timer periods. Guests that
+   * count ticks against the TSC (Linux's check_timer) then see too few, so a read of overdue time
+   * ends the slice at once.
+   */
+  onOverdueRead: (() => void) | undefined;
 
   constructor(clock: Clock) {
     this.clock = clock;
   }
 
   now(): number {
-    return this.clock.now();
+    const now = this.clock.now();
+    if (this.onOverdueRead !== undefined && this.heap.length > 0 && this.heap[0]!.deadline <= now) {
+      this.onOverdueRead();
+    }
+    return now;
   }
 
   createTimer(name: string, callback: TimerCallback): Timer {

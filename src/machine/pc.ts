@@ -254,6 +254,8 @@ class Pc implements Machine {
       ...(config.jit !== undefined ? { jit: config.jit } : {}),
     });
     cpuIntr.connect((high) => this.cpu.setIntr(high));
+    // A guest that reads the time after a timer's deadline gets that timer's interrupt promptly.
+    this.scheduler.onOverdueRead = () => this.cpu.endSlice();
     this.cpu.onApicBaseChange = (lo: number) => this.lapic.writeBaseMsr(lo);
     const cpu = this.cpu;
     this.loop = new RunLoop({

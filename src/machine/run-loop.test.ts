@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { InstructionClock, Scheduler } from "../core/scheduler.ts";
+import { type Clock, InstructionClock, Scheduler } from "../core/scheduler.ts";
 import { exitStatus, RunLoop, type RunnableCpu } from "./run-loop.ts";
 
 /** A CPU that retires instructions until told to halt; an interrupt wakes it when IF=1. */
@@ -99,5 +99,48 @@ describe("RunLoop", () => {
     loop.stop({ kind: "triple-fault", detail: "triple fault" });
     loop.stop({ kind: "poweroff", detail: "later" });
     assert.equal((await loop.run()).kind, "triple-fault");
+  });
+
+  it("ends a slice when the guest reads overdue time, so a polling guest sees every tick", async () => {
+    // Real-time shape: the clock is read, not advanced by the loop. Each instruction of this
+    // guest reads the time (as RDTSC does) and costs 1 µs; a timer ticks every 4 µs. The loop's
+    // first slice (sized from its default rate estimate) would cover hundreds of ticks.
+    let hostNs = 0;
+    const clock: Clock = { now: () => hostNs };
+    const scheduler = new Scheduler(clock);
+    let sliceEnded = false;
+    const cpu: RunnableCpu = {
+      halted: false,
+      run(max) {
+        sliceEnded = false;
+        let n = 0;
+        while (n < max && !sliceEnded) {
+          hostNs += 1000;
+          scheduler.now();
+          n++;
+        }
+        return n;
+      },
+      interruptsEnabled: () => true,
+    };
+    scheduler.onOverdueRead = () => {
+      sliceEnded = true;
+    };
+    const loop = new RunLoop({ cpu, scheduler });
+    const lateness: number[] = [];
+    let due = 4000;
+    const tick = scheduler.createTimer("tick", (now) => {
+      lateness.push(now - due);
+      due += 4000;
+      if (lateness.length === 50) loop.stop({ kind: "poweroff", detail: "done" });
+      else tick.setAt(due);
+    });
+    tick.setAt(due);
+    await loop.run();
+    assert.equal(lateness.length, 50);
+    assert.ok(
+      lateness.every((ns) => ns <= 1000),
+      `ticks fired late by ${lateness.join(",")}`,
+    );
   });
 });

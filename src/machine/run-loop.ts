@@ -174,7 +174,11 @@ export class RunLoop {
       this.retired += done;
       if (deterministic) (clock as InstructionClock).advance(done);
       else if (done >= MIN_SLICE && t1 > t0) {
-        this.instructionsPerMs = 0.9 * this.instructionsPerMs + 0.1 * (done / (t1 - t0));
+        // Down at once, up slowly: an estimate that is too high makes slices outlast the timer
+        // periods they were sized for, one that is too low only costs a few extra loop turns.
+        const measured = done / (t1 - t0);
+        this.instructionsPerMs =
+          measured < this.instructionsPerMs ? measured : 0.9 * this.instructionsPerMs + 0.1 * measured;
       }
       if (t1 - lastYield >= this.hostCheckMs) {
         await this.yieldToHost();

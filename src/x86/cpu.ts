@@ -270,6 +270,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   shadow = false;
   /** Set when the block loop must return to the run loop (pins, HLT, TF, shadow, shutdown). */
   attention = false;
+  /** Set by `endSlice`: `run` returns at the next block boundary. */
+  private sliceEnded = false;
   /** Set by MOV SS / POP SS: debug traps wait until after the next instruction. */
   private shadowDebug = false;
   /** Debug-trap DR6 bits held back by MOV SS / POP SS. */
@@ -1515,7 +1517,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   run(maxInstructions: number): number {
     const start = this.instructionCount;
     const end = start + maxInstructions;
-    while (this.instructionCount < end && !this.shutdown) {
+    this.sliceEnded = false;
+    while (this.instructionCount < end && !this.shutdown && !this.sliceEnded) {
       if (!this.shadow && (this.nmiPending || (this.intr && this.flagsRaw & IF))) {
         if (this.serviceInterrupts()) continue;
       }
@@ -1651,6 +1654,12 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   /** Makes the run loop look at pins, flags and modes before the next block. */
   requestAttention(): void {
+    this.attention = true;
+  }
+
+  /** Makes `run` return at the next block boundary, before its instruction budget is spent. */
+  endSlice(): void {
+    this.sliceEnded = true;
     this.attention = true;
   }
 
