@@ -229,6 +229,42 @@ describe("binary translator", () => {
     );
   });
 
+  it("hands the flags it holds to handlers, to flag readers in later blocks and to the exit", () => {
+    // PUSHF runs in the interpreter's handler; ADC, SBB and the conditions at block starts read
+    // the flags a previous block left; the loop ends on flags set by the last block.
+    same(
+      `mov ecx, 300
+       mov eax, 0x7ffffff0
+    l: add eax, ecx
+       pushf
+       pop edx
+       xor ebx, edx
+       cmp eax, 0x80000100
+       jb below
+       adc esi, 7
+       jmp join
+    below:
+       sbb edi, 3
+    join:
+       jo over
+       rol eax, 3
+       jc carry
+       inc ebp
+    carry:
+       dec ecx
+       jmp test
+    over:
+       inc dword [0x40000]
+    test:
+       test ecx, ecx
+       jnz l
+       hlt`,
+      32,
+      undefined,
+      [0x40000, 4],
+    );
+  });
+
   it("stops a translated loop exactly at the instruction budget", () => {
     for (const budget of [1, 3, 4, 5, 1001, 99_999]) {
       same(
@@ -283,7 +319,8 @@ describe("binary translator", () => {
       setup(m);
       // No IDT: the #PF escalates to a triple fault, which stops the CPU with EIP at the store.
       m.cpu.run(10_000);
-      return { regs: [m.cpu.eax, m.cpu.ebx, m.cpu.ecx], cr2: m.cpu.cr2, count: m.cpu.instructionCount };
+      const c = m.cpu;
+      return { regs: [c.eax, c.ebx, c.ecx], eflags: c.eflags, cr2: c.cr2, count: c.instructionCount };
     });
     assert.deepEqual(results[1], results[0]);
     assert.equal(results[0]!.cr2, 0x30000);

@@ -32,6 +32,8 @@ export interface JitOptions {
   blockThreshold?: number;
   maxBlocks?: number;
   maxSourceBytes?: number;
+  /** Most guest instructions one page translation may hold. */
+  maxRegionInstructions?: number;
 }
 
 export interface JitStats {
@@ -75,6 +77,7 @@ export class Jit {
   readonly threshold: number;
   readonly maxBlocks: number;
   readonly maxSourceBytes: number;
+  readonly maxRegionInstructions: number;
   private readonly held = new Set<Block>();
   /** Page translations so far, per physical page (the backoff for late-found blocks). */
   private readonly pageTranslations = new Map<number, number>();
@@ -96,6 +99,7 @@ export class Jit {
       options.mode === "force" ? 1 : Math.min(this.threshold, options.blockThreshold ?? 8192);
     this.maxBlocks = options.maxBlocks ?? 32768;
     this.maxSourceBytes = options.maxSourceBytes ?? 32 * 1024 * 1024;
+    this.maxRegionInstructions = options.maxRegionInstructions ?? 128;
   }
 
   /**
@@ -132,17 +136,35 @@ export class Jit {
     this.translate(this.regionAround(block, cpu), true, flatMask, cpu);
   }
 
-  /** `block` and the warm blocks on its page. */
+  /**
+   * `block` and the hottest warm blocks on its page, up to `maxRegionInstructions`. V8 optimises
+   * a function only below a bytecode size limit, and compiling one costs time in proportion to its
+   * size, so a region holds the code that runs, not every block the page ever decoded.
+   */
   private regionAround(block: Block, cpu: JitCpuView): Block[] {
+    const warm = Math.max(1, this.blockThreshold >> 2);
+    const candidates = cpu
+      .blocksOnPageOf(block)
+      .filter(
+        (b) =>
+          b !== block &&
+          b.valid &&
+          b.cacheable &&
+          b.code32 === block.code32 &&
+          b.phys !== block.phys &&
+          b.retranslations <= MAX_RETRANSLATIONS &&
+          b.heat >= warm,
+      )
+      .sort((a, b) => b.heat - a.heat);
     const region = [block];
     const seen = new Set([block.phys]);
-    const warm = Math.max(1, this.blockThreshold >> 2);
-    for (const b of cpu.blocksOnPageOf(block)) {
+    let size = block.insns.length;
+    for (const b of candidates) {
       if (region.length >= MAX_REGION_BLOCKS) break;
-      if (!b.valid || !b.cacheable || b.code32 !== block.code32 || seen.has(b.phys)) continue;
-      if (b.retranslations > MAX_RETRANSLATIONS || b.heat < warm) continue;
+      if (seen.has(b.phys) || size + b.insns.length > this.maxRegionInstructions) continue;
       seen.add(b.phys);
       region.push(b);
+      size += b.insns.length;
     }
     return region;
   }

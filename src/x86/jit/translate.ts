@@ -23,6 +23,7 @@
 // before the faulting instruction; the catch clause stores them, sets EIP, instrStart and the
 // retired-instruction count, and rethrows for the CPU's normal delivery.
 
+import type { Cpu } from "../cpu.ts";
 import type { Block, Insn } from "../decoder.ts";
 import { imulTrunc, mulHighSigned, mulHighUnsigned, shiftOp } from "../exec-basic.ts";
 import { CF, DF, LZ_ADC, LZ_ADD, LZ_LOGIC, LZ_SBB, LZ_SUB, OF, PARITY, SS } from "../flags.ts";
@@ -361,13 +362,70 @@ function maskExpr(size: number, v: string): string {
   return size === 4 ? `(${v} | 0)` : `(${v} & ${MASK[size]})`;
 }
 
-/** Records an arithmetic result in the CPU's lazy-flag fields. */
+// The flags a translation computes are held in JS locals (fk, the kind of the pending result,
+// and its operands) and written to the CPU's lazy-flag fields only when something outside the
+// translation could look at them: before a handler, a flag read through the CPU, a fault (the
+// catch clause) and the exit. Each kind fully determines the six arithmetic flags, so a newer
+// result simply replaces a pending one, and V8 drops the stores nobody reads.
+
+/** No result pending in the flag locals. */
+const FK_NONE = 0;
+const FK_ARITH = 1;
+const FK_LOGIC = 2;
+/** SF/ZF/PF from the result, CF/OF/AF given (`fx`). */
+const FK_RESULT = 3;
+/** INC/DEC: arithmetic flags with CF kept as `fx`. */
+const FK_KEEP_CARRY = 4;
+
+/** Writes pending flag locals to the CPU (a statement). */
+const FLUSH_FLAGS = `if (fk !== ${FK_NONE}) { flushFlags(cpu, fk, fo, fa, fb, fr, fs, fx); fk = ${FK_NONE}; }`;
+
+/** Writes a pending flag result (held in a translation's locals) to the CPU's lazy-flag fields. */
+function flushFlags(
+  cpu: Cpu,
+  kind: number,
+  op: number,
+  a: number,
+  b: number,
+  r: number,
+  size: number,
+  x: number,
+): void {
+  switch (kind) {
+    case FK_ARITH:
+      cpu.setArith(op, a, b, r, size);
+      break;
+    case FK_LOGIC:
+      cpu.setLogic(r, size);
+      break;
+    case FK_RESULT:
+      cpu.setResultFlags(r, size, x);
+      break;
+    case FK_KEEP_CARRY:
+      cpu.setArithKeepCarry(op, a, r, size, x !== 0);
+      break;
+  }
+}
+
+/** Records an arithmetic result as the pending flags. */
 function storeArith(em: Emitter, op: number | string, a: string, b: string, r: string, size: number): void {
-  em.line(`cpu.setArith(${op}, ${a}, ${b}, ${r}, ${size});`);
+  em.line(`fk = ${FK_ARITH}; fo = ${op}; fa = ${a}; fb = ${b}; fr = ${r}; fs = ${size};`);
 }
 
 function storeLogic(em: Emitter, r: string, size: number): void {
-  em.line(`cpu.setLogic(${r}, ${size});`);
+  em.line(`fk = ${FK_LOGIC}; fr = ${r}; fs = ${size};`);
+}
+
+function storeResultFlags(em: Emitter, r: string, size: number, cfOfAf: string): void {
+  em.line(`fk = ${FK_RESULT}; fr = ${r}; fs = ${size}; fx = ${cfOfAf};`);
+}
+
+/** CF as the CPU has it, for code that has no known flags (the pending ones are written first). */
+function cpuCarry(em: Emitter): string {
+  const known = em.known ? knownCondition(em.known, 2) : undefined;
+  if (known !== undefined) return known;
+  em.line(FLUSH_FLAGS);
+  return "cpu.cf()";
 }
 
 /** A JS boolean expression for condition `cc` from known flags, or undefined. */
@@ -420,7 +478,9 @@ function knownCondition(k: KnownFlags, cc: number): string | undefined {
 
 function condition(em: Emitter, cc: number): string {
   const known = em.known ? knownCondition(em.known, cc) : undefined;
-  return known ?? `cpu.cond(${cc})`;
+  if (known !== undefined) return known;
+  em.line(FLUSH_FLAGS);
+  return `cpu.cond(${cc})`;
 }
 
 // ---- the instructions ---------------------------------------------------------------------------
@@ -481,7 +541,7 @@ function emitAlu(ctx: Ctx, op: number, a: string, b: string, size: number): AluR
     default: {
       // ADC / SBB: the carry comes from the CPU's flags (or the known previous result).
       const carry = em.temp();
-      em.line(`${carry} = ${em.known ? (knownCondition(em.known, 2) ?? "cpu.cf()") : "cpu.cf()"} ? 1 : 0;`);
+      em.line(`${carry} = ${cpuCarry(em)} ? 1 : 0;`);
       em.line(`${r} = ${maskExpr(size, op === 2 ? `${a} + ${b} + ${carry}` : `${a} - ${b} - ${carry}`)};`);
       em.known = undefined;
       return { r, carry };
@@ -555,7 +615,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
   if ((op >= 0x40 && op <= 0x4f) || ((op === 0xfe || op === 0xff) && i.reg <= 1)) {
     const dec = op <= 0x4f ? (op & 8) !== 0 : i.reg === 1;
     const carry = em.temp();
-    em.line(`${carry} = ${em.known ? (knownCondition(em.known, 2) ?? "cpu.cf()") : "cpu.cf()"};`);
+    em.line(`${carry} = ${cpuCarry(em)} ? 1 : 0;`);
     const av = em.temp();
     const r = em.temp();
     const calc = (a: string) => maskExpr(s, dec ? `${a} - 1` : `${a} + 1`);
@@ -571,7 +631,9 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       });
       em.line(`${r} = ${calc(av)};`);
     }
-    em.line(`cpu.setArithKeepCarry(${dec ? LZ_SUB : LZ_ADD}, ${av}, ${r}, ${s}, ${carry});`);
+    em.line(
+      `fk = ${FK_KEEP_CARRY}; fo = ${dec ? LZ_SUB : LZ_ADD}; fa = ${av}; fr = ${r}; fs = ${s}; fx = ${carry};`,
+    );
     em.known = { op: RESULT_ONLY, size: s, a: av, b: "1", r };
     return true;
   }
@@ -796,10 +858,12 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       if (sop === 0) em.line(`${cf} = ${r} & 1;`);
       else em.line(`${cf} = ${r} >>> 31;`);
       const of = sop === 0 ? `((${r} >>> 31) ^ ${cf})` : `(${cf} ^ ((${r} >>> 30) & 1))`;
+      if (em.known) em.known = { ...em.known, op: RESULT_ONLY };
+      if (!ctx.flagsLive) return true; // CF and OF are overwritten before anyone looks
+      em.line(FLUSH_FLAGS);
       em.line(
         `cpu.lazyMask &= ${~(CF | OF)}; cpu.flagsRaw = (cpu.flagsRaw & ${~(CF | OF)}) | ${cf} | (${of} << 11);`,
       );
-      if (em.known) em.known = { ...em.known, op: RESULT_ONLY };
       return true;
     }
     let of = "0";
@@ -812,7 +876,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       em.line(`${cf} = (${a} >>> ${32 - c}) & 1;`);
       of = `(${cf} ^ (${r} >>> 31))`;
     }
-    if (ctx.flagsLive) em.line(`cpu.setResultFlags(${r}, 4, ${cf} | (${of} << 11));`);
+    if (ctx.flagsLive) storeResultFlags(em, r, 4, `${cf} | (${of} << 11)`);
     em.known = { op: RESULT_ONLY, size: 4, a, b: "0", r };
     return true;
   }
@@ -824,6 +888,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       `${count} = ${op === 0xd0 || op === 0xd1 ? "1" : op === 0xd2 || op === 0xd3 ? `${em.getReg(1, 1)} & 31` : String(i.imm & 31)};`,
     );
     const sop = i.reg;
+    em.line(FLUSH_FLAGS);
     if (i.mod === 3) {
       // A zero count leaves the operand and the flags alone.
       em.line(`if (${count} !== 0) {`);
@@ -851,7 +916,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     em.line(`${r} = Math.imul(${a}, ${src});`);
     if (ctx.flagsLive) {
       const p = `(${a} * ${src})`;
-      em.line(`cpu.setResultFlags(${r}, 4, ${p} === ${r} ? 0 : ${CF | OF});`);
+      storeResultFlags(em, r, 4, `${p} === ${r} ? 0 : ${CF | OF}`);
     }
     em.setReg(4, i.reg, r);
     em.known = { op: RESULT_ONLY, size: 4, a, b: src, r };
@@ -869,7 +934,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     em.line(`${lo} = Math.imul(${a}, ${src});`);
     em.line(`${hi} = ${i.reg === 4 ? "mulHighUnsigned" : "mulHighSigned"}(${a}, ${src});`);
     const over = i.reg === 4 ? `${hi} !== 0` : `${hi} !== (${lo} >> 31)`;
-    if (ctx.flagsLive) em.line(`cpu.setResultFlags(${lo}, 4, ${over} ? ${CF | OF} : 0);`);
+    if (ctx.flagsLive) storeResultFlags(em, lo, 4, `${over} ? ${CF | OF} : 0`);
     em.setReg(4, 0, lo);
     em.setReg(4, 2, hi);
     em.known = { op: RESULT_ONLY, size: 4, a, b: src, r: lo };
@@ -882,6 +947,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     em.line(`${src} = ${em.readE(i, s)};`);
     const a = op === 0x1af ? em.getReg(s, i.reg) : src;
     const b = op === 0x1af ? src : String(i.imm | 0);
+    em.line(FLUSH_FLAGS);
     em.setReg(s, i.reg, `imulTrunc(cpu, ${s}, ${a}, ${b})`);
     em.known = undefined;
     return true;
@@ -1124,7 +1190,8 @@ export function translateRegion(
   const used = [...em.used].sort();
   const written = [...em.written].sort();
   const load = used.map((r) => `r${r} = regs[${r}];`).join(" ");
-  const store = written.map((r) => `regs[${r}] = r${r};`).join(" ");
+  const flags = cases.some((c) => c.includes("fk = "));
+  const store = [...written.map((r) => `regs[${r}] = r${r};`), ...(flags ? [FLUSH_FLAGS] : [])].join(" ");
   const flat = em.flatNeeded;
   const src: string[] = [];
   src.push("return function translated(cpu, end) {");
@@ -1144,6 +1211,7 @@ export function translateRegion(
   src.push("let ic = cpu.instructionCount, k = 0, nx = e0, pc = (e0 - pb) | 0, l = 0, e = 0, p = 0;");
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
+  if (flags) src.push(`let fk = ${FK_NONE}, fo = 0, fa = 0, fb = 0, fr = 0, fs = 0, fx = 0;`);
   src.push("try {");
   src.push("run: for (;;) {");
   src.push("switch (pc) {");
@@ -1193,6 +1261,7 @@ export function translateRegion(
     "mulHighSigned",
     "load32",
     "store32",
+    "flushFlags",
     source,
   ) as (...args: unknown[]) => TranslatedBlock;
   const run = factory(
@@ -1208,6 +1277,7 @@ export function translateRegion(
     mulHighSigned,
     load32,
     store32,
+    flushFlags,
   );
   return { run, source, inlined, instructions: offsets.length };
 }
