@@ -230,8 +230,9 @@ describe("binary translator", () => {
   });
 
   it("hands the flags it holds to handlers, to flag readers in later blocks and to the exit", () => {
-    // PUSHF runs in the interpreter's handler; ADC, SBB and the conditions at block starts read
-    // the flags a previous block left; the loop ends on flags set by the last block.
+    // PUSHF runs in the interpreter's handler; ADC, SBB, DEC (which keeps CF) and the
+    // conditions at block starts read the flags a previous block left; the loop ends on flags
+    // set by the last block.
     same(
       `mov ecx, 300
        mov eax, 0x7ffffff0
@@ -246,6 +247,8 @@ describe("binary translator", () => {
     below:
        sbb edi, 3
     join:
+       dec edx
+       adc ebp, 0
        jo over
        rol eax, 3
        jc carry

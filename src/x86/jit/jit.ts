@@ -66,6 +66,7 @@ const MAX_REGION_BLOCKS = 64;
 export interface JitCpuView {
   readonly flatMask: number;
   readonly stack32: boolean;
+  readonly ram: Uint8Array;
   /** The decoded blocks on `block`'s physical page. */
   blocksOnPageOf(block: Block): readonly Block[];
 }
@@ -177,7 +178,7 @@ export class Jit {
   ): TranslatedBlock | undefined {
     if (this.held.size >= this.maxBlocks || this.sourceBytes >= this.maxSourceBytes) this.flush();
     const started = performance.now();
-    const t = translateRegion(region, chain, flatMask, cpu.stack32);
+    const t = translateRegion(region, chain, flatMask, cpu.stack32, cpu.ram.length <= 2 ** 31);
     this.translateMs += performance.now() - started;
     this.translations++;
     this.inlined += t.inlined;

@@ -180,10 +180,14 @@ class Emitter {
 
   readonly flatAvailable: number;
   readonly stack32: boolean;
+  /** The RAM offset of linear address `l` through TLB entry `e`. */
+  readonly ramOffset: string;
 
-  constructor(flatAvailable: number, stack32: boolean) {
+  constructor(flatAvailable: number, stack32: boolean, ramBelow2GiB: boolean) {
     this.flatAvailable = flatAvailable;
     this.stack32 = stack32;
+    // Below 2 GiB the offset fits an int32, which V8 computes and indexes with without doubles.
+    this.ramOffset = ramBelow2GiB ? "((e >>> 9) << 12) | (l & 4095)" : "(e >>> 9) * 4096 + (l & 4095)";
   }
 
   line(s: string): void {
@@ -281,7 +285,7 @@ class Emitter {
     const flat = this.linear(seg, off, size, false, "l");
     const slow = flat ? `cpu.rd${size * 8}(${seg}, l >>> 0)` : `cpu.readLin${size * 8}(l)`;
     this.line(
-      `e = tlb[l >>> 12]; ${v} = (e & RN) === RN && (l & 4095) <= ${4096 - size} ? (p = (e >>> 9) * 4096 + (l & 4095), ${this.readRam(size)}) : ${slow}${size === 4 ? " | 0" : ""};`,
+      `e = tlb[l >>> 12]; ${v} = (e & RN) === RN && (l & 4095) <= ${4096 - size} ? (p = ${this.ramOffset}, ${this.readRam(size)}) : ${slow}${size === 4 ? " | 0" : ""};`,
     );
     return v;
   }
@@ -293,7 +297,7 @@ class Emitter {
       ? `cpu.wr${size * 8}(${seg}, l >>> 0, ${value})`
       : `cpu.writeLin${size * 8}(l, ${value})`;
     this.line(
-      `e = tlb[l >>> 12]; if ((e & WN) === WN && (l & 4095) <= ${4096 - size}) { p = (e >>> 9) * 4096 + (l & 4095); ${this.writeRam(size, value)} } else ${slow};`,
+      `e = tlb[l >>> 12]; if ((e & WN) === WN && (l & 4095) <= ${4096 - size}) { p = ${this.ramOffset}; ${this.writeRam(size, value)} } else ${slow};`,
     );
   }
 
@@ -309,7 +313,7 @@ class Emitter {
     const slowRead = flat ? `cpu.rd${size * 8}(${seg}, l >>> 0)` : `cpu.readLin${size * 8}(l)`;
     const check = flat ? `cpu.checkWrite(${seg}, l >>> 0, ${size})` : `cpu.checkWritable(l, ${size})`;
     this.line(
-      `e = tlb[l >>> 12]; if ((e & WN) === WN && (l & 4095) <= ${4096 - size}) { p = (e >>> 9) * 4096 + (l & 4095); ${v} = ${this.readRam(size)}; } else { ${check}; ${v} = ${slowRead}${size === 4 ? " | 0" : ""}; p = -1; }`,
+      `e = tlb[l >>> 12]; if ((e & WN) === WN && (l & 4095) <= ${4096 - size}) { p = ${this.ramOffset}; ${v} = ${this.readRam(size)}; } else { ${check}; ${v} = ${slowRead}${size === 4 ? " | 0" : ""}; p = -1; }`,
     );
     this.line(`${res} = ${compute(v)};`);
     const slowWrite = flat
@@ -376,9 +380,15 @@ const FK_LOGIC = 2;
 const FK_RESULT = 3;
 /** INC/DEC: arithmetic flags with CF kept as `fx`. */
 const FK_KEEP_CARRY = 4;
+/**
+ * INC/DEC after flags the translation does not know statically: CF is that of the state saved in
+ * the g locals (which may be "none pending": the CPU's own CF). Loop counters decremented at the
+ * top of a block would otherwise write the pending flags out just to read CF back.
+ */
+const FK_KEEP_PENDING = 5;
 
 /** Writes pending flag locals to the CPU (a statement). */
-const FLUSH_FLAGS = `if (fk !== ${FK_NONE}) { flushFlags(cpu, fk, fo, fa, fb, fr, fs, fx); fk = ${FK_NONE}; }`;
+const FLUSH_FLAGS = `if (fk !== ${FK_NONE}) { flushFlags(cpu, fk, fo, fa, fb, fr, fs, fx, gk, go, ga, gb, gr, gs, gx); fk = ${FK_NONE}; }`;
 
 /** Writes a pending flag result (held in a translation's locals) to the CPU's lazy-flag fields. */
 function flushFlags(
@@ -390,8 +400,19 @@ function flushFlags(
   r: number,
   size: number,
   x: number,
+  gKind: number,
+  gOp: number,
+  gA: number,
+  gB: number,
+  gR: number,
+  gSize: number,
+  gX: number,
 ): void {
   switch (kind) {
+    case FK_KEEP_PENDING:
+      if (gKind !== FK_NONE) flushFlags(cpu, gKind, gOp, gA, gB, gR, gSize, gX, FK_NONE, 0, 0, 0, 0, 0, 0);
+      cpu.setArithKeepCarry(op, a, r, size, cpu.cf());
+      break;
     case FK_ARITH:
       cpu.setArith(op, a, b, r, size);
       break;
@@ -614,8 +635,9 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
   // INC/DEC register (40-4F) and r/m (FE/FF /0 /1).
   if ((op >= 0x40 && op <= 0x4f) || ((op === 0xfe || op === 0xff) && i.reg <= 1)) {
     const dec = op <= 0x4f ? (op & 8) !== 0 : i.reg === 1;
+    const knownCarry = em.known ? knownCondition(em.known, 2) : undefined;
     const carry = em.temp();
-    em.line(`${carry} = ${cpuCarry(em)} ? 1 : 0;`);
+    if (knownCarry !== undefined) em.line(`${carry} = ${knownCarry} ? 1 : 0;`);
     const av = em.temp();
     const r = em.temp();
     const calc = (a: string) => maskExpr(s, dec ? `${a} - 1` : `${a} + 1`);
@@ -631,9 +653,15 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       });
       em.line(`${r} = ${calc(av)};`);
     }
-    em.line(
-      `fk = ${FK_KEEP_CARRY}; fo = ${dec ? LZ_SUB : LZ_ADD}; fa = ${av}; fr = ${r}; fs = ${s}; fx = ${carry};`,
-    );
+    const zsp = `fo = ${dec ? LZ_SUB : LZ_ADD}; fa = ${av}; fr = ${r}; fs = ${s};`;
+    if (knownCarry !== undefined) {
+      em.line(`fk = ${FK_KEEP_CARRY}; ${zsp} fx = ${carry};`);
+    } else {
+      em.line(
+        `if (fk !== ${FK_KEEP_PENDING}) { gk = fk; go = fo; ga = fa; gb = fb; gr = fr; gs = fs; gx = fx; }`,
+      );
+      em.line(`fk = ${FK_KEEP_PENDING}; ${zsp}`);
+    }
     em.known = { op: RESULT_ONLY, size: s, a: av, b: "1", r };
     return true;
   }
@@ -1077,24 +1105,29 @@ function flagLiveness(insns: Insn[], infos: InsnInfo[], lastIsBranch: boolean): 
  * Translates a region: `blocks[0]` alone, or (`chain`) every block given, all from one page of
  * flat 32-bit code, as one function whose control stays inside while branches land on the
  * region's blocks. Assumes the CPU's flat segments are `flatAvailable` (`Cpu.flatMask` bits)
- * and its stack is `stack32`.
+ * and its stack is `stack32`; `ramBelow2GiB` when the VM's RAM array is at most 2 GiB.
  */
 export function translateRegion(
   blocks: readonly Block[],
   chain: boolean,
   flatAvailable: number,
   stack32: boolean,
+  ramBelow2GiB = false,
 ): Translation {
   const root = blocks[0]!;
   const code32 = root.code32;
-  const em = new Emitter(flatAvailable, stack32);
+  const em = new Emitter(flatAvailable, stack32, ramBelow2GiB);
   if (chain) em.flatNeeded |= 1 << 1; // CS: eip is the linear address
   const offsets: number[] = []; // per instruction: offset of its start in the region
   const inBlock: number[] = []; // per instruction: index inside its block
   let inlined = 0;
   let maxLength = 0;
   const cases: string[] = [];
-  for (const block of chain ? blocks : [root]) {
+  // In address order, so a block can fall through into the one that follows it in the page.
+  const order = chain ? [...blocks].sort((a, b) => a.phys - b.phys) : [root];
+  for (let bi = 0; bi < order.length; bi++) {
+    const block = order[bi]!;
+    const following = order[bi + 1];
     const insns = block.insns;
     const n = insns.length;
     maxLength = Math.max(maxLength, n);
@@ -1179,8 +1212,14 @@ export function translateRegion(
           "break;",
           "}",
         );
+        body.push("break;");
+      } else if (following !== undefined && (following.phys & 4095) === local[n]) {
+        // Going on to the next block in the page: fall into its case instead of dispatching.
+        const taken = lastIsBranch ? `nx !== ${eipExpr({ code32 }, local[n]!)} || ` : "";
+        body.push(`if (${taken}!blk.valid || cpu.attention || ic + ${following.insns.length} > end) break;`);
+      } else {
+        body.push("break;");
       }
-      body.push("break;");
     }
     body.push("}");
     cases.push(...body);
@@ -1211,7 +1250,10 @@ export function translateRegion(
   src.push("let ic = cpu.instructionCount, k = 0, nx = e0, pc = (e0 - pb) | 0, l = 0, e = 0, p = 0;");
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
-  if (flags) src.push(`let fk = ${FK_NONE}, fo = 0, fa = 0, fb = 0, fr = 0, fs = 0, fx = 0;`);
+  if (flags) {
+    src.push(`let fk = ${FK_NONE}, fo = 0, fa = 0, fb = 0, fr = 0, fs = 0, fx = 0;`);
+    src.push(`let gk = ${FK_NONE}, go = 0, ga = 0, gb = 0, gr = 0, gs = 0, gx = 0;`);
+  }
   src.push("try {");
   src.push("run: for (;;) {");
   src.push("switch (pc) {");
