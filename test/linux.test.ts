@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { before, describe, it } from "node:test";
+import { afterEach, before, describe, it } from "node:test";
 import { buildGuestInitramfs, ensureImages, type Manifest } from "../src/images/index.ts";
 
 const root = join(import.meta.dirname, "..");
@@ -42,6 +42,9 @@ function tsvisor(args: string[], input: string): Promise<Run> {
 /** The shell's prompt; it then asks the terminal where the cursor is (ESC [6n). */
 const PROMPT = new RegExp(`tsvisor-guest:[^\\n]*# (?:${String.fromCharCode(27)}\\[6n)?$`);
 
+/** Sessions whose VM may still run: a failed test must not leave its VM running on. */
+const liveSessions = new Set<Session>();
+
 /** An interactive session: type a line once the guest's output matches. */
 class Session {
   stdout = "";
@@ -65,9 +68,16 @@ class Session {
       this.stderr += d.toString();
     });
     this.closed = new Promise((resolve) => this.child.on("close", resolve));
+    liveSessions.add(this);
     void this.closed.then(() => {
+      liveSessions.delete(this);
       for (const w of this.waiters.splice(0)) w();
     });
+  }
+
+  /** Ends the VM (after a failure). */
+  kill(): void {
+    this.child.kill("SIGKILL");
   }
 
   /**
@@ -102,6 +112,13 @@ class Session {
 }
 
 describe("Linux guests", { concurrency: 1 }, () => {
+  afterEach(async () => {
+    for (const session of liveSessions) {
+      session.kill();
+      await session.closed;
+    }
+  });
+
   let manifest: Manifest;
   const dir = mkdtempSync(join(tmpdir(), "tsvisor-linux-"));
   const payload = randomBytes(64 * 1024);

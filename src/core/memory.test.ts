@@ -204,5 +204,26 @@ describe("PhysicalMemory", () => {
       mem.markCode(6);
       assert.deepEqual(seen, [5, -1, -1]);
     });
+
+    it("tells CPUs which pages a routing change touched", () => {
+      const mem = new PhysicalMemory();
+      const ram = mem.addRam("ram", 0, 64 * PAGE_SIZE);
+      const seen: [number, number][] = [];
+      const protects: number[] = [];
+      mem.onWriteProtect((page) => protects.push(page));
+      const off = mem.onMapChange((first, end) => seen.push([first, end]));
+      const device = { mmioRead: () => 0, mmioWrite: () => {} };
+      const bar = mem.addMmio("bar", 0xfd000000, 0x1800, device);
+      mem.removeRegion(bar);
+      mem.route(8 * PAGE_SIZE, 2 * PAGE_SIZE, ram, null);
+      off();
+      mem.route(8 * PAGE_SIZE, 2 * PAGE_SIZE, ram, ram);
+      assert.deepEqual(seen, [
+        [0xfd000, 0xfd002],
+        [0xfd000, 0xfd002],
+        [8, 10],
+      ]);
+      assert.deepEqual(protects, [], "routing changes are not write-protect events");
+    });
   });
 });

@@ -53,6 +53,11 @@ export interface RamRegion extends Region {
 export type CodeWriteListener = (address: number, width: number) => void;
 /** Called when pages stop being write-fast; `page` is -1 for "possibly all pages". */
 export type WriteProtectListener = (page: number) => void;
+/**
+ * Called when the routing of pages [firstPage, endPage) changed (a region added or removed,
+ * shadowing): what reads and writes there reach, and so any code decoded from there, may differ.
+ */
+export type MapChangeListener = (firstPage: number, endPage: number) => void;
 
 const HOLE = 0;
 const ALL_ONES: Record<Width, number> = { 1: 0xff, 2: 0xffff, 4: 0xffffffff };
@@ -72,6 +77,7 @@ export class PhysicalMemory {
   private dirtyLogging = false;
   private codeWriteListener: CodeWriteListener | undefined;
   private readonly protectListeners: WriteProtectListener[] = [];
+  private readonly mapListeners: MapChangeListener[] = [];
 
   // ---- building the map -------------------------------------------------------------------
 
@@ -152,7 +158,7 @@ export class PhysicalMemory {
       if (this.pageWriteRegion[p] === region.id) this.pageWriteRegion[p] = under;
     }
     if (region === this.mainRam) this.mainRam = undefined;
-    this.notifyProtect(-1);
+    this.notifyMapChange(region.base, region.size);
   }
 
   /**
@@ -171,7 +177,7 @@ export class PhysicalMemory {
     }
     if (read !== undefined) this.pageReadRegion.fill(read ? read.id : HOLE, first, last);
     if (write !== undefined) this.pageWriteRegion.fill(write ? write.id : HOLE, first, last);
-    this.notifyProtect(-1);
+    this.notifyMapChange(base, size);
   }
 
   /** The region serving reads at `address`, if any. */
@@ -212,7 +218,7 @@ export class PhysicalMemory {
         }
       }
     }
-    this.notifyProtect(-1);
+    this.notifyMapChange(spec.base, spec.size);
     return region;
   }
 
@@ -387,6 +393,15 @@ export class PhysicalMemory {
     };
   }
 
+  /** Subscribes to routing changes (a CPU drops its TLB and the code decoded from those pages). */
+  onMapChange(listener: MapChangeListener): () => void {
+    this.mapListeners.push(listener);
+    return () => {
+      const i = this.mapListeners.indexOf(listener);
+      if (i >= 0) this.mapListeners.splice(i, 1);
+    };
+  }
+
   /** Starts or stops dirty logging. Starting clears every DIRTY flag. */
   setDirtyLogging(on: boolean): void {
     if (on) this.clearDirty();
@@ -418,6 +433,12 @@ export class PhysicalMemory {
 
   private notifyProtect(page: number): void {
     for (const l of this.protectListeners) l(page);
+  }
+
+  private notifyMapChange(base: number, size: number): void {
+    const first = Math.floor(base / PAGE_SIZE);
+    const end = Math.ceil((base + Math.max(size, 1)) / PAGE_SIZE);
+    for (const l of this.mapListeners) l(first, end);
   }
 }
 

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { JitMode } from "./jit/jit.ts";
-import { assemble, makeMachine, startFlat32 } from "./test-support.ts";
+import { assemble, makeMachine, runToHalt, startFlat32 } from "./test-support.ts";
 
 describe("run slices", () => {
   for (const jit of ["off", "force"] as JitMode[]) {
@@ -23,6 +23,53 @@ describe("run slices", () => {
       assert.ok(reads >= 1000 && reads <= 1001, `reads ${reads}`);
       // The next slice runs normally again.
       assert.equal(m.cpu.run(300), 300);
+    });
+  }
+});
+
+describe("instructions that straddle a page boundary", () => {
+  // `l:` is placed so that its MOV's immediate runs from 0x10ffe into the page at 0x11000.
+  const loop = (patch: string) =>
+    assemble(
+      `mov ecx, 10
+       xor ebx, ebx
+       jmp l
+       times 0xffd - ($ - $$) nop
+    l: mov eax, 0x00000001
+       add ebx, eax
+       cmp ecx, 5
+       jne skip
+       ${patch}
+    skip:
+       dec ecx
+       jnz l
+       hlt`,
+      32,
+      0x10000,
+    );
+
+  for (const jit of ["off", "force"] as JitMode[]) {
+    it(`see a write to the second page at once (translator ${jit})`, () => {
+      const m = makeMachine({ jit });
+      startFlat32(m, loop("mov byte [l + 3], 1"));
+      runToHalt(m.cpu);
+      // Six passes add 1, then the immediate is 0x00010001 for the last four.
+      assert.equal(m.cpu.ebx, 6 + 4 * 0x10001);
+    });
+
+    it(`see the second page remapped (translator ${jit})`, () => {
+      const m = makeMachine({ jit });
+      startFlat32(m, loop("mov dword [0x101000 + 0x11 * 4], 0x12003\ninvlpg [0x11000]"));
+      // Identity paging for the first 4 MiB; physical 0x12000 holds a copy of the page at
+      // 0x11000 whose immediate byte differs.
+      m.memory.write32(0x100000, 0x101003);
+      for (let p = 0; p < 1024; p++) m.memory.write32(0x101000 + p * 4, (p << 12) | 3);
+      m.memory.writeBytes(0x12000, m.memory.readBytes(0x11000, 4096));
+      m.memory.write8(0x12000, 1);
+      m.cpu.setCr(3, 0x100000);
+      m.cpu.setCr(0, m.cpu.cr0 | 0x80000000);
+      runToHalt(m.cpu);
+      assert.equal(m.cpu.ebx, 6 + 4 * 0x10001);
     });
   }
 });

@@ -339,15 +339,18 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.refreshRam();
     this.memory.setCodeListener((address) => this.invalidateCode(address));
     this.memory.onWriteProtect((page) => {
+      // A page became code: only direct writes to it must stop. Dirty logging: all of them.
+      if (page >= 0) this.dropFastWrites(page);
+      else this.flushTlb(false);
+    });
+    this.memory.onMapChange((firstPage, endPage) => {
+      // Shadowing or a moved BAR: direct accesses may now reach something else, and code decoded
+      // from those pages may come from different bytes. Code elsewhere stays valid; PCI probing
+      // moves BARs dozens of times during a Linux boot.
       this.refreshRam();
-      if (page >= 0) {
-        // A page became code (or otherwise not write-fast): only direct writes to it must stop.
-        this.dropFastWrites(page);
-      } else {
-        // The map changed (shadowing, a moved BAR, dirty logging): direct reads may now be
-        // wrong too, and decoded code may come from different bytes.
-        this.flushTlb(false);
-        this.flushBlocks();
+      this.flushTlb(false);
+      for (const page of this.pageBlocks.keys()) {
+        if (page >= firstPage && page < endPage) this.invalidateCode(page * 4096);
       }
     });
     this.reset();
@@ -1620,7 +1623,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       const block = this.fetchBlock(MAX_BLOCK_INSNS);
       const insns = block.insns;
       const jit = this.jit;
-      if (jit !== undefined && block.cacheable && insns.length <= budget) {
+      if (jit !== undefined && block.cacheable && block.crossPage < 0 && insns.length <= budget) {
         if (++block.heat >= block.heatGoal) jit.heatReached(block, this);
         let translated = block.translated;
         if (translated !== undefined) {
@@ -1687,7 +1690,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       let b: Block | undefined;
       if (prev.next0Lin === lin && prev.next0Tlb === e) b = prev.next0;
       else if (prev.next1Lin === lin && prev.next1Tlb === e) b = prev.next1;
-      if (b?.valid && b.code32 === this.code32 && eip + b.byteLength - 1 <= limit) {
+      if (b?.valid && b.code32 === this.code32 && b.crossPage < 0 && eip + b.byteLength - 1 <= limit) {
         this.lastBlock = b;
         return b;
       }
@@ -1719,7 +1722,9 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       cached.phys === phys &&
       cached.code32 === this.code32 &&
       cached.valid &&
-      eip + cached.byteLength - 1 <= this.segLimit[CS]!
+      eip + cached.byteLength - 1 <= this.segLimit[CS]! &&
+      (cached.crossPage < 0 ||
+        this.translate(((lin | 4095) + 1) | 0, ACCESS_FETCH, this.user) === cached.crossPage)
     ) {
       return cached;
     }
@@ -1755,7 +1760,11 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
         for (let j = n; j < more; j++) buf[j] = this.memory.read(nextPhys + j - n, 1);
         n = more;
         len = decodeInstruction(insn, buf, n, this.code32);
-        block.cacheable = false;
+        // Cached like any block while the next page still maps to the same RAM or ROM (Linux
+        // loops over instructions that straddle pages).
+        const next = this.memory.regionAt(nextPhys);
+        if (next && next.kind !== "mmio" && nextPhys < 0x100000000) block.crossPage = nextPhys;
+        else block.cacheable = false;
       }
       if (len < 0) {
         if (k > 0) break;
@@ -1776,13 +1785,25 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   }
 
   private registerBlock(block: Block): void {
-    const page = Math.floor(block.phys / 4096);
+    this.registerOnPage(block, block.phys);
+    // A write to either page, or a remap of either, must drop a block that straddles them.
+    if (block.crossPage >= 0) this.registerOnPage(block, block.crossPage);
+  }
+
+  private registerOnPage(block: Block, phys: number): void {
+    const page = Math.floor(phys / 4096);
     let list = this.pageBlocks.get(page);
     if (!list) {
       list = [];
       this.pageBlocks.set(page, list);
-      const region = this.memory.regionAt(block.phys);
+      const region = this.memory.regionAt(phys);
       if (region?.kind === "ram") this.memory.markCode(page);
+    }
+    // Blocks dropped with the other page of a straddling block linger here; keep lists short.
+    if (list.length >= 256 && list.length % 256 === 0) {
+      const live = list.filter((b) => b.valid);
+      list.length = 0;
+      list.push(...live);
     }
     list.push(block);
   }

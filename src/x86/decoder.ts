@@ -61,8 +61,13 @@ export class Block {
   readonly insns: Insn[] = [];
   byteLength = 0;
   valid = true;
-  /** False for blocks that must not be cached (crossing a page, in MMIO). */
+  /** False for blocks that must not be cached (in MMIO). */
   cacheable = true;
+  /**
+   * For a block made of one instruction that crosses into the next page: the physical address
+   * that page started at when it was decoded (a lookup checks it still does), else -1.
+   */
+  crossPage = -1;
   /** Two most recent successors, with the linear address and TLB entry they were reached through. */
   next0: Block | undefined = undefined;
   next0Lin = 0;

@@ -366,6 +366,27 @@ describe("binary translator", () => {
     assert.ok(results[1]!.misses > 0);
   });
 
+  it("keeps translations across a map change elsewhere and drops them when their page is remapped", () => {
+    const m = machine("force", assemble("l: inc eax\njmp l", 32, 0x10000), 32);
+    m.cpu.run(10_000);
+    const before = m.cpu.jit!.stats();
+    assert.ok(before.cachedBlocks > 0);
+    // A PCI BAR appearing and moving far from the code (as during PCI probing).
+    const bar = m.memory.addMmio("bar", 0x7f0000, 0x2000, { mmioRead: () => 0, mmioWrite: () => {} });
+    m.memory.removeRegion(bar);
+    m.cpu.run(10_000);
+    const after = m.cpu.jit!.stats();
+    assert.equal(after.invalidations, before.invalidations);
+    assert.equal(after.cachedBlocks, before.cachedBlocks);
+    // A ROM laid over the code's page: the same loop shape, counting in EBX instead.
+    const eax = m.cpu.eax;
+    m.memory.addRom("rom", 0x10000, assemble("l: inc ebx\njmp l", 32, 0x10000));
+    m.cpu.run(10_000);
+    assert.equal(m.cpu.eax, eax);
+    assert.ok(m.cpu.ebx >= 4999, `ebx ${m.cpu.ebx}`);
+    assert.ok(m.cpu.jit!.stats().invalidations > after.invalidations);
+  });
+
   it("keeps the translation cache within its bounds", async () => {
     const { Jit } = await import("./jit.ts");
     const m = machine("force", assemble("hlt", 32, 0x10000), 32);

@@ -151,6 +151,7 @@ export class Jit {
           b !== block &&
           b.valid &&
           b.cacheable &&
+          b.crossPage < 0 &&
           b.code32 === block.code32 &&
           b.phys !== block.phys &&
           b.retranslations <= MAX_RETRANSLATIONS &&
