@@ -204,9 +204,11 @@ describe("Linux guests", { concurrency: 1 }, () => {
     at = await session.waitFor(/\n(\d{9,})\r?\n/, at);
     const guestNow = Number(/\n(\d{9,})\r?\n/.exec(session.stdout.slice(0, at))![1]) * 1000;
     assert.ok(Math.abs(guestNow - Date.now()) < 10_000, `guest date ${new Date(guestNow).toISOString()}`);
-    // `sleep 1` lasts about a second by the guest's clock and by the host's: the shell reads the
-    // uptime around it with builtins, and the host times the arrival of the lines it echoes. The
-    // bounds allow for a loaded machine; a guest clock running at a wrong rate falls outside them.
+    // `sleep 1` lasts at least a second by the guest's clock, and the guest's clock keeps the
+    // host's pace over it: the shell reads the uptime around it with builtins, and the host times
+    // the arrival of the lines it echoes. The span also holds the shell starting `sleep`, which
+    // with every block translated on first use (TSVISOR_JIT=force) or on a loaded host can take
+    // seconds of its own, so the bounds are on the rate, not on the length.
     at = await session.waitFor(prompt, at);
     session.send(
       "read t0 x </proc/uptime; echo before=$t0; sleep 1; read t1 x </proc/uptime; echo after=$t1",
@@ -216,14 +218,15 @@ describe("Linux guests", { concurrency: 1 }, () => {
     at = await session.waitFor(/(?:^|\n)after=(\d+\.\d+)\r?\n/, beforeAt);
     const guestSlept = Number(session.lastMatch![1]) - guestBefore;
     const hostSlept = (session.arrivedAt(at) - session.arrivedAt(beforeAt)) / 1000;
-    // The measurement also holds the shell starting `sleep`, which on a loaded host (or with every
-    // block translated on first use) can take a second of its own: the upper bounds allow that,
-    // and still catch a clock running at a third of its rate.
     assert.ok(
-      guestSlept >= 0.99 && guestSlept <= 3,
+      guestSlept >= 0.99 && guestSlept <= 20,
       `sleep 1 took ${guestSlept.toFixed(2)} s of guest uptime`,
     );
-    assert.ok(hostSlept >= 0.5 && hostSlept <= 4, `sleep 1 took ${hostSlept.toFixed(3)} s of host time`);
+    const rate = guestSlept / hostSlept;
+    assert.ok(
+      rate >= 0.8 && rate <= 1.25,
+      `over sleep 1 the guest's clock advanced ${guestSlept.toFixed(2)} s in ${hostSlept.toFixed(2)} s of host time`,
+    );
     session.send("reboot");
     at = await session.waitFor(/reboot: Restarting system/, at);
     at = await session.waitFor(/TSVISOR-GUEST-READY/, at);
