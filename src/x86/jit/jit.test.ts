@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { Block, decodeInstruction, Insn } from "../decoder.ts";
 import {
   assemble,
   makeMachine,
@@ -13,7 +14,7 @@ import {
   startReal,
   type TestMachine,
 } from "../test-support.ts";
-import type { JitMode } from "./jit.ts";
+import { type JitMode, successorsOf } from "./jit.ts";
 
 function machine(mode: JitMode, code: Uint8Array, bits: 16 | 32): TestMachine {
   const m = makeMachine({ jit: mode });
@@ -404,5 +405,32 @@ describe("binary translator", () => {
     assert.equal(m.cpu.eax, (39 * 40) / 2);
     assert.ok(s.cachedBlocks <= 8, JSON.stringify(s));
     assert.ok(s.flushes >= 4, JSON.stringify(s));
+  });
+
+  it("finds where a block continues: branch targets and fall-through, not past jumps and returns", () => {
+    // One block per source line, decoded at physical 0x10000 as the CPU would.
+    const blockOf = (source: string, at: number) => {
+      const bytes = assemble(source, 32, at);
+      const block = new Block(at, true);
+      for (let off = 0; off < bytes.length; ) {
+        const insn = new Insn();
+        const len = decodeInstruction(insn, bytes.subarray(off), bytes.length - off, true);
+        block.insns.push(insn);
+        off += len;
+      }
+      block.byteLength = bytes.length;
+      return block;
+    };
+    const at = 0x10000;
+    // jnz back to the start (2-byte form), falling through to 0x10005.
+    assert.deepEqual(successorsOf(blockOf("l: inc eax\ndec ecx\njnz l", at)), [at, at + 4]);
+    // A near jcc forward: target and fall-through.
+    assert.deepEqual(successorsOf(blockOf("cmp eax, 1\njne near $ + 0x200", at)), [at + 3 + 0x200, at + 9]);
+    // JMP and RET do not fall through; an indirect jump has no known target.
+    assert.deepEqual(successorsOf(blockOf("inc eax\njmp $ + 0x40", at)), [at + 1 + 0x40]);
+    assert.deepEqual(successorsOf(blockOf("pop eax\nret", at)), []);
+    assert.deepEqual(successorsOf(blockOf("jmp eax", at)), []);
+    // A call continues at its target and, once the callee returns, after itself.
+    assert.deepEqual(successorsOf(blockOf("call $ + 0x100", at)), [at + 0x100, at + 5]);
   });
 });

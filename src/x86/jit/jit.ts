@@ -138,36 +138,46 @@ export class Jit {
   }
 
   /**
-   * `block` and the hottest warm blocks on its page, up to `maxRegionInstructions`. V8 optimises
+   * `block` and warm blocks on its page, up to `maxRegionInstructions`: first those reached from
+   * it by direct branches and fall-through (its loop), then the hottest of the rest. V8 optimises
    * a function only below a bytecode size limit, and compiling one costs time in proportion to its
-   * size, so a region holds the code that runs, not every block the page ever decoded.
+   * size, so a region holds the code that runs together, not every block the page ever decoded.
    */
   private regionAround(block: Block, cpu: JitCpuView): Block[] {
     const warm = Math.max(1, this.blockThreshold >> 2);
-    const candidates = cpu
-      .blocksOnPageOf(block)
-      .filter(
-        (b) =>
-          b !== block &&
-          b.valid &&
-          b.cacheable &&
-          b.crossPage < 0 &&
-          b.code32 === block.code32 &&
-          b.phys !== block.phys &&
-          b.retranslations <= MAX_RETRANSLATIONS &&
-          b.heat >= warm,
-      )
-      .sort((a, b) => b.heat - a.heat);
+    const candidates = new Map<number, Block>();
+    for (const b of cpu.blocksOnPageOf(block)) {
+      if (
+        b !== block &&
+        b.valid &&
+        b.cacheable &&
+        b.crossPage < 0 &&
+        b.code32 === block.code32 &&
+        b.phys !== block.phys &&
+        b.retranslations <= MAX_RETRANSLATIONS &&
+        b.heat >= warm &&
+        !candidates.has(b.phys)
+      ) {
+        candidates.set(b.phys, b);
+      }
+    }
     const region = [block];
-    const seen = new Set([block.phys]);
     let size = block.insns.length;
-    for (const b of candidates) {
-      if (region.length >= MAX_REGION_BLOCKS) break;
-      if (seen.has(b.phys) || size + b.insns.length > this.maxRegionInstructions) continue;
-      seen.add(b.phys);
+    const take = (b: Block): boolean => {
+      if (region.length >= MAX_REGION_BLOCKS || size + b.insns.length > this.maxRegionInstructions)
+        return false;
+      candidates.delete(b.phys);
       region.push(b);
       size += b.insns.length;
+      return true;
+    };
+    for (let k = 0; k < region.length; k++) {
+      for (const phys of successorsOf(region[k]!)) {
+        const next = candidates.get(phys);
+        if (next !== undefined) take(next);
+      }
     }
+    for (const b of [...candidates.values()].sort((a, b) => b.heat - a.heat)) take(b);
     return region;
   }
 
@@ -261,4 +271,24 @@ export class Jit {
       translateMs: Math.round(this.translateMs),
     };
   }
+}
+
+/** Physical addresses a block continues at through direct branches or falling through. */
+export function successorsOf(block: Block): number[] {
+  const last = block.insns[block.insns.length - 1]!;
+  const end = block.phys + block.byteLength;
+  const op = last.opcode;
+  const out: number[] = [];
+  const relative =
+    (op >= 0x70 && op <= 0x7f) ||
+    (op >= 0x180 && op <= 0x18f) ||
+    op === 0xe8 ||
+    op === 0xe9 ||
+    op === 0xeb ||
+    (op >= 0xe0 && op <= 0xe3);
+  if (relative && last.opsize === 4) out.push(end + last.imm);
+  const noFallThrough =
+    op === 0xe9 || op === 0xeb || op === 0xc3 || op === 0xc2 || (op === 0xff && last.reg === 4);
+  if (!noFallThrough) out.push(end);
+  return out;
 }
