@@ -148,6 +148,8 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
   private triggerLevel = 1;
   /** Receive FIFO (a single holding register when FIFOs are off). */
   private readonly rxBuffer = new Uint8Array(FIFO_SIZE);
+  /** Per receive-FIFO slot: the host queue entry it came from plus one, 0 for loopback. */
+  private readonly rxFromHost = new Uint16Array(FIFO_SIZE);
   private rxHead = 0;
   private rxCount = 0;
   /** THRE interrupt latched: set when THR empties or ETBEI is enabled, cleared by IIR read or THR write. */
@@ -267,13 +269,18 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
    * Puts a byte into the receive FIFO. On overrun (OE) a full FIFO loses the new byte, while
    * the single holding register of FIFO-less mode is overwritten by it.
    */
-  private pushRx(byte: number): void {
+  private pushRx(byte: number, hostEntry = -1): void {
     if (this.rxCount >= this.rxCapacity) {
       this.lsr |= LSR_OE;
-      if (!this.fifoEnabled) this.rxBuffer[this.rxHead] = byte;
+      if (!this.fifoEnabled) {
+        this.rxBuffer[this.rxHead] = byte;
+        this.rxFromHost[this.rxHead] = 0;
+      }
       return;
     }
-    this.rxBuffer[(this.rxHead + this.rxCount) % FIFO_SIZE] = byte;
+    const slot = (this.rxHead + this.rxCount) % FIFO_SIZE;
+    this.rxBuffer[slot] = byte;
+    this.rxFromHost[slot] = hostEntry + 1;
     this.rxCount++;
     this.lsr |= LSR_DR;
     this.timeoutPending = false;
@@ -314,10 +321,10 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
       this.hostCount--;
       if (entry === HOST_BREAK) {
         // A break arrives as a zero character flagged BI (and as a FIFO error when FIFOs are on).
-        this.pushRx(0);
+        this.pushRx(0, entry);
         this.lsr |= LSR_BI | (this.fifoEnabled ? LSR_FIFO_ERROR : 0);
       } else {
-        this.pushRx(entry);
+        this.pushRx(entry, entry);
       }
       this.updateIrq();
     }
@@ -349,7 +356,29 @@ export class Uart16550 implements PortDevice, Persistent<UartState> {
     return byte;
   }
 
+  /**
+   * Empties the receive FIFO. Host bytes in it go back to the front of the host queue: the guest
+   * never read them, and host input is a stream that must not lose bytes (Linux's 8250 driver
+   * enables receive interrupts a little before it switches the FIFO on, which empties it; a byte
+   * piped in at that moment used to vanish).
+   */
   private clearRx(): void {
+    let returned = 0;
+    for (let i = 0; i < this.rxCount; i++)
+      if (this.rxFromHost[(this.rxHead + i) % FIFO_SIZE]! !== 0) returned++;
+    if (returned > 0) {
+      this.reserveHostQueue(returned);
+      const q = this.hostQueue;
+      this.hostHead = (this.hostHead - returned + q.length) % q.length;
+      let at = this.hostHead;
+      for (let i = 0; i < this.rxCount; i++) {
+        const from = this.rxFromHost[(this.rxHead + i) % FIFO_SIZE]!;
+        if (from === 0) continue;
+        q[at] = from - 1;
+        at = (at + 1) % q.length;
+      }
+      this.hostCount += returned;
+    }
     this.rxHead = 0;
     this.rxCount = 0;
     this.lsr &= ~LSR_DR;
