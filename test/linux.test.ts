@@ -29,6 +29,7 @@ function tsvisor(args: string[], input: string): Promise<Run> {
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => {
       stdout += d.toString("latin1");
+      if (PANIC_END.test(stdout.slice(-4096))) child.kill("SIGKILL");
     });
     child.stderr.on("data", (d: Buffer) => {
       stderr += d.toString();
@@ -38,6 +39,9 @@ function tsvisor(args: string[], input: string): Promise<Run> {
     child.stdin.end(input);
   });
 }
+
+/** The end of a kernel panic's report: the guest will do nothing more, so the test ends the VM. */
+const PANIC_END = /---\[ end Kernel panic/;
 
 /** The shell's prompt; it then asks the terminal where the cursor is (ESC [6n). */
 const PROMPT = new RegExp(`tsvisor-guest:[^\\n]*# (?:${String.fromCharCode(27)}\\[6n)?$`);
@@ -62,6 +66,7 @@ class Session {
     this.child.stdout!.on("data", (d: Buffer) => {
       this.stdout += d.toString("latin1");
       this.arrivals.push({ end: this.stdout.length, at: performance.now() });
+      if (PANIC_END.test(this.stdout.slice(-4096))) this.kill();
       for (const w of this.waiters.splice(0)) w();
     });
     this.child.stderr!.on("data", (d: Buffer) => {

@@ -154,4 +154,52 @@ describe("clocks", () => {
     c.set(5000);
     assert.equal(c.now(), 5000);
   });
+
+  it("RealTimeClock hides a host stall beyond its step limit and repays the lag slowly", () => {
+    let host = 0;
+    const c = new RealTimeClock(0, () => host, 20e6);
+    host += 5e6;
+    assert.equal(c.now(), 5e6, "ordinary steps pass in full");
+    host += 300e6; // the host did not run the VM for 300 ms
+    assert.equal(c.now(), 25e6, "the guest sees at most the step limit");
+    assert.equal(c.lag, 280e6);
+    host += 16e6;
+    assert.equal(c.now(), 42e6, "lag is repaid at 1/16 of elapsed time");
+    assert.equal(c.lag, 279e6);
+    for (let i = 0; i < 10_000 && c.lag > 0; i++) {
+      host += 1e6;
+      c.now();
+    }
+    assert.equal(c.lag, 0);
+    assert.equal(c.now(), host, "caught up with the host");
+  });
+
+  it("RealTimeClock lets a deliberate wait pass in full", () => {
+    let host = 0;
+    const c = new RealTimeClock(0, () => host, 20e6);
+    c.beginWait();
+    host += 500e6;
+    c.endWait();
+    assert.equal(c.now(), 500e6);
+    assert.equal(c.lag, 0);
+  });
+
+  it("RealTimeClock never goes backwards, and a pause is not a stall", () => {
+    let host = 0;
+    const c = new RealTimeClock(0, () => host, 20e6);
+    let last = c.now();
+    for (const step of [1e6, 90e6, 3, 40e6, 0, 7e6, 1e9, 2e6]) {
+      host += step;
+      const t = c.now();
+      assert.ok(t >= last, `${t} < ${last}`);
+      last = t;
+    }
+    const before = c.now();
+    const lag = c.lag;
+    c.pause();
+    host += 5e9;
+    c.resume();
+    assert.equal(c.now(), before);
+    assert.equal(c.lag, lag);
+  });
 });

@@ -1,9 +1,9 @@
 // Guest time and the timers that devices schedule in it.
 //
 // Guest time is counted in virtual nanoseconds from power-on. A `Clock` says what time it is: the
-// real-time clock follows the host's monotonic clock (minus the time the VM spent paused), the
-// instruction clock derives time from the number of instructions executed, which makes a run
-// reproducible for tests. The scheduler keeps a deadline queue (a binary heap); the run loop lets
+// real-time clock follows the host's monotonic clock (minus the time the VM spent paused, and
+// smoothing over host stalls), the instruction clock derives time from the number of instructions
+// executed, which makes a run reproducible for tests. The scheduler keeps a deadline queue (a binary heap); the run loop lets
 // the CPU execute until `nextDeadline()`, then calls `runDue()`.
 
 /** What time it is in the guest, in nanoseconds. */
@@ -11,20 +11,63 @@ export interface Clock {
   now(): number;
 }
 
-/** Guest time that follows host time while running and stands still while paused. */
+/**
+ * Guest time that follows host time while running and stands still while paused.
+ *
+ * The host does not always run the VM when it wants to: a garbage-collection pause, the first
+ * translation of a large stretch of guest code, or a loaded host taking the core away can stop the
+ * guest for tens of milliseconds between two instructions. On real hardware time never jumps like
+ * that between two instructions, and guests rely on it: Linux's check_timer counts timer ticks
+ * during 160 M TSC cycles and panics when too few arrive. So while the VM runs, at most
+ * `maxStepNs` of guest time passes between two reads of the clock; the rest becomes lag, which
+ * the clock repays by running 1/16 faster until it has caught up (the way NTP slews), so over
+ * minutes guest time still keeps the host's. Time the VM spends waiting on purpose (halted
+ * until the next timer: `beginWait`/`endWait`) passes in full.
+ */
 export class RealTimeClock implements Clock {
   private readonly hostNow: () => number;
+  private readonly maxStepNs: number;
   private offset: number;
   private pausedAt: number | undefined;
+  /** Host time at the last read. */
+  private lastHost: number;
+  /** Host time hidden from the guest and not yet repaid (ns). */
+  private lagNs = 0;
+  private waiting = false;
 
   /** `hostNow` returns host nanoseconds (monotonic); injectable for tests. */
-  constructor(startNs = 0, hostNow: () => number = () => Number(process.hrtime.bigint())) {
+  constructor(
+    startNs = 0,
+    hostNow: () => number = () => Number(process.hrtime.bigint()),
+    maxStepNs = DEFAULT_MAX_STEP_NS,
+  ) {
     this.hostNow = hostNow;
-    this.offset = startNs - hostNow();
+    this.maxStepNs = maxStepNs;
+    this.lastHost = hostNow();
+    this.offset = startNs - this.lastHost;
   }
 
   now(): number {
-    return (this.pausedAt ?? this.hostNow()) + this.offset;
+    if (this.pausedAt !== undefined) return this.pausedAt + this.offset;
+    const host = this.hostNow();
+    const step = host - this.lastHost;
+    this.lastHost = host;
+    if (step > this.maxStepNs && !this.waiting) {
+      const hidden = step - this.maxStepNs;
+      this.offset -= hidden;
+      // Beyond MAX_LAG_NS the host is not keeping up at all; that much is given up for good.
+      this.lagNs = Math.min(MAX_LAG_NS, this.lagNs + hidden);
+    } else if (this.lagNs > 0 && step > 0) {
+      const repaid = Math.min(this.lagNs, Math.ceil(step / 16));
+      this.offset += repaid;
+      this.lagNs -= repaid;
+    }
+    return host + this.offset;
+  }
+
+  /** Guest time held back from the host's and not yet repaid (ns). */
+  get lag(): number {
+    return this.lagNs;
   }
 
   get paused(): boolean {
@@ -37,15 +80,35 @@ export class RealTimeClock implements Clock {
 
   resume(): void {
     if (this.pausedAt === undefined) return;
-    this.offset -= this.hostNow() - this.pausedAt;
+    const host = this.hostNow();
+    this.offset -= host - this.pausedAt;
+    this.lastHost = host;
     this.pausedAt = undefined;
   }
 
-  /** Sets guest time (restoring a snapshot). */
+  /** The VM is about to wait for a timer or host input: the time until `endWait` passes in full. */
+  beginWait(): void {
+    this.waiting = true;
+  }
+
+  endWait(): void {
+    this.now();
+    this.waiting = false;
+  }
+
+  /** Sets guest time (restoring a snapshot); any lag is forgotten. */
   set(ns: number): void {
-    this.offset = ns - (this.pausedAt ?? this.hostNow());
+    const host = this.pausedAt ?? this.hostNow();
+    this.offset = ns - host;
+    this.lastHost = this.pausedAt === undefined ? host : this.lastHost;
+    this.lagNs = 0;
   }
 }
+
+/** Longest step of guest time between two clock reads of a running VM: five 4 ms Linux ticks. */
+const DEFAULT_MAX_STEP_NS = 20e6;
+/** Most lag the clock repays; more than this means the host cannot run the guest in real time. */
+const MAX_LAG_NS = 10e9;
 
 /**
  * Deterministic guest time: `nsPerInstruction` per executed instruction. With a live instruction

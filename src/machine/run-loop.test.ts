@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { type Clock, InstructionClock, Scheduler } from "../core/scheduler.ts";
+import { type Clock, InstructionClock, RealTimeClock, Scheduler } from "../core/scheduler.ts";
 import { exitStatus, RunLoop, type RunnableCpu } from "./run-loop.ts";
 
 /** A CPU that retires instructions until told to halt; an interrupt wakes it when IF=1. */
@@ -142,5 +142,79 @@ describe("RunLoop", () => {
       lateness.every((ns) => ns <= 1000),
       `ticks fired late by ${lateness.join(",")}`,
     );
+  });
+
+  it("keeps ticking through host stalls: a guest counting ticks against the TSC sees enough", async () => {
+    // Linux's check_timer: with interrupts on, spin on RDTSC for 160 ms and expect more than four
+    // 4 ms ticks. Here the host stalls for 300 ms every 50 instructions (a GC pause, a slow
+    // translation); without the clock's step limit the first stall would end the spin.
+    let hostNs = 0;
+    const clock = new RealTimeClock(0, () => hostNs);
+    const scheduler = new Scheduler(clock);
+    let sliceEnded = false;
+    let executed = 0;
+    let ticks = 0;
+    let spinStart = Number.NaN;
+    let loop: RunLoop | undefined;
+    const cpu: RunnableCpu = {
+      halted: false,
+      run(max) {
+        sliceEnded = false;
+        let n = 0;
+        while (n < max && !sliceEnded) {
+          hostNs += executed % 50 === 49 ? 300e6 : 10_000;
+          executed++;
+          n++;
+          const tsc = scheduler.now();
+          if (Number.isNaN(spinStart)) spinStart = tsc;
+          if (tsc - spinStart >= 160e6) {
+            loop!.stop({ kind: "poweroff", detail: "spin over" });
+            break;
+          }
+        }
+        return n;
+      },
+      interruptsEnabled: () => true,
+    };
+    scheduler.onOverdueRead = () => {
+      sliceEnded = true;
+    };
+    loop = new RunLoop({ cpu, scheduler, sleep: async () => {} });
+    const tick = scheduler.createTimer("pit", (now) => {
+      ticks++;
+      tick.setAt(now + 4e6);
+    });
+    tick.setAt(4e6);
+    await loop.run();
+    assert.ok(ticks > 4, `only ${ticks} ticks in 160 ms of guest time`);
+    assert.ok(clock.lag > 0, "the stalls were hidden from the guest");
+  });
+
+  it("lets the time a halted guest waits pass in full, and stops the clock while paused", async () => {
+    let hostNs = 0;
+    const clock = new RealTimeClock(0, () => hostNs);
+    const scheduler = new Scheduler(clock);
+    const cpu = new FakeCpu();
+    cpu.haltAt = 100;
+    let loop: RunLoop | undefined;
+    const sleep = async (ms: number): Promise<void> => {
+      hostNs += ms * 1e6;
+    };
+    loop = new RunLoop({ cpu, scheduler, sleep });
+    const wake = scheduler.createTimer("wake", () => {
+      loop!.stop({ kind: "poweroff", detail: "woke" });
+    });
+    wake.setAt(500e6);
+    await loop.run();
+    assert.ok(clock.now() >= 500e6, `guest time ${clock.now()}`);
+    assert.equal(clock.lag, 0);
+
+    loop.pause();
+    const pausedAt = clock.now();
+    hostNs += 1e9;
+    assert.equal(clock.now(), pausedAt);
+    loop.resume();
+    hostNs += 1e6;
+    assert.equal(clock.now(), pausedAt + 1e6);
   });
 });

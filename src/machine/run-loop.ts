@@ -6,7 +6,7 @@
 // stop. With a RealTimeClock guest time follows the host; with an InstructionClock every slice
 // advances time by the instructions it retired, so a run is reproducible.
 
-import { InstructionClock, type Scheduler } from "../core/scheduler.ts";
+import { InstructionClock, RealTimeClock, type Scheduler } from "../core/scheduler.ts";
 
 /** What the loop needs from a CPU. */
 export interface RunnableCpu {
@@ -152,7 +152,13 @@ export class RunLoop {
           await this.yieldToHost();
         } else {
           const waitMs = wakeBy === Number.POSITIVE_INFINITY ? 100 : (wakeBy - now) / 1e6;
-          if (waitMs >= 0.05) await this.waitForWake(waitMs);
+          if (waitMs >= 0.05) {
+            // A halted guest waits on purpose: that time passes in full, however long.
+            const realTime = clock instanceof RealTimeClock ? clock : undefined;
+            realTime?.beginWait();
+            await this.waitForWake(waitMs);
+            realTime?.endWait();
+          }
         }
         lastYield = performance.now();
         continue;
@@ -189,13 +195,15 @@ export class RunLoop {
     return this.exit!;
   }
 
-  /** Stops executing guest code (time keeps its own course: pause the clock separately). */
+  /** Stops executing guest code at the next slice boundary; a real-time clock stands still meanwhile. */
   pause(): void {
     this.pauseRequested = true;
+    if (this.scheduler.clock instanceof RealTimeClock) this.scheduler.clock.pause();
   }
 
   resume(): void {
     this.pauseRequested = false;
+    if (this.scheduler.clock instanceof RealTimeClock) this.scheduler.clock.resume();
     this.wake?.();
   }
 
