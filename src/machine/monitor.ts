@@ -25,6 +25,7 @@ export const MONITOR_HELP = `commands:
   trace ports on|off   log every port access (to --trace, stderr by default)
   trace unhandled on|off  log accesses to ports no device claims
   trace cpu on|off     log every instruction with registers (slow)
+  trace jit on|off     log the JavaScript each translation generates
   stop / cont          pause / resume the guest
   system_reset         reset the machine
   quit                 stop the VM`;

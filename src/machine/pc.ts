@@ -715,10 +715,10 @@ class Pc implements Machine {
     });
   }
 
-  /** `trace ports|unhandled|cpu on|off`: run-time traces, written to the "trace" stream. */
+  /** `trace ports|unhandled|cpu|jit on|off`: run-time traces, written to the "trace" stream. */
   private switchTrace(what: string | undefined, state: string | undefined): string {
     const on = state === "on";
-    if ((state !== "on" && state !== "off") || !what) return "usage: trace ports|unhandled|cpu on|off";
+    if ((state !== "on" && state !== "off") || !what) return "usage: trace ports|unhandled|cpu|jit on|off";
     const line = (text: string) => this.sinks.trace?.write(new TextEncoder().encode(`${text}\n`));
     const port = (a: PortAccess) =>
       `${a.direction} ${hexWord(a.port)} ${a.width * 8}-bit ${a.value.toString(16).padStart(a.width * 2, "0")} ${a.device ?? "(unclaimed)"}`;
@@ -732,8 +732,15 @@ class Pc implements Machine {
       case "cpu":
         this.cpu.trace = on ? (cpu) => line(traceLine(cpu, this.memory)) : undefined;
         return `instruction trace ${state}`;
+      case "jit":
+        if (!this.cpu.jit) return "the translator is off (--jit off)";
+        this.cpu.jit.onTranslation = on
+          ? (phys, instructions, source) =>
+              line(`jit ${hexWord(phys)} ${instructions} instructions\n${source}`)
+          : undefined;
+        return `translation trace ${state}`;
       default:
-        return "usage: trace ports|unhandled|cpu on|off";
+        return "usage: trace ports|unhandled|cpu|jit on|off";
     }
   }
 

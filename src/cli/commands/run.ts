@@ -32,7 +32,7 @@ kernel and initramfs (fetching them first) with the terminal on the serial conso
                         (default none)
   --firmware-log TARGET SeaBIOS's debug port 0x402: stdio, stderr, file:PATH or none
                         (default none)
-  --trace TARGET        where monitor-started traces go (trace ports|unhandled|cpu on):
+  --trace TARGET        where monitor-started traces go (trace ports|unhandled|cpu|jit on):
                         stderr (default), stdio, file:PATH or none
   --debug-exit          QEMU's isa-debug-exit at port 0xF4 (writing v exits with (v<<1)|1)
   --pc-testdev          QEMU's pc-testdev

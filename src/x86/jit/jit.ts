@@ -82,6 +82,8 @@ export class Jit {
   private readonly held = new Set<Block>();
   /** Page translations so far, per physical page (the backoff for late-found blocks). */
   private readonly pageTranslations = new Map<number, number>();
+  /** Sees each translation's generated source (the monitor's `trace jit`). */
+  onTranslation: ((phys: number, instructions: number, source: string) => void) | undefined;
   private sourceBytes = 0;
   private translations = 0;
   private inlined = 0;
@@ -192,6 +194,7 @@ export class Jit {
     const t = translateRegion(region, chain, flatMask, cpu.stack32, cpu.ram.length <= 2 ** 31);
     this.translateMs += performance.now() - started;
     this.translations++;
+    this.onTranslation?.(region[0]!.phys, t.instructions, t.source);
     this.inlined += t.inlined;
     this.viaHandler += t.instructions - t.inlined;
     for (const b of region) {
