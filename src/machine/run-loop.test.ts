@@ -33,6 +33,30 @@ class FakeCpu implements RunnableCpu {
   }
 }
 
+/**
+ * A guest that runs `instruction` for each instruction (it advances host time and reads the clock,
+ * as RDTSC does; false ends the slice there) and whose slice ends when it reads overdue time.
+ */
+function pollingCpu(scheduler: Scheduler, instruction: () => boolean): RunnableCpu {
+  let sliceEnded = false;
+  scheduler.onOverdueRead = () => {
+    sliceEnded = true;
+  };
+  return {
+    halted: false,
+    run(max) {
+      sliceEnded = false;
+      let n = 0;
+      while (n < max && !sliceEnded) {
+        n++;
+        if (!instruction()) break;
+      }
+      return n;
+    },
+    interruptsEnabled: () => true,
+  };
+}
+
 describe("RunLoop", () => {
   it("ends CPU slices at timer deadlines in deterministic time", async () => {
     const clock = new InstructionClock(1);
@@ -108,24 +132,11 @@ describe("RunLoop", () => {
     let hostNs = 0;
     const clock: Clock = { now: () => hostNs };
     const scheduler = new Scheduler(clock);
-    let sliceEnded = false;
-    const cpu: RunnableCpu = {
-      halted: false,
-      run(max) {
-        sliceEnded = false;
-        let n = 0;
-        while (n < max && !sliceEnded) {
-          hostNs += 1000;
-          scheduler.now();
-          n++;
-        }
-        return n;
-      },
-      interruptsEnabled: () => true,
-    };
-    scheduler.onOverdueRead = () => {
-      sliceEnded = true;
-    };
+    const cpu = pollingCpu(scheduler, () => {
+      hostNs += 1000;
+      scheduler.now();
+      return true;
+    });
     const loop = new RunLoop({ cpu, scheduler });
     const lateness: number[] = [];
     let due = 4000;
@@ -151,34 +162,19 @@ describe("RunLoop", () => {
     let hostNs = 0;
     const clock = new RealTimeClock(0, () => hostNs);
     const scheduler = new Scheduler(clock);
-    let sliceEnded = false;
     let executed = 0;
     let ticks = 0;
     let spinStart = Number.NaN;
     let loop: RunLoop | undefined;
-    const cpu: RunnableCpu = {
-      halted: false,
-      run(max) {
-        sliceEnded = false;
-        let n = 0;
-        while (n < max && !sliceEnded) {
-          hostNs += executed % 50 === 49 ? 300e6 : 10_000;
-          executed++;
-          n++;
-          const tsc = scheduler.now();
-          if (Number.isNaN(spinStart)) spinStart = tsc;
-          if (tsc - spinStart >= 160e6) {
-            loop!.stop({ kind: "poweroff", detail: "spin over" });
-            break;
-          }
-        }
-        return n;
-      },
-      interruptsEnabled: () => true,
-    };
-    scheduler.onOverdueRead = () => {
-      sliceEnded = true;
-    };
+    const cpu = pollingCpu(scheduler, () => {
+      hostNs += executed % 50 === 49 ? 300e6 : 10_000;
+      executed++;
+      const tsc = scheduler.now();
+      if (Number.isNaN(spinStart)) spinStart = tsc;
+      if (tsc - spinStart < 160e6) return true;
+      loop!.stop({ kind: "poweroff", detail: "spin over" });
+      return false;
+    });
     loop = new RunLoop({ cpu, scheduler, sleep: async () => {} });
     const tick = scheduler.createTimer("pit", (now) => {
       ticks++;

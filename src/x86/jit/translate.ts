@@ -645,7 +645,8 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
   if ((op >= 0x40 && op <= 0x4f) || ((op === 0xfe || op === 0xff) && i.reg <= 1)) {
     const dec = op <= 0x4f ? (op & 8) !== 0 : i.reg === 1;
     const knownCarry = em.known ? knownCondition(em.known, 2) : undefined;
-    const carry = em.temp();
+    // CF before the instruction, when the translation knows it (read before the operand changes).
+    const carry = knownCarry !== undefined ? em.temp() : "";
     if (knownCarry !== undefined) em.line(`${carry} = ${knownCarry} ? 1 : 0;`);
     const av = em.temp();
     const r = em.temp();
