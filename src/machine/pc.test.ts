@@ -4,8 +4,9 @@ import type { PortBus } from "../core/bus.ts";
 import { buildPc } from "./pc.ts";
 
 /** A board without firmware or kernel: enough to drive its ports from the test. */
-function bareBoard() {
+function bareBoard(jit?: "off" | "on") {
   const machine = buildPc({
+    ...(jit !== undefined ? { jit } : {}),
     memoryBytes: 16 << 20,
     disks: [],
     boot: "c",
@@ -56,5 +57,23 @@ describe("Pc output streams", () => {
     machine.monitor("trace ports on");
     ports.write(0xe9, 1, 0x41);
     assert.match(trace, /^port out 00e9 8-bit 41 debugcon\n$/);
+  });
+
+  it("writes each translation's source to the trace sink while trace jit is on", () => {
+    assert.match(bareBoard("off").machine.monitor("trace jit on"), /translator is off/);
+    const { machine } = bareBoard("on");
+    let trace = "";
+    machine.setOutput("trace", {
+      write: (d) => (trace += Buffer.from(d).toString("latin1")),
+      writeByte() {},
+    });
+    assert.equal(machine.monitor("trace jit on"), "translation trace on");
+    const jit = (
+      machine as unknown as { cpu: { jit: { onTranslation?: (p: number, n: number, s: string) => void } } }
+    ).cpu.jit;
+    jit.onTranslation?.(0x1000, 3, "function translated() {}");
+    assert.equal(trace, "jit 1000 3 instructions\nfunction translated() {}\n");
+    machine.monitor("trace jit off");
+    assert.equal(jit.onTranslation, undefined);
   });
 });
