@@ -96,7 +96,8 @@ class Session {
         this.lastMatch = m;
         return from + m.index + m[0].length;
       }
-      if (this.child.exitCode !== null)
+      // A VM ended by a signal (the test killed it after a panic) has no exit code.
+      if (this.child.exitCode !== null || this.child.signalCode !== null)
         throw new Error(
           `the VM ended while waiting for ${pattern}:\n${this.stdout.slice(-2000)}\n${this.stderr}`,
         );
