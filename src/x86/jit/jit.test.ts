@@ -282,6 +282,41 @@ describe("binary translator", () => {
     }
   });
 
+  it("runs a loop with an if/else and a call on its page inside its translation", () => {
+    // Branches between the region's blocks are followed inside the translated function, so the
+    // loop does not go back to the dispatcher once per iteration.
+    const source = `mov ecx, 3000
+       xor eax, eax
+    l: test ecx, 1
+       jz even
+       add eax, 3
+       jmp join
+    even:
+       call leaf
+    join:
+       dec ecx
+       jnz l
+       hlt
+    leaf:
+       sub eax, 1
+       ret`;
+    const off = machine("off", assemble(source, 32, 0x10000), 32);
+    const on = machine("force", assemble(source, 32, 0x10000), 32);
+    const sources: string[] = [];
+    on.cpu.jit!.onTranslation = (_phys, _n, text) => sources.push(text);
+    assert.deepEqual(outcome(on), outcome(off));
+    assert.equal(on.cpu.eax, 1500 * 3 - 1500);
+    assert.ok(on.cpu.translatedRuns < 300, `${on.cpu.translatedRuns} calls into translated code`);
+    // No block of this loop branches to itself: a case that loops did so through copies of the
+    // other blocks.
+    assert.ok(
+      sources.some((text) => text.includes("const self =")),
+      "a translation follows the loop's branches inside one case",
+    );
+    // At every instruction budget the result is the interpreter's.
+    for (const budget of [7, 64, 65, 1000, 4321]) same(source, 32, budget);
+  });
+
   it("sees its own code change at once (self-modifying code)", () => {
     // The loop patches the immediate of an instruction later in its own block.
     const { on } = same(

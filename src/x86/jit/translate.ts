@@ -366,11 +366,13 @@ function maskExpr(size: number, v: string): string {
   return size === 4 ? `(${v} | 0)` : `(${v} & ${MASK[size]})`;
 }
 
-// The flags a translation computes are held in JS locals (fk, the kind of the pending result,
-// and its operands) and written to the CPU's lazy-flag fields only when something outside the
-// translation could look at them: before a handler, a flag read through the CPU, a fault (the
-// catch clause) and the exit. Each kind fully determines the six arithmetic flags, so a newer
-// result simply replaces a pending one, and V8 drops the stores nobody reads.
+// The flags a translation computes are held in JS locals and written to the CPU's lazy-flag fields
+// only when something outside the translation could look at them: before a handler, a flag read
+// through the CPU, a fault (the catch clause) and the exit. `fk` packs the kind of the pending
+// result with its operation and operand size (one assignment per flag-setting instruction, and
+// fewer values live around a region's loop); `fa`, `fb`, `fr` and `fx` hold its operands. Each kind
+// fully determines the six arithmetic flags, so a newer result simply replaces a pending one, and
+// V8 drops the stores nobody reads.
 
 /** No result pending in the flag locals. */
 const FK_NONE = 0;
@@ -386,31 +388,38 @@ const FK_KEEP_CARRY = 4;
  * top of a block would otherwise write the pending flags out just to read CF back.
  */
 const FK_KEEP_PENDING = 5;
+const FK_KIND_MASK = 7;
+const FK_OP_SHIFT = 3;
+const FK_SIZE_SHIFT = 6;
+
+/** `fk` for a result of `kind` from lazy operation `op` (a number, or an expression) on `size` bytes. */
+function packedKind(kind: number, op: number | string, size: number): string {
+  if (typeof op === "number") return String(kind | (op << FK_OP_SHIFT) | (size << FK_SIZE_SHIFT));
+  return `(${kind | (size << FK_SIZE_SHIFT)} | (${op} << ${FK_OP_SHIFT}))`;
+}
 
 /** Writes pending flag locals to the CPU (a statement). */
-const FLUSH_FLAGS = `if (fk !== ${FK_NONE}) { flushFlags(cpu, fk, fo, fa, fb, fr, fs, fx, gk, go, ga, gb, gr, gs, gx); fk = ${FK_NONE}; }`;
+const FLUSH_FLAGS = `if (fk !== ${FK_NONE}) { flushFlags(cpu, fk, fa, fb, fr, fx, gk, ga, gb, gr, gx); fk = ${FK_NONE}; }`;
 
 /** Writes a pending flag result (held in a translation's locals) to the CPU's lazy-flag fields. */
 function flushFlags(
   cpu: Cpu,
-  kind: number,
-  op: number,
+  packed: number,
   a: number,
   b: number,
   r: number,
-  size: number,
   x: number,
-  gKind: number,
-  gOp: number,
+  gPacked: number,
   gA: number,
   gB: number,
   gR: number,
-  gSize: number,
   gX: number,
 ): void {
-  switch (kind) {
+  const op = (packed >> FK_OP_SHIFT) & 7;
+  const size = packed >> FK_SIZE_SHIFT;
+  switch (packed & FK_KIND_MASK) {
     case FK_KEEP_PENDING:
-      if (gKind !== FK_NONE) flushFlags(cpu, gKind, gOp, gA, gB, gR, gSize, gX, FK_NONE, 0, 0, 0, 0, 0, 0);
+      if (gPacked !== FK_NONE) flushFlags(cpu, gPacked, gA, gB, gR, gX, FK_NONE, 0, 0, 0, 0);
       cpu.setArithKeepCarry(op, a, r, size, cpu.cf());
       break;
     case FK_ARITH:
@@ -430,15 +439,15 @@ function flushFlags(
 
 /** Records an arithmetic result as the pending flags. */
 function storeArith(em: Emitter, op: number | string, a: string, b: string, r: string, size: number): void {
-  em.line(`fk = ${FK_ARITH}; fo = ${op}; fa = ${a}; fb = ${b}; fr = ${r}; fs = ${size};`);
+  em.line(`fk = ${packedKind(FK_ARITH, op, size)}; fa = ${a}; fb = ${b}; fr = ${r};`);
 }
 
 function storeLogic(em: Emitter, r: string, size: number): void {
-  em.line(`fk = ${FK_LOGIC}; fr = ${r}; fs = ${size};`);
+  em.line(`fk = ${packedKind(FK_LOGIC, 0, size)}; fr = ${r};`);
 }
 
 function storeResultFlags(em: Emitter, r: string, size: number, cfOfAf: string): void {
-  em.line(`fk = ${FK_RESULT}; fr = ${r}; fs = ${size}; fx = ${cfOfAf};`);
+  em.line(`fk = ${packedKind(FK_RESULT, 0, size)}; fr = ${r}; fx = ${cfOfAf};`);
 }
 
 /** CF as the CPU has it, for code that has no known flags (the pending ones are written first). */
@@ -654,14 +663,14 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       });
       em.line(`${r} = ${calc(av)};`);
     }
-    const zsp = `fo = ${dec ? LZ_SUB : LZ_ADD}; fa = ${av}; fr = ${r}; fs = ${s};`;
+    const lz = dec ? LZ_SUB : LZ_ADD;
     if (knownCarry !== undefined) {
-      em.line(`fk = ${FK_KEEP_CARRY}; ${zsp} fx = ${carry};`);
+      em.line(`fk = ${packedKind(FK_KEEP_CARRY, lz, s)}; fa = ${av}; fr = ${r}; fx = ${carry};`);
     } else {
       em.line(
-        `if (fk !== ${FK_KEEP_PENDING}) { gk = fk; go = fo; ga = fa; gb = fb; gr = fr; gs = fs; gx = fx; }`,
+        `if ((fk & ${FK_KIND_MASK}) !== ${FK_KEEP_PENDING}) { gk = fk; ga = fa; gb = fb; gr = fr; gx = fx; }`,
       );
-      em.line(`fk = ${FK_KEEP_PENDING}; ${zsp}`);
+      em.line(`fk = ${packedKind(FK_KEEP_PENDING, lz, s)}; fa = ${av}; fr = ${r};`);
     }
     em.known = { op: RESULT_ONLY, size: s, a: av, b: "1", r };
     return true;
@@ -1124,11 +1133,11 @@ export function translateRegion(
   let inlined = 0;
   let maxLength = 0;
   const cases: string[] = [];
+  const emitted: EmittedBlock[] = [];
   // In address order, so a block can fall through into the one that follows it in the page.
   const order = chain ? [...blocks].sort((a, b) => a.phys - b.phys) : [root];
   for (let bi = 0; bi < order.length; bi++) {
     const block = order[bi]!;
-    const following = order[bi + 1];
     const insns = block.insns;
     const n = insns.length;
     maxLength = Math.max(maxLength, n);
@@ -1195,35 +1204,63 @@ export function translateRegion(
         );
       }
     }
-    const slot = base;
-    const body = [`case ${base}: {`];
-    // A block that branches to its own start loops right here (the common tight loop).
-    const last = insns[n - 1]!;
-    const selfLoop = !endedByHandler && lastIsBranch && relativeTarget(last, local[n]!) === base;
-    if (selfLoop) body.push(`const self${slot} = ${eipExpr({ code32 }, base)};`, "for (;;) {");
-    body.push(...em.out);
-    if (endedByHandler) {
-      body.push(`cpu.instructionCount = ic + ${n};`, "return 0;");
-    } else {
-      if (!lastIsBranch) body.push(`nx = ${eipExpr({ code32 }, local[n]!)};`);
-      body.push(`ic += ${n};`);
-      if (selfLoop) {
-        body.push(
-          `if (nx === self${slot} && blk.valid && !cpu.attention && ic + ${n} <= end) continue;`,
-          "break;",
-          "}",
-        );
-        body.push("break;");
-      } else if (following !== undefined && (following.phys & 4095) === local[n]) {
-        // Going on to the next block in the page: fall into its case instead of dispatching.
-        const taken = lastIsBranch ? `nx !== ${eipExpr({ code32 }, local[n]!)} || ` : "";
-        body.push(`if (${taken}!blk.valid || cpu.attention || ic + ${following.insns.length} > end) break;`);
-      } else {
-        body.push("break;");
+    emitted.push({
+      base,
+      n,
+      code: [...em.out],
+      endedByHandler,
+      lastIsBranch,
+      next: local[n]!,
+      last: insns[n - 1]!,
+    });
+  }
+  const blockAt = new Map(emitted.map((b) => [b.base, b]));
+  // Loop heads: blocks that they themselves or a later block of the region branch back to.
+  const heads = new Set<number>();
+  for (const b of emitted) {
+    for (const target of staticTargets(b, -1)) {
+      if (target.offset <= b.base && blockAt.has(target.offset)) heads.add(target.offset);
+    }
+  }
+  let regionBudget = REGION_INLINE_BUDGET;
+  for (let bi = 0; bi < emitted.length; bi++) {
+    const root = emitted[bi]!;
+    const following = emitted[bi + 1];
+    cases.push(`case ${root.base}: {`);
+    if (heads.has(root.base) && !root.endedByHandler) {
+      const tree: string[] = [];
+      // A block that branches to itself loops inside its case; other loops come back through the
+      // switch once per turn rather than once per block (V8 handles a loop nested in the region's
+      // loop well only when it is tight: leaving one often costs deoptimisations).
+      const selfLoop = staticTargets(root, -1).some((t) => t.offset === root.base);
+      const ctx = {
+        code32,
+        blockAt,
+        left: Math.min(INLINE_BUDGET, regionBudget),
+        depth: 0,
+        returnTo: -1,
+        back: selfLoop ? "continue;" : `{ pc = ${root.base}; continue; }`,
+      };
+      const before = ctx.left;
+      if (emitTree(root, root, tree, ctx)) {
+        regionBudget -= before - ctx.left;
+        if (selfLoop)
+          cases.push(`const self = ${eipExpr({ code32 }, root.base)};`, "for (;;) {", ...tree, "break;", "}");
+        else cases.push(`const self = ${eipExpr({ code32 }, root.base)};`, ...tree);
+        cases.push("break;", "}");
+        continue;
       }
     }
-    body.push("}");
-    cases.push(...body);
+    cases.push(...blockTail(root, { code32 }));
+    if (root.endedByHandler) {
+      cases.push("}");
+    } else if (following !== undefined && following.base === root.next) {
+      // Going on to the next block in the page: fall into its case instead of dispatching.
+      const taken = root.lastIsBranch ? `nx !== ${eipExpr({ code32 }, root.next)} || ` : "";
+      cases.push(`if (${taken}!blk.valid || cpu.attention || ic + ${following.n} > end) break;`, "}");
+    } else {
+      cases.push("break;", "}");
+    }
   }
 
   const slotRange = chain ? 4096 : 1;
@@ -1252,8 +1289,8 @@ export function translateRegion(
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
   if (flags) {
-    src.push(`let fk = ${FK_NONE}, fo = 0, fa = 0, fb = 0, fr = 0, fs = 0, fx = 0;`);
-    src.push(`let gk = ${FK_NONE}, go = 0, ga = 0, gb = 0, gr = 0, gs = 0, gx = 0;`);
+    src.push(`let fk = ${FK_NONE}, fa = 0, fb = 0, fr = 0, fx = 0;`);
+    src.push(`let gk = ${FK_NONE}, ga = 0, gb = 0, gr = 0, gx = 0;`);
   }
   src.push("try {");
   src.push("run: for (;;) {");
@@ -1323,6 +1360,119 @@ export function translateRegion(
     flushFlags,
   );
   return { run, source, inlined, instructions: offsets.length };
+}
+
+/** A block's translated code, before the region's control flow is laid around it. */
+interface EmittedBlock {
+  /** Region offset of its first instruction. */
+  base: number;
+  /** Instructions. */
+  n: number;
+  /** Its statements: they end by setting `nx` when the block ends with a branch. */
+  code: string[];
+  endedByHandler: boolean;
+  lastIsBranch: boolean;
+  /** Region offset just past it. */
+  next: number;
+  last: Insn;
+}
+
+/** Instructions of other blocks a loop head's case may copy in behind its own. */
+const INLINE_BUDGET = 16;
+/** Instructions copied into a region's cases altogether (bounds the generated code's growth). */
+const REGION_INLINE_BUDGET = 128;
+/** How many blocks deep a case follows branches. */
+const INLINE_DEPTH = 2;
+
+interface TreeContext {
+  code32: boolean;
+  blockAt: Map<number, EmittedBlock>;
+  /** Instructions still allowed to be copied in. */
+  left: number;
+  depth: number;
+  /** Region offset a RET on this path returns to (a CALL copied in before it), or -1. */
+  returnTo: number;
+  /** The statement that starts the loop head's block again. */
+  back: string;
+}
+
+/**
+ * Emits `block` and then, for each place it can go next that is a block of the region, a test of
+ * `nx` and a copy of that block: a loop's blocks and the two arms of an if become straight-line
+ * code with one host branch per guest branch, instead of each going round the region's switch.
+ * A path that comes back to the loop head `root` starts it again with `ctx.back` (returns true
+ * when one does); copies on no such path are dropped again, and control that leaves the copies
+ * goes on from `nx` through the switch. Every copy is entered only when its instructions fit the
+ * budget (`end`), and the way back to the head also looks at `cpu.attention` and the region's
+ * validity, so interrupts and invalidations are seen as promptly as at any dispatch.
+ */
+function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: TreeContext): boolean {
+  out.push(...blockTail(block, ctx));
+  if (block.endedByHandler) return false;
+  let loops = false;
+  for (const { offset, returnTo } of staticTargets(block, ctx.returnTo)) {
+    const target = ctx.blockAt.get(offset);
+    if (target === undefined) continue;
+    if (target === root) {
+      out.push(`if (nx === self && blk.valid && !cpu.attention && ic + ${root.n} <= end) ${ctx.back}`);
+      loops = true;
+      continue;
+    }
+    if (ctx.depth >= INLINE_DEPTH || ctx.left < target.n) continue;
+    const mark = out.length;
+    const left = ctx.left;
+    const saved = { depth: ctx.depth, returnTo: ctx.returnTo };
+    ctx.left -= target.n;
+    ctx.depth++;
+    ctx.returnTo = returnTo;
+    out.push(`if (nx === ${eipExpr(ctx, offset)} && ic + ${target.n} <= end) {`);
+    const back = emitTree(target, root, out, ctx);
+    out.push("}");
+    ctx.depth = saved.depth;
+    ctx.returnTo = saved.returnTo;
+    if (back) {
+      loops = true;
+    } else {
+      // A copy that never comes back to the loop saves one dispatch: not worth its code.
+      out.length = mark;
+      ctx.left = left;
+    }
+  }
+  return loops;
+}
+
+/** A block's code and what ends it: `nx` and `ic` updated, or the exit after a handler. */
+function blockTail(block: EmittedBlock, ctx: { code32: boolean }): string[] {
+  if (block.endedByHandler) return [...block.code, `cpu.instructionCount = ic + ${block.n};`, "return 0;"];
+  return [
+    ...block.code,
+    ...(block.lastIsBranch ? [] : [`nx = ${eipExpr(ctx, block.next)};`]),
+    `ic += ${block.n};`,
+  ];
+}
+
+/**
+ * Region offsets a block can go to next that are known when translating: branch targets and
+ * fall-through, a CALL's target (whose RET then comes back to `block.next`), and for a RET the
+ * return address a CALL on the same path left (`returnTo`, or -1 for none).
+ */
+function staticTargets(block: EmittedBlock, returnTo: number): { offset: number; returnTo: number }[] {
+  const last = block.last;
+  const op = last.opcode;
+  if (!block.lastIsBranch) return [{ offset: block.next, returnTo }];
+  if (op === 0xe8) {
+    return last.opsize === 4 ? [{ offset: (block.next + last.imm) | 0, returnTo: block.next }] : [];
+  }
+  if (op === 0xc3) return returnTo >= 0 && last.opsize === 4 ? [{ offset: returnTo, returnTo: -1 }] : [];
+  const taken = relativeTarget(last, block.next);
+  if (taken < 0) return [];
+  const unconditional = op === 0xe9 || op === 0xeb;
+  return unconditional
+    ? [{ offset: taken, returnTo }]
+    : [
+        { offset: taken, returnTo },
+        { offset: block.next, returnTo },
+      ];
 }
 
 /** Region offset a relative branch goes to (from the offset after it), or -1. */
