@@ -72,6 +72,8 @@ export class RunLoop {
   private readonly hostCheckMs: number;
   private readonly sleepFor: (ms: number) => Promise<void>;
   private readonly timeoutNs: number;
+  /** The scheduler's clock when it follows the host (it is told about waits and pauses). */
+  private readonly realTime: RealTimeClock | undefined;
   private readonly queue: (() => void)[] = [];
   private exit: ExitReason | undefined;
   private wake: (() => void) | undefined;
@@ -87,6 +89,7 @@ export class RunLoop {
     this.hostCheckMs = options.hostCheckMs ?? 5;
     this.sleepFor = options.sleep ?? ((ms) => new Promise((resolve) => this.sleepTimer(resolve, ms)));
     this.timeoutNs = options.timeoutNs ?? Number.POSITIVE_INFINITY;
+    this.realTime = options.scheduler.clock instanceof RealTimeClock ? options.scheduler.clock : undefined;
   }
 
   /** Queues work from the host (I/O completions, input) to run between CPU slices. */
@@ -154,10 +157,9 @@ export class RunLoop {
           const waitMs = wakeBy === Number.POSITIVE_INFINITY ? 100 : (wakeBy - now) / 1e6;
           if (waitMs >= 0.05) {
             // A halted guest waits on purpose: that time passes in full, however long.
-            const realTime = clock instanceof RealTimeClock ? clock : undefined;
-            realTime?.beginWait();
+            this.realTime?.beginWait();
             await this.waitForWake(waitMs);
-            realTime?.endWait();
+            this.realTime?.endWait();
           }
         }
         lastYield = performance.now();
@@ -198,12 +200,12 @@ export class RunLoop {
   /** Stops executing guest code at the next slice boundary; a real-time clock stands still meanwhile. */
   pause(): void {
     this.pauseRequested = true;
-    if (this.scheduler.clock instanceof RealTimeClock) this.scheduler.clock.pause();
+    this.realTime?.pause();
   }
 
   resume(): void {
     this.pauseRequested = false;
-    if (this.scheduler.clock instanceof RealTimeClock) this.scheduler.clock.resume();
+    this.realTime?.resume();
     this.wake?.();
   }
 

@@ -1244,9 +1244,9 @@ export function translateRegion(
       const before = ctx.left;
       if (emitTree(root, root, tree, ctx)) {
         regionBudget -= before - ctx.left;
-        if (selfLoop)
-          cases.push(`const self = ${eipExpr({ code32 }, root.base)};`, "for (;;) {", ...tree, "break;", "}");
-        else cases.push(`const self = ${eipExpr({ code32 }, root.base)};`, ...tree);
+        cases.push(`const self = ${eipExpr({ code32 }, root.base)};`);
+        if (selfLoop) cases.push("for (;;) {", ...tree, "break;", "}");
+        else cases.push(...tree);
         cases.push("break;", "}");
         continue;
       }
