@@ -269,6 +269,49 @@ describe("binary translator", () => {
     );
   });
 
+  it("drops the flags of INC/DEC and rotates that a later instruction overwrites", () => {
+    // ROR, INC and ROL keep the flags they do not set, so they would need the ADD's; XOR
+    // overwrites all of them first. The last ROR and INC are read by ADC (CF from the ROR).
+    const source = `mov eax, 0x80000001
+       mov ecx, 0x7fffffff
+       add eax, ecx
+       ror eax, 6
+       inc ebx
+       rol eax, 3
+       xor edx, eax
+       ror edx, 1
+       inc edx
+       adc esi, 0
+       hlt`;
+    const { on } = same(source);
+    const sources: string[] = [];
+    const again = machine("force", assemble(source, 32, 0x10000), 32);
+    again.cpu.jit!.onTranslation = (_phys, _n, text) => sources.push(text);
+    assert.deepEqual(outcome(again), outcome(on));
+    const text = sources.join("\n");
+    assert.equal(text.match(/cpu\.lazyMask &=/g)?.length, 1, "only the live rotate writes its flags");
+    // Every mix of pending flags, at every position, against the interpreter.
+    same(
+      `mov ecx, 500
+       mov eax, 0x12345
+    l: imul eax, eax, 1103515245
+       add eax, ecx
+       ror eax, 6
+       dec ebx
+       rol eax, 3
+       or edx, eax
+       ror edx, 1
+       inc edx
+       adc esi, edx
+       rol edi, 5
+       dec edi
+       sbb ebp, eax
+       dec ecx
+       jnz l
+       hlt`,
+    );
+  });
+
   it("stops a translated loop exactly at the instruction budget", () => {
     for (const budget of [1, 3, 4, 5, 1001, 99_999]) {
       same(

@@ -63,6 +63,8 @@ interface InsnInfo {
   readsFlags: boolean;
   /** Overwrites all six arithmetic flags without reading any. */
   writesAllFlags: boolean;
+  /** Writes some flags and keeps the others (INC/DEC, rotates): reads them only if its own are live. */
+  partialFlags?: boolean;
 }
 
 function isFlagSettingAlu(op: number): boolean {
@@ -89,10 +91,7 @@ function classify(i: Insn): InsnInfo {
     info.readsFlags = !info.writesAllFlags;
     return info;
   }
-  if (op >= 0x40 && op <= 0x4f) {
-    info.readsFlags = true;
-    return info;
-  }
+  if (op >= 0x40 && op <= 0x4f) return { ...info, readsFlags: true, partialFlags: true };
   if (op >= 0x50 && op <= 0x5f) return { ...info, mayFault: true };
   if (op === 0x68 || op === 0x6a) return { ...info, mayFault: true };
   if (op >= 0x70 && op <= 0x7f) return info;
@@ -114,7 +113,7 @@ function classify(i: Insn): InsnInfo {
     if (mem && maybeZero) return notInline();
     const constant = i.size === 4 && !maybeZero && i.reg !== 2 && i.reg !== 3;
     if (constant && i.reg >= 4) return { ...info, writesAllFlags: true };
-    return { ...info, readsFlags: true };
+    return { ...info, readsFlags: true, partialFlags: constant && i.reg <= 1 };
   }
   if (op === 0xc2 || op === 0xc3) return { ...info, mayFault: true };
   if (op === 0xc6 || op === 0xc7) return info;
@@ -131,7 +130,7 @@ function classify(i: Insn): InsnInfo {
     return notInline();
   }
   if (op === 0xfe || op === 0xff) {
-    if (i.reg <= 1) return { ...info, readsFlags: true };
+    if (i.reg <= 1) return { ...info, readsFlags: true, partialFlags: true };
     if (op === 0xff && (i.reg === 2 || i.reg === 4))
       return { ...info, mayFault: info.mayFault || i.reg === 2 };
     if (op === 0xff && i.reg === 6) return { ...info, mayFault: true };
@@ -644,7 +643,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
   // INC/DEC register (40-4F) and r/m (FE/FF /0 /1).
   if ((op >= 0x40 && op <= 0x4f) || ((op === 0xfe || op === 0xff) && i.reg <= 1)) {
     const dec = op <= 0x4f ? (op & 8) !== 0 : i.reg === 1;
-    const knownCarry = em.known ? knownCondition(em.known, 2) : undefined;
+    const knownCarry = em.known && ctx.flagsLive ? knownCondition(em.known, 2) : undefined;
     // CF before the instruction, when the translation knows it (read before the operand changes).
     const carry = knownCarry !== undefined ? em.temp() : "";
     if (knownCarry !== undefined) em.line(`${carry} = ${knownCarry} ? 1 : 0;`);
@@ -664,13 +663,16 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       em.line(`${r} = ${calc(av)};`);
     }
     const lz = dec ? LZ_SUB : LZ_ADD;
-    if (knownCarry !== undefined) {
-      em.line(`fk = ${packedKind(FK_KEEP_CARRY, lz, s)}; fa = ${av}; fr = ${r}; fx = ${carry};`);
-    } else {
-      em.line(
-        `if ((fk & ${FK_KIND_MASK}) !== ${FK_KEEP_PENDING}) { gk = fk; ga = fa; gb = fb; gr = fr; gx = fx; }`,
-      );
-      em.line(`fk = ${packedKind(FK_KEEP_PENDING, lz, s)}; fa = ${av}; fr = ${r};`);
+    // Flags overwritten before anyone looks need neither recording nor the carry they keep.
+    if (ctx.flagsLive) {
+      if (knownCarry !== undefined) {
+        em.line(`fk = ${packedKind(FK_KEEP_CARRY, lz, s)}; fa = ${av}; fr = ${r}; fx = ${carry};`);
+      } else {
+        em.line(
+          `if ((fk & ${FK_KIND_MASK}) !== ${FK_KEEP_PENDING}) { gk = fk; ga = fa; gb = fb; gr = fr; gx = fx; }`,
+        );
+        em.line(`fk = ${packedKind(FK_KEEP_PENDING, lz, s)}; fa = ${av}; fr = ${r};`);
+      }
     }
     em.known = { op: RESULT_ONLY, size: s, a: av, b: "1", r };
     return true;
@@ -1092,21 +1094,23 @@ function isBranch(i: Insn): boolean {
   );
 }
 
-/** Flag liveness: a setter's results are dead when a later instruction overwrites every flag
- * before anything (a reader, a possible fault, a handler, the block's end) could see them. */
+/**
+ * Flag liveness, computed backwards: an instruction's flags are dead when a later instruction
+ * overwrites every flag before anything (a reader, a possible fault, a handler, the block's end)
+ * could see them. A partial writer (INC/DEC, a rotate) needs the flags before it only to keep
+ * the ones it leaves, so when its own flags are dead it passes that on.
+ */
 function flagLiveness(insns: Insn[], infos: InsnInfo[], lastIsBranch: boolean): boolean[] {
   const n = insns.length;
   const live: boolean[] = new Array(n).fill(true);
-  for (let k = 0; k < n; k++) {
-    for (let j = k + 1; j < n; j++) {
-      const f = infos[j]!;
-      if (j === n - 1 && lastIsBranch) break;
-      if (!f.inline || f.readsFlags || f.mayFault || isFlagReader(insns[j]!)) break;
-      if (f.writesAllFlags) {
-        live[k] = false;
-        break;
-      }
-    }
+  let after = true;
+  for (let k = n - 1; k >= 0; k--) {
+    live[k] = after;
+    const f = infos[k]!;
+    if ((k === n - 1 && lastIsBranch) || !f.inline || f.mayFault || isFlagReader(insns[k]!)) after = true;
+    else if (f.writesAllFlags) after = false;
+    else if (f.partialFlags) after = live[k]!;
+    else if (f.readsFlags) after = true;
   }
   return live;
 }
@@ -1327,6 +1331,8 @@ export function translateRegion(
   src.push("cpu.eip = nx;");
   src.push("return 0;");
   src.push("};");
+  // Names the function after its guest address in profiles and stack traces.
+  src.push(`//# sourceURL=tsvisor-jit/${root.phys.toString(16).padStart(8, "0")}.js`);
   const source = src.join("\n");
   const factory = new Function(
     "blk",
