@@ -96,6 +96,32 @@ describe("binary translator", () => {
     assert.ok(stats && stats.translations > 0 && stats.inlinedInstructions > 0, JSON.stringify(stats));
   });
 
+  it("reads and writes misaligned and page-crossing operands as the interpreter does", () => {
+    // The fast path only takes aligned dwords; every other offset goes through the CPU's checked
+    // path, including the ones that straddle the page boundary at 0x21000.
+    same(
+      `mov ecx, 0x40
+       mov ebx, 0x20fe0
+       mov eax, 0x11223344
+    l: mov [ebx + ecx], eax
+       add eax, 0x01010101
+       mov edx, [ebx + ecx + 1]
+       add [ebx + ecx + 2], edx
+       mov word [ebx + ecx + 3], dx
+       add esi, [ebx + ecx - 1]
+       movzx edi, word [ebx + ecx + 1]
+       xor esi, edi
+       push esi
+       pop ebp
+       dec ecx
+       jnz l
+       hlt`,
+      32,
+      undefined,
+      [0x20f00, 0x200],
+    );
+  });
+
   it("computes the flags of shifts and rotates by constants as the interpreter does", () => {
     same(
       `mov ecx, 256

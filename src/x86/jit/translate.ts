@@ -179,14 +179,19 @@ class Emitter {
 
   readonly flatAvailable: number;
   readonly stack32: boolean;
-  /** The RAM offset of linear address `l` through TLB entry `e`. */
+  /** The RAM byte offset of linear address `l` through TLB entry `e`. */
   readonly ramOffset: string;
+  /** The RAM dword index of an aligned linear address `l` through TLB entry `e`. */
+  readonly ramIndex32: string;
 
   constructor(flatAvailable: number, stack32: boolean, ramBelow2GiB: boolean) {
     this.flatAvailable = flatAvailable;
     this.stack32 = stack32;
     // Below 2 GiB the offset fits an int32, which V8 computes and indexes with without doubles.
     this.ramOffset = ramBelow2GiB ? "((e >>> 9) << 12) | (l & 4095)" : "(e >>> 9) * 4096 + (l & 4095)";
+    this.ramIndex32 = ramBelow2GiB
+      ? "((e >>> 9) << 10) | ((l >>> 2) & 1023)"
+      : "(e >>> 9) * 1024 + ((l >>> 2) & 1023)";
   }
 
   line(s: string): void {
@@ -262,16 +267,33 @@ class Emitter {
     return false;
   }
 
+  // A dword access takes the fast path only when aligned, which also keeps it inside the page:
+  // one test instead of two, and one typed-array access. Compiled code rarely misaligns; the
+  // CPU's checked path handles it when it does.
+
+  /** The fast path's condition: TLB entry `e` grants `need`, and the access fits. */
+  private fast(need: string, size: number): string {
+    const grant = `(e & ${need}) === ${need}`;
+    if (size === 4) return `${grant} && (l & 3) === 0`;
+    if (size === 2) return `${grant} && (l & 4095) !== 4095`;
+    return grant;
+  }
+
+  /** `p` for the fast path: a byte offset, or for dwords an index into `ram32`. */
+  private ramPlace(size: number): string {
+    return size === 4 ? this.ramIndex32 : this.ramOffset;
+  }
+
   private readRam(size: number): string {
     if (size === 1) return "ram[p]";
     if (size === 2) return "(ram[p] | (ram[p + 1] << 8))";
-    return "((p & 3) === 0 ? ram32[p >> 2] : load32(ram, p))";
+    return "ram32[p]";
   }
 
   private writeRam(size: number, v: string): string {
     if (size === 1) return `ram[p] = ${v};`;
     if (size === 2) return `ram[p] = ${v}; ram[p + 1] = ${v} >> 8;`;
-    return `if ((p & 3) === 0) ram32[p >> 2] = ${v}; else store32(ram, p, ${v});`;
+    return `ram32[p] = ${v};`;
   }
 
   // Every access leaves the linear address in `l`; `e` and `p` are scratch for the TLB entry and
@@ -284,7 +306,7 @@ class Emitter {
     const flat = this.linear(seg, off, size, false, "l");
     const slow = flat ? `cpu.rd${size * 8}(${seg}, l >>> 0)` : `cpu.readLin${size * 8}(l)`;
     this.line(
-      `e = tlb[l >>> 12]; ${v} = (e & RN) === RN && (l & 4095) <= ${4096 - size} ? (p = ${this.ramOffset}, ${this.readRam(size)}) : ${slow}${size === 4 ? " | 0" : ""};`,
+      `e = tlb[l >>> 12]; ${v} = ${this.fast("RN", size)} ? (p = ${this.ramPlace(size)}, ${this.readRam(size)}) : ${slow}${size === 4 ? " | 0" : ""};`,
     );
     return v;
   }
@@ -296,7 +318,7 @@ class Emitter {
       ? `cpu.wr${size * 8}(${seg}, l >>> 0, ${value})`
       : `cpu.writeLin${size * 8}(l, ${value})`;
     this.line(
-      `e = tlb[l >>> 12]; if ((e & WN) === WN && (l & 4095) <= ${4096 - size}) { p = ${this.ramOffset}; ${this.writeRam(size, value)} } else ${slow};`,
+      `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${this.writeRam(size, value)} } else ${slow};`,
     );
   }
 
@@ -312,7 +334,7 @@ class Emitter {
     const slowRead = flat ? `cpu.rd${size * 8}(${seg}, l >>> 0)` : `cpu.readLin${size * 8}(l)`;
     const check = flat ? `cpu.checkWrite(${seg}, l >>> 0, ${size})` : `cpu.checkWritable(l, ${size})`;
     this.line(
-      `e = tlb[l >>> 12]; if ((e & WN) === WN && (l & 4095) <= ${4096 - size}) { p = ${this.ramOffset}; ${v} = ${this.readRam(size)}; } else { ${check}; ${v} = ${slowRead}${size === 4 ? " | 0" : ""}; p = -1; }`,
+      `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${v} = ${this.readRam(size)}; } else { ${check}; ${v} = ${slowRead}${size === 4 ? " | 0" : ""}; p = -1; }`,
     );
     this.line(`${res} = ${compute(v)};`);
     const slowWrite = flat
@@ -1345,8 +1367,6 @@ export function translateRegion(
     "imulTrunc",
     "mulHighUnsigned",
     "mulHighSigned",
-    "load32",
-    "store32",
     "flushFlags",
     source,
   ) as (...args: unknown[]) => TranslatedBlock;
@@ -1361,8 +1381,6 @@ export function translateRegion(
     imulTrunc,
     mulHighUnsigned,
     mulHighSigned,
-    load32,
-    store32,
     flushFlags,
   );
   return { run, source, inlined, instructions: offsets.length };
@@ -1491,16 +1509,6 @@ function relativeTarget(i: Insn, next: number): number {
 }
 
 /** Unaligned little-endian 32-bit load and store in RAM. */
-function load32(ram: Uint8Array, p: number): number {
-  return ram[p]! | (ram[p + 1]! << 8) | (ram[p + 2]! << 16) | (ram[p + 3]! << 24);
-}
-function store32(ram: Uint8Array, p: number, v: number): void {
-  ram[p] = v;
-  ram[p + 1] = v >> 8;
-  ram[p + 2] = v >> 16;
-  ram[p + 3] = v >> 24;
-}
-
 function isFlagReader(i: Insn): boolean {
   return i.entry.flagsRead !== 0;
 }
