@@ -295,6 +295,34 @@ describe("binary translator", () => {
     );
   });
 
+  it("shifts and rotates registers by CL as the interpreter does, a zero count included", () => {
+    // Counts 0..36 (masked to 0..31, so 32..36 wrap to 0..4); each result's flags are read by
+    // PUSHF, and a zero count must leave the flags of the CMP before it.
+    const ops = ["shl", "shr", "sar", "rol", "ror", "sal"];
+    const body = ops
+      .map(
+        (op) => `mov esi, eax
+       cmp esi, edx
+       ${op} esi, cl
+       pushf
+       pop ebp
+       add edi, ebp
+       add edi, esi`,
+      )
+      .join("\n       ");
+    same(
+      `mov ecx, 36
+       mov eax, 0x9abcdef1
+       mov edx, 0x40000000
+    l: ${body}
+       imul eax, eax, 1103515245
+       add eax, 12345
+       dec ecx
+       jns l
+       hlt`,
+    );
+  });
+
   it("drops the flags of INC/DEC and rotates that a later instruction overwrites", () => {
     // ROR, INC and ROL keep the flags they do not set, so they would need the ADD's; XOR
     // overwrites all of them first. The last ROR and INC are read by ADC (CF from the ROR).

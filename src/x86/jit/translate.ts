@@ -113,7 +113,9 @@ function classify(i: Insn): InsnInfo {
     if (mem && maybeZero) return notInline();
     const constant = i.size === 4 && !maybeZero && i.reg !== 2 && i.reg !== 3;
     if (constant && i.reg >= 4) return { ...info, writesAllFlags: true };
-    return { ...info, readsFlags: true, partialFlags: constant && i.reg <= 1 };
+    // Rotates, and shifts by CL that may be by zero, keep some or all of the flags.
+    const byCl = op === 0xd3 && i.size === 4 && !mem && i.reg !== 2 && i.reg !== 3;
+    return { ...info, readsFlags: true, partialFlags: (constant && i.reg <= 1) || byCl };
   }
   if (op === 0xc2 || op === 0xc3) return { ...info, mayFault: true };
   if (op === 0xc6 || op === 0xc7) return info;
@@ -940,6 +942,56 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     }
     if (ctx.flagsLive) storeResultFlags(em, r, 4, `${cf} | (${of} << 11)`);
     em.known = { op: RESULT_ONLY, size: 4, a, b: "0", r };
+    return true;
+  }
+
+  // 32-bit register shifts and rotates by CL (LZMA's range coder, bignum code). A zero count
+  // changes nothing, so the result and the flags are assigned only when the count is not zero.
+  if (op === 0xd3 && s === 4 && i.mod === 3 && i.reg !== 2 && i.reg !== 3) {
+    const sop = i.reg;
+    const c = em.temp();
+    const a = em.temp();
+    const r = em.temp();
+    const cf = em.temp();
+    em.line(`${c} = ${em.reg32(1)} & 31;`);
+    em.line(`if (${c} !== 0) {`);
+    em.line(`${a} = ${em.reg32(i.rm)};`);
+    const value =
+      sop === 0
+        ? `(${a} << ${c}) | (${a} >>> (32 - ${c}))`
+        : sop === 1
+          ? `(${a} >>> ${c}) | (${a} << (32 - ${c}))`
+          : sop === 5
+            ? `${a} >>> ${c}`
+            : sop === 7
+              ? `${a} >> ${c}`
+              : `${a} << ${c}`;
+    em.line(`${r} = (${value}) | 0;`);
+    em.setReg(4, i.rm, r);
+    if (ctx.flagsLive) {
+      if (sop === 0 || sop === 1) {
+        em.line(sop === 0 ? `${cf} = ${r} & 1;` : `${cf} = ${r} >>> 31;`);
+        const of = sop === 0 ? `((${r} >>> 31) ^ ${cf})` : `(${cf} ^ ((${r} >>> 30) & 1))`;
+        em.line(FLUSH_FLAGS);
+        em.line(
+          `cpu.lazyMask &= ${~(CF | OF)}; cpu.flagsRaw = (cpu.flagsRaw & ${~(CF | OF)}) | ${cf} | (${of} << 11);`,
+        );
+      } else {
+        let of = "0";
+        if (sop === 5) {
+          em.line(`${cf} = (${a} >>> (${c} - 1)) & 1;`);
+          of = `(${c} === 1 ? ${a} >>> 31 : 0)`;
+        } else if (sop === 7) {
+          em.line(`${cf} = (${a} >> (${c} - 1)) & 1;`);
+        } else {
+          em.line(`${cf} = (${a} >>> (32 - ${c})) & 1;`);
+          of = `(${cf} ^ (${r} >>> 31))`;
+        }
+        storeResultFlags(em, r, 4, `${cf} | (${of} << 11)`);
+      }
+    }
+    em.line("}");
+    em.known = undefined;
     return true;
   }
 
