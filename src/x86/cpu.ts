@@ -1826,6 +1826,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
         this.jit?.dropped(b);
       }
       this.pageBlocks.delete(page);
+      // Code running from these blocks (translated code checks only this) must stop at once.
+      this.attention = true;
     }
     this.memory.clearCode(page);
   }
@@ -1833,6 +1835,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** Drops every decoded block (memory map changes). */
   flushBlocks(): void {
     for (const list of this.pageBlocks.values()) for (const b of list) b.valid = false;
+    this.attention = true;
     this.jit?.dropAll();
     for (const page of this.pageBlocks.keys()) this.memory.clearCode(page);
     this.pageBlocks.clear();

@@ -9,7 +9,8 @@
 //   and stored on every way out (exit, fault, a call to an interpreter handler);
 // - memory goes through the CPU's TLB inline: a hit on a RAM page reads or writes the RAM array
 //   directly; anything else (a miss, MMIO, a page crossing, a fault, a code page) calls the CPU's
-//   own access methods, which do the full checks;
+//   own access methods, which do the full checks; a store that hit code drops it and raises the
+//   CPU's attention flag, which the code tests after each store;
 // - arithmetic flags stay lazy: a flag-setting instruction records its operands and result in the
 //   CPU's lazy-flag fields (unless a later instruction in the block overwrites every flag before
 //   anything could observe them), and conditions later in the same block are computed straight
@@ -1254,7 +1255,7 @@ export function translateRegion(
         if (emitInsn(ctx, i)) {
           inlined++;
           if (writesMemory(i))
-            em.line(`if (!blk.valid) { nx = ${eipExpr(ctx, ctx.next)}; ic += ${j + 1}; break run; }`);
+            em.line(`if (cpu.attention) { nx = ${eipExpr(ctx, ctx.next)}; ic += ${j + 1}; break run; }`);
           continue;
         }
         em.out.length = mark;
@@ -1335,7 +1336,7 @@ export function translateRegion(
     } else if (following !== undefined && following.base === root.next) {
       // Going on to the next block in the page: fall into its case instead of dispatching.
       const taken = root.lastIsBranch ? `nx !== ${eipExpr({ code32 }, root.next)} || ` : "";
-      cases.push(`if (${taken}!blk.valid || cpu.attention || ic + ${following.n} > end) break;`, "}");
+      cases.push(`if (${taken}cpu.attention || ic + ${following.n} > end) break;`, "}");
     } else {
       cases.push("break;", "}");
     }
@@ -1389,7 +1390,7 @@ export function translateRegion(
   // Offsets with no block of the region fall to the switch's default, which leaves.
   src.push(`if (pc < 0 || pc >= ${slotRange}) break;`);
   src.push("pc |= 0;");
-  src.push(`if (blk.valid && !cpu.attention && ic + ${maxLength} <= end) continue;`);
+  src.push(`if (!cpu.attention && ic + ${maxLength} <= end) continue;`);
   src.push("break;");
   src.push("}");
   src.push("} catch (err) {");
@@ -1479,8 +1480,9 @@ interface TreeContext {
  * A path that comes back to the loop head `root` starts it again with `ctx.back` (returns true
  * when one does); copies on no such path are dropped again, and control that leaves the copies
  * goes on from `nx` through the switch. Every copy is entered only when its instructions fit the
- * budget (`end`), and the way back to the head also looks at `cpu.attention` and the region's
- * validity, so interrupts and invalidations are seen as promptly as at any dispatch.
+ * budget (`end`), and the way back to the head also looks at `cpu.attention` (which an
+ * invalidation of code sets too), so interrupts and invalidations are seen as promptly as at any
+ * dispatch.
  */
 function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: TreeContext): boolean {
   out.push(...blockTail(block, ctx));
@@ -1490,7 +1492,7 @@ function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: T
     const target = ctx.blockAt.get(offset);
     if (target === undefined) continue;
     if (target === root) {
-      out.push(`if (nx === self && blk.valid && !cpu.attention && ic + ${root.n} <= end) ${ctx.back}`);
+      out.push(`if (nx === self && !cpu.attention && ic + ${root.n} <= end) ${ctx.back}`);
       loops = true;
       continue;
     }
