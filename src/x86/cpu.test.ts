@@ -27,6 +27,51 @@ describe("run slices", () => {
   }
 });
 
+describe("the decoded-block cache", () => {
+  it("finds a block again after a colliding block took its cache slot", () => {
+    // The functions at 0x30000 and 0x40038 share a slot of the direct-mapped cache; one call
+    // site goes to three functions in turn, more than its successor links hold. A block pushed
+    // out of its slot must be found again, not decoded anew: with the translator forced on,
+    // every fresh block is translated, so the translation count shows any re-decoding.
+    const m = makeMachine({ jit: "force" });
+    startFlat32(
+      m,
+      assemble(
+        `mov ecx, 300
+       xor esi, esi
+       xor eax, eax
+       xor ebx, ebx
+       xor edx, edx
+    l: call [tbl + esi * 4]
+       inc esi
+       cmp esi, 3
+       jb next
+       xor esi, esi
+    next:
+       dec ecx
+       jnz l
+       hlt
+    tbl: dd 0x30000, 0x40038, 0x50000
+       times 0x30000 - 0x10000 - ($ - $$) db 0
+       add eax, 1
+       ret
+       times 0x40038 - 0x10000 - ($ - $$) db 0
+       add ebx, 1
+       ret
+       times 0x50000 - 0x10000 - ($ - $$) db 0
+       add edx, 1
+       ret`,
+        32,
+        0x10000,
+      ),
+    );
+    runToHalt(m.cpu);
+    assert.deepEqual([m.cpu.eax, m.cpu.ebx, m.cpu.edx], [100, 100, 100]);
+    const translations = m.cpu.jit!.stats().translations;
+    assert.ok(translations < 40, `${translations} translations for a handful of blocks`);
+  });
+});
+
 describe("instructions that straddle a page boundary", () => {
   // `l:` is placed so that its MOV's immediate runs from 0x10ffe into the page at 0x11000.
   const loop = (patch: string) =>

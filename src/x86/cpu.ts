@@ -187,6 +187,11 @@ const ACCESS_WRITE = 1;
 const ACCESS_FETCH = 2;
 
 const BLOCK_CACHE_SIZE = 1 << 16;
+
+/** A decoded block's identity: its physical address and code size. */
+function blockKey(phys: number, code32: boolean): number {
+  return phys * 2 + (code32 ? 1 : 0);
+}
 const MAX_BLOCK_INSNS = 64;
 const RESET_SIGNATURE = 0x00000673;
 
@@ -312,6 +317,12 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   // ---- decoded code -----------------------------------------------------------------------
   private readonly blockCache: (Block | undefined)[] = new Array(BLOCK_CACHE_SIZE).fill(undefined);
   private readonly pageBlocks = new Map<number, Block[]>();
+  /**
+   * Every live cacheable block by physical address and code size (`blockKey`): what a collision
+   * in `blockCache` falls back to, so a block pushed out of its slot is found again rather than
+   * decoded anew (which would also lose its heat and translation).
+   */
+  private readonly blockIndex = new Map<number, Block>();
   private readonly fetchBuffer = new Uint8Array(16);
   /** The block that ran last (its successor links are tried first). */
   private lastBlock: Block | undefined;
@@ -1731,6 +1742,11 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     ) {
       return cached;
     }
+    const known = this.blockIndex.get(blockKey(phys, this.code32));
+    if (known?.valid && known.crossPage < 0 && eip + known.byteLength - 1 <= this.segLimit[CS]!) {
+      this.blockCache[slot] = known;
+      return known;
+    }
     const block = this.decodeBlock(eip, lin, phys, maxInsns);
     if (block.cacheable && maxInsns === MAX_BLOCK_INSNS) {
       this.blockCache[slot] = block;
@@ -1788,6 +1804,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   }
 
   private registerBlock(block: Block): void {
+    this.blockIndex.set(blockKey(block.phys, block.code32), block);
     this.registerOnPage(block, block.phys);
     // A write to either page, or a remap of either, must drop a block that straddles them.
     if (block.crossPage >= 0) this.registerOnPage(block, block.crossPage);
@@ -1824,6 +1841,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       for (const b of list) {
         b.valid = false;
         this.jit?.dropped(b);
+        const key = blockKey(b.phys, b.code32);
+        if (this.blockIndex.get(key) === b) this.blockIndex.delete(key);
       }
       this.pageBlocks.delete(page);
       // Code running from these blocks (translated code checks only this) must stop at once.
@@ -1839,6 +1858,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.jit?.dropAll();
     for (const page of this.pageBlocks.keys()) this.memory.clearCode(page);
     this.pageBlocks.clear();
+    this.blockIndex.clear();
     this.blockCache.fill(undefined);
   }
 
