@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { JitMode } from "./jit/jit.ts";
-import { assemble, makeMachine, runToHalt, startFlat32 } from "./test-support.ts";
+import { assemble, makeMachine, run16, runToHalt, startFlat32 } from "./test-support.ts";
 
 describe("run slices", () => {
   for (const jit of ["off", "force"] as JitMode[]) {
@@ -69,6 +69,33 @@ describe("the decoded-block cache", () => {
     assert.deepEqual([m.cpu.eax, m.cpu.ebx, m.cpu.edx], [100, 100, 100]);
     const translations = m.cpu.jit!.stats().translations;
     assert.ok(translations < 40, `${translations} translations for a handful of blocks`);
+  });
+});
+
+describe("fetching after a far jump", () => {
+  it("a jump to the same offset in another code segment runs that segment's code", () => {
+    // The same far JMP goes to 1000:0000 and 2000:0000 in turn; a successor link keyed by EIP
+    // must not carry the first segment's code over to the second. (The far pointer lives on
+    // another page, so writing it leaves the jumping block decoded.)
+    const m = run16(`mov cx, 4
+       xor si, si
+    l: mov ax, [tbl + si]
+       mov [0x8002], ax
+       mov word [0x8000], 0
+       jmp far [0x8000]
+    back:
+       xor si, 2
+       dec cx
+       jnz l
+       hlt
+    tbl: dw 0x1000, 0x2000
+       times 0x10000 - 0x1000 - ($ - $$) db 0
+       add bx, 1
+       jmp 0:back
+       times 0x20000 - 0x1000 - ($ - $$) db 0
+       add bx, 2
+       jmp 0:back`);
+    assert.equal(m.cpu.ebx & 0xffff, 1 + 2 + 1 + 2);
   });
 });
 

@@ -303,6 +303,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   private ramId = -1;
   readonly tlb = new Int32Array(1 << 20);
   private readonly tlbList = new Int32Array(TLB_LIST_MAX);
+  /** Linear pages whose TLB entry a block link was made through (see `codeEpoch`). */
+  private readonly tlbLinked = new Uint8Array(1 << 20);
   private tlbCount = 0;
   /**
    * CR0.AM, EFLAGS.AC and CPL 3: misaligned data accesses raise #AC(0). The TLB needs then send
@@ -326,6 +328,13 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   private readonly fetchBuffer = new Uint8Array(16);
   /** The block that ran last (its successor links are tried first). */
   private lastBlock: Block | undefined;
+  /**
+   * Changes whenever the same CS:EIP could fetch different code or fault differently: a CS load,
+   * a mode change (code size, CPL), or the TLB entry of a page a link was made through dropped or
+   * remapped. Block links made under one epoch are trusted without checks until it changes.
+   * (Dropping entries no link uses, as Linux does for every kmap, leaves it alone.)
+   */
+  private codeEpoch = 0;
 
   /** Descriptor read by readDescriptor. */
   descLo = 0;
@@ -712,6 +721,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   /** Recomputes the derived mode fields after CR0, EFLAGS.VM, CS or SS changed. */
   updateMode(): void {
+    const wasCode32 = this.code32;
+    const wasUser = this.user;
     this.protectedMode = (this.cr0 & CR0_PE) !== 0;
     this.vm86 = this.protectedMode && (this.flagsRaw & VM) !== 0;
     if (!this.protectedMode) this.cpl = 0;
@@ -721,6 +732,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.stack32 = !this.vm86 && (this.segAttr[SS]! & ATTR_DB) !== 0;
     this.pagingOn = (this.cr0 & CR0_PG) !== 0 && this.protectedMode;
     this.user = this.cpl === 3;
+    if (this.code32 !== wasCode32 || this.user !== wasUser) this.codeEpoch++;
     this.updateNeeds();
   }
 
@@ -806,6 +818,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   /** Fills a segment cache and its access windows. */
   loadCache(seg: number, selector: number, base: number, limit: number, attr: number): void {
+    if (seg === CS && (this.segBase[CS] !== (base | 0) || this.segLimit[CS] !== limit >>> 0))
+      this.codeEpoch++;
     this.segSel[seg] = selector & 0xffff;
     this.segBase[seg] = base | 0;
     this.segLimit[seg] = limit >>> 0;
@@ -853,6 +867,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** Real-mode and virtual-8086 segment load: base = selector * 16. */
   loadRealSegment(seg: number, selector: number): void {
     selector &= 0xffff;
+    if (seg === CS && (this.segBase[CS] !== selector << 4 || (this.vm86 && this.segLimit[CS] !== 0xffff)))
+      this.codeEpoch++;
     this.segSel[seg] = selector;
     this.segBase[seg] = selector << 4;
     if (this.vm86) {
@@ -1378,29 +1394,49 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       if (mem.pageReadRegion[physPage] === this.ramId) bits |= TLB_RAMR;
       if (mem.pageWriteRegion[physPage] === this.ramId && mem.isWriteFast(physPage)) bits |= TLB_RAMW;
     }
-    if (this.tlb[linPage] === 0) {
+    const old = this.tlb[linPage]!;
+    const entry = (physPage << 9) | bits;
+    if (old === 0) {
       if (this.tlbCount >= TLB_LIST_MAX) this.flushTlb(false);
       this.tlbList[this.tlbCount++] = linPage;
+    } else if (
+      this.tlbLinked[linPage] &&
+      (old >>> 9 !== physPage || ((old ^ entry) & (TLB_VALID | TLB_USER | TLB_NX)) !== 0)
+    ) {
+      this.tlbLinked[linPage] = 0;
+      this.codeEpoch++;
     }
-    this.tlb[linPage] = (physPage << 9) | bits;
+    this.tlb[linPage] = entry;
   }
 
   /** Flushes the TLB; `keepGlobal` keeps global pages (a CR3 write with CR4.PGE). */
   flushTlb(keepGlobal: boolean): void {
     const tlb = this.tlb;
+    const linked = this.tlbLinked;
     let kept = 0;
     for (let k = 0; k < this.tlbCount; k++) {
       const page = this.tlbList[k]!;
       const e = tlb[page]!;
       if (keepGlobal && e & TLB_GLOBAL) {
         this.tlbList[kept++] = page;
-      } else tlb[page] = 0;
+      } else {
+        tlb[page] = 0;
+        if (linked[page]) {
+          linked[page] = 0;
+          this.codeEpoch++;
+        }
+      }
     }
     this.tlbCount = kept;
   }
 
   invalidatePage(lin: number): void {
-    this.tlb[lin >>> 12] = 0;
+    const page = lin >>> 12;
+    this.tlb[page] = 0;
+    if (this.tlbLinked[page]) {
+      this.tlbLinked[page] = 0;
+      this.codeEpoch++;
+    }
   }
 
   /** Physical page `physPage` stopped being write-fast: entries mapping it lose direct writes. */
@@ -1692,35 +1728,39 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   /** The decoded block at CS:EIP (decoding it if needed). */
   private fetchBlock(maxInsns: number): Block {
+    // A successor link made under the current code-mapping epoch needs no checks but validity.
+    const prev = this.lastBlock;
+    if (prev !== undefined) {
+      const eip = this.eip;
+      let b: Block | undefined;
+      if (prev.next0Eip === eip && prev.next0Epoch === this.codeEpoch) b = prev.next0;
+      else if (prev.next1Eip === eip && prev.next1Epoch === this.codeEpoch) b = prev.next1;
+      if (b?.valid && maxInsns === MAX_BLOCK_INSNS) {
+        this.lastBlock = b;
+        return b;
+      }
+    }
     const eip = this.eip >>> 0;
     const limit = this.segLimit[CS]!;
     if (eip > limit) this.gp(0);
     const lin = (this.segBase[CS]! + eip) | 0;
     const e = this.tlb[lin >>> 12]!;
     const need = this.user ? TLB_VALID | TLB_USER : TLB_VALID;
-    // Successor links skip the hash lookup while the same TLB entry still maps the code.
-    const prev = this.lastBlock;
-    if (prev !== undefined && (e & need) === need && !(e & TLB_NX)) {
-      let b: Block | undefined;
-      if (prev.next0Lin === lin && prev.next0Tlb === e) b = prev.next0;
-      else if (prev.next1Lin === lin && prev.next1Tlb === e) b = prev.next1;
-      if (b?.valid && b.code32 === this.code32 && b.crossPage < 0 && eip + b.byteLength - 1 <= limit) {
-        this.lastBlock = b;
-        return b;
-      }
-    }
     const found = this.lookupBlock(maxInsns, eip, lin, e, need);
-    if (prev !== undefined && found.cacheable && maxInsns === MAX_BLOCK_INSNS) {
-      const entry = this.tlb[lin >>> 12]!;
+    // Linked only through a TLB entry, so that dropping or remapping it ends the link.
+    const linkable =
+      found.cacheable && found.crossPage < 0 && maxInsns === MAX_BLOCK_INSNS && this.tlb[lin >>> 12] !== 0;
+    if (prev !== undefined && linkable) {
       // The older link makes room.
       prev.next1 = prev.next0;
-      prev.next1Lin = prev.next0Lin;
-      prev.next1Tlb = prev.next0Tlb;
+      prev.next1Eip = prev.next0Eip;
+      prev.next1Epoch = prev.next0Epoch;
       prev.next0 = found;
-      prev.next0Lin = lin;
-      prev.next0Tlb = entry;
+      prev.next0Eip = eip;
+      prev.next0Epoch = this.codeEpoch;
+      this.tlbLinked[lin >>> 12] = 1;
     }
-    this.lastBlock = found.cacheable && maxInsns === MAX_BLOCK_INSNS ? found : undefined;
+    this.lastBlock = linkable ? found : undefined;
     return found;
   }
 

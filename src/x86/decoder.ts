@@ -68,13 +68,16 @@ export class Block {
    * that page started at when it was decoded (a lookup checks it still does), else -1.
    */
   crossPage = -1;
-  /** Two most recent successors, with the linear address and TLB entry they were reached through. */
+  /**
+   * Two most recent successors, with the EIP they were reached at and the CPU's code-mapping
+   * epoch then (while it stands, the same EIP fetches the same block).
+   */
   next0: Block | undefined = undefined;
-  next0Lin = 0;
-  next0Tlb = 0;
+  next0Eip = 0;
+  next0Epoch = -1;
   next1: Block | undefined = undefined;
-  next1Lin = 0;
-  next1Tlb = 0;
+  next1Eip = 0;
+  next1Epoch = -1;
   /** Executions so far (the translator's heat measure), and when to look at it again. */
   heat = 0;
   heatGoal = 0;

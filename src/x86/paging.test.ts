@@ -122,6 +122,44 @@ describe("4 KiB paging", () => {
     );
     assert.deepEqual([...m.memory.readBytes(0x2000, 4)], [0x11, 0x11, 0x22, 0x11]);
   });
+  it("a call site reaches the new code after its target page is remapped (INVLPG, CR3)", () => {
+    // The same CALL runs before and after each remap, so a successor link from its block to the
+    // code it reached must not outlive the mapping it was made under.
+    const m = run32(
+      `${ENABLE}mov esi, 3
+    outer:
+       mov ecx, 20
+    l: call 0x9000
+       add ebx, eax
+       dec ecx
+       jnz l
+       cmp esi, 3
+       jne by_cr3
+       mov dword [${pte(9)}], 0xa007
+       invlpg [0x9000]
+       jmp next
+    by_cr3:
+       mov dword [${pte(9)}], 0xb007
+       mov eax, cr3
+       mov cr3, eax
+    next:
+       dec esi
+       jnz outer
+       hlt`,
+      (mm) => {
+        identity4M(mm);
+        for (const [page, value] of [
+          [0x9000, 1],
+          [0xa000, 2],
+          [0xb000, 4],
+        ]) {
+          // mov eax, value ; ret
+          mm.memory.writeBytes(page!, Uint8Array.of(0xb8, value!, 0, 0, 0, 0xc3));
+        }
+      },
+    );
+    assert.equal(m.cpu.ebx, 20 * 1 + 20 * 2 + 20 * 4);
+  });
   it("global pages survive CR3 writes while CR4.PGE is set", () => {
     const m = run32(
       `mov eax, cr4
