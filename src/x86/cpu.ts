@@ -286,8 +286,6 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** A #DB trap is due after the current instruction (data breakpoint or TF). */
   private debugTrapDr6 = 0;
   instructionCount = 0;
-  /** Calls into translated code (instructions per call shows how long code stays translated). */
-  translatedRuns = 0;
 
   // ---- exceptions -------------------------------------------------------------------------
   excVector = 0;
@@ -1676,7 +1674,6 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
         if (++block.heat >= block.heatGoal) jit.heatReached(block, this);
         let translated = block.translated;
         if (translated !== undefined) {
-          this.translatedRuns++;
           if (translated(this, end) < 0) {
             translated = jit.retranslate(block, this);
             if (translated === undefined || translated(this, end) < 0) this.interpretBlock(block, budget);

@@ -403,7 +403,6 @@ describe("binary translator", () => {
     on.cpu.jit!.onTranslation = (_phys, _n, text) => sources.push(text);
     assert.deepEqual(outcome(on), outcome(off));
     assert.equal(on.cpu.eax, 1500 * 3 - 1500);
-    assert.ok(on.cpu.translatedRuns < 300, `${on.cpu.translatedRuns} calls into translated code`);
     // No block of this loop branches to itself: a case that loops did so through copies of the
     // other blocks.
     assert.ok(
