@@ -323,6 +323,46 @@ describe("binary translator", () => {
     );
   });
 
+  it("shifts 8- and 16-bit registers by constants as the interpreter does", () => {
+    const ops = ["shl", "shr", "sar", "sal"];
+    const forms = ["si", "di", "bl", "bh", "dh"];
+    const counts = [1, 5, 8, 15, 16, 17, 31];
+    const body = ops
+      .flatMap((op) =>
+        counts.map(
+          (c, k) => `mov esi, eax
+       mov edi, edx
+       mov ebx, eax
+       mov edx, eax
+       ${op} ${forms[k % forms.length]}, ${c}
+       pushf
+       pop ebp
+       add ecx, ebp
+       add ecx, esi
+       add ecx, edi
+       add ecx, ebx
+       add ecx, edx
+       mov edx, edi`,
+        ),
+      )
+      .join("\n       ");
+    same(
+      `mov eax, 0x9abcdef1
+       mov edx, 0x80008080
+       xor ecx, ecx
+       mov ebp, 40
+    l: push ebp
+       ${body}
+       pop ebp
+       imul eax, eax, 1103515245
+       add eax, 12345
+       rol edx, 3
+       dec ebp
+       jnz l
+       hlt`,
+    );
+  });
+
   it("drops the flags of INC/DEC and rotates that a later instruction overwrites", () => {
     // ROR, INC and ROL keep the flags they do not set, so they would need the ADD's; XOR
     // overwrites all of them first. The last ROR and INC are read by ADC (CF from the ROR).

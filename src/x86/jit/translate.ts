@@ -114,6 +114,7 @@ function classify(i: Insn): InsnInfo {
     if (mem && maybeZero) return notInline();
     const constant = i.size === 4 && !maybeZero && i.reg !== 2 && i.reg !== 3;
     if (constant && i.reg >= 4) return { ...info, writesAllFlags: true };
+    if (i.size !== 4 && !mem && !maybeZero && i.reg >= 4) return { ...info, writesAllFlags: true };
     // Rotates, and shifts by CL that may be by zero, keep some or all of the flags.
     const byCl = op === 0xd3 && i.size === 4 && !mem && i.reg !== 2 && i.reg !== 3;
     return { ...info, readsFlags: true, partialFlags: (constant && i.reg <= 1) || byCl };
@@ -889,7 +890,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
   }
 
   // 32-bit shifts and rotates by a constant: fully inline (hashes and ciphers live on these).
-  const constCount = op === 0xd1 ? 1 : op === 0xc1 ? i.imm & 31 : 0;
+  const constCount = op === 0xd0 || op === 0xd1 ? 1 : op === 0xc0 || op === 0xc1 ? i.imm & 31 : 0;
   if (s === 4 && constCount !== 0 && i.reg !== 2 && i.reg !== 3) {
     const c = constCount;
     const sop = i.reg;
@@ -943,6 +944,35 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     }
     if (ctx.flagsLive) storeResultFlags(em, r, 4, `${cf} | (${of} << 11)`);
     em.known = { op: RESULT_ONLY, size: 4, a, b: "0", r };
+    return true;
+  }
+
+  // 8- and 16-bit register shifts by a constant, as the interpreter's shiftOp computes them.
+  if (s !== 4 && i.mod === 3 && constCount !== 0 && i.reg >= 4) {
+    const c = constCount;
+    const sop = i.reg;
+    const top = s * 8 - 1;
+    const a = em.temp();
+    const r = em.temp();
+    const cf = em.temp();
+    em.line(`${a} = ${em.getReg(s, i.rm)};`);
+    let of = "0";
+    if (sop === 5) {
+      em.line(`${r} = ${a} >>> ${c};`);
+      em.line(`${cf} = (${a} >>> ${c - 1}) & 1;`);
+      if (c === 1) of = `(${a} >>> ${top})`;
+    } else if (sop === 7) {
+      const signed = s === 2 ? `((${a} << 16) >> 16)` : `((${a} << 24) >> 24)`;
+      em.line(`${r} = (${signed} >> ${c}) & ${MASK[s]};`);
+      em.line(`${cf} = (${signed} >> ${c - 1}) & 1;`);
+    } else {
+      em.line(`${r} = (${a} << ${c}) & ${MASK[s]};`);
+      em.line(`${cf} = ((${a} << ${c - 1}) >>> ${top}) & 1;`);
+      of = `(${cf} ^ (${r} >>> ${top}))`;
+    }
+    em.setReg(s, i.rm, r);
+    if (ctx.flagsLive) storeResultFlags(em, r, s, `${cf} | (${of} << 11)`);
+    em.known = { op: RESULT_ONLY, size: s, a, b: "0", r };
     return true;
   }
 
