@@ -187,13 +187,13 @@ const ACCESS_WRITE = 1;
 const ACCESS_FETCH = 2;
 
 const BLOCK_CACHE_SIZE = 1 << 16;
+const MAX_BLOCK_INSNS = 64;
+const RESET_SIGNATURE = 0x00000673;
 
 /** A decoded block's identity: its physical address and code size. */
 function blockKey(phys: number, code32: boolean): number {
   return phys * 2 + (code32 ? 1 : 0);
 }
-const MAX_BLOCK_INSNS = 64;
-const RESET_SIGNATURE = 0x00000673;
 
 const CONTRIBUTORY = new Set([0, 10, 11, 12, 13]);
 
