@@ -324,6 +324,8 @@ describe("binary translator", () => {
   });
 
   it("shifts 8- and 16-bit registers by constants as the interpreter does", () => {
+    // Each shift works on a copy (ESI, EDI, EBX, EDX) of the changing EAX/EDX, and PUSHF reads
+    // its flags; counts past the operand's width are included.
     const ops = ["shl", "shr", "sar", "sal"];
     const forms = ["si", "di", "bl", "bh", "dh"];
     const counts = [1, 5, 8, 15, 16, 17, 31];
