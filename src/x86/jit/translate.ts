@@ -619,6 +619,66 @@ function emitAluFlags(ctx: Ctx, op: number, a: string, b: string, res: AluResult
   else storeArith(em, op === 0 ? LZ_ADD : LZ_SUB, a, b, res.r, size);
 }
 
+/**
+ * The 32-bit result (before `| 0`) of ROL, ROR, SHL/SAL, SHR or SAR (`sop`) of `a` by `c`, a
+ * count of 1 to 31 given as a number or as the name of a local.
+ */
+function shiftValue32(sop: number, a: string, c: number | string): string {
+  switch (sop) {
+    case 0:
+      return `(${a} << ${c}) | (${a} >>> (32 - ${c}))`;
+    case 1:
+      return `(${a} >>> ${c}) | (${a} << (32 - ${c}))`;
+    case 5:
+      return `${a} >>> ${c}`;
+    case 7:
+      return `${a} >> ${c}`;
+    default:
+      return `${a} << ${c}`;
+  }
+}
+
+/** Writes the CF and OF of a 32-bit ROL/ROR (`sop` 0/1) with result `r`; the other flags stay. */
+function writeRotateFlags(em: Emitter, sop: number, r: string): void {
+  const cf = em.temp();
+  em.line(sop === 0 ? `${cf} = ${r} & 1;` : `${cf} = ${r} >>> 31;`);
+  const of = sop === 0 ? `((${r} >>> 31) ^ ${cf})` : `(${cf} ^ ((${r} >>> 30) & 1))`;
+  em.line(FLUSH_FLAGS);
+  em.line(
+    `cpu.lazyMask &= ${~(CF | OF)}; cpu.flagsRaw = (cpu.flagsRaw & ${~(CF | OF)}) | ${cf} | (${of} << 11);`,
+  );
+}
+
+/**
+ * Records the flags of SHL/SAL, SHR or SAR (`sop` 4-7) by `c` (1 to 31, a number or a local) of
+ * the `size`-byte operand `a` (`signed`: the same, sign-extended) with result `r`, as shiftOp.
+ */
+function storeShiftFlags(
+  em: Emitter,
+  sop: number,
+  a: string,
+  signed: string,
+  r: string,
+  c: number | string,
+  size: number,
+): void {
+  const top = size * 8 - 1;
+  const less = typeof c === "number" ? String(c - 1) : `(${c} - 1)`;
+  const cf = em.temp();
+  let of = "0";
+  if (sop === 5) {
+    em.line(`${cf} = (${a} >>> ${less}) & 1;`);
+    if (typeof c !== "number") of = `(${c} === 1 ? ${a} >>> ${top} : 0)`;
+    else if (c === 1) of = `(${a} >>> ${top})`;
+  } else if (sop === 7) {
+    em.line(`${cf} = (${signed} >> ${less}) & 1;`);
+  } else {
+    em.line(`${cf} = ((${a} << ${less}) >>> ${top}) & 1;`);
+    of = `(${cf} ^ (${r} >>> ${top}))`;
+  }
+  storeResultFlags(em, r, size, `${cf} | (${of} << 11)`);
+}
+
 /** Returns false when the instruction is not handled inline. */
 function emitInsn(ctx: Ctx, i: Insn): boolean {
   const em = ctx.em;
@@ -892,24 +952,12 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
   // 32-bit shifts and rotates by a constant: fully inline (hashes and ciphers live on these).
   const constCount = op === 0xd0 || op === 0xd1 ? 1 : op === 0xc0 || op === 0xc1 ? i.imm & 31 : 0;
   if (s === 4 && constCount !== 0 && i.reg !== 2 && i.reg !== 3) {
-    const c = constCount;
     const sop = i.reg;
     const a = em.temp();
     const r = em.temp();
     const calc = (x: string): string => {
       em.line(`${a} = ${x};`);
-      switch (sop) {
-        case 0:
-          return `(${a} << ${c}) | (${a} >>> ${32 - c})`;
-        case 1:
-          return `(${a} >>> ${c}) | (${a} << ${32 - c})`;
-        case 5:
-          return `${a} >>> ${c}`;
-        case 7:
-          return `${a} >> ${c}`;
-        default:
-          return `${a} << ${c}`;
-      }
+      return shiftValue32(sop, a, constCount);
     };
     if (i.mod === 3) {
       em.line(`${r} = (${calc(em.reg32(i.rm))}) | 0;`);
@@ -918,60 +966,29 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       em.readModifyWrite(i.seg, em.offset(i), 4, (old) => calc(old));
       em.line(`${r} = (${calc(a)}) | 0;`);
     }
-    const cf = em.temp();
     if (sop === 0 || sop === 1) {
       // Rotates change CF and OF only; the other flags stay as they are (lazy or not).
-      if (sop === 0) em.line(`${cf} = ${r} & 1;`);
-      else em.line(`${cf} = ${r} >>> 31;`);
-      const of = sop === 0 ? `((${r} >>> 31) ^ ${cf})` : `(${cf} ^ ((${r} >>> 30) & 1))`;
       if (em.known) em.known = { ...em.known, op: RESULT_ONLY };
-      if (!ctx.flagsLive) return true; // CF and OF are overwritten before anyone looks
-      em.line(FLUSH_FLAGS);
-      em.line(
-        `cpu.lazyMask &= ${~(CF | OF)}; cpu.flagsRaw = (cpu.flagsRaw & ${~(CF | OF)}) | ${cf} | (${of} << 11);`,
-      );
+      if (ctx.flagsLive) writeRotateFlags(em, sop, r);
       return true;
     }
-    let of = "0";
-    if (sop === 5) {
-      em.line(`${cf} = (${a} >>> ${c - 1}) & 1;`);
-      if (c === 1) of = `(${a} >>> 31)`;
-    } else if (sop === 7) {
-      em.line(`${cf} = (${a} >> ${c - 1}) & 1;`);
-    } else {
-      em.line(`${cf} = (${a} >>> ${32 - c}) & 1;`);
-      of = `(${cf} ^ (${r} >>> 31))`;
-    }
-    if (ctx.flagsLive) storeResultFlags(em, r, 4, `${cf} | (${of} << 11)`);
+    if (ctx.flagsLive) storeShiftFlags(em, sop, a, a, r, constCount, 4);
     em.known = { op: RESULT_ONLY, size: 4, a, b: "0", r };
     return true;
   }
 
   // 8- and 16-bit register shifts by a constant, as the interpreter's shiftOp computes them.
   if (s !== 4 && i.mod === 3 && constCount !== 0 && i.reg >= 4) {
-    const c = constCount;
     const sop = i.reg;
-    const top = s * 8 - 1;
     const a = em.temp();
     const r = em.temp();
-    const cf = em.temp();
     em.line(`${a} = ${em.getReg(s, i.rm)};`);
-    let of = "0";
-    if (sop === 5) {
-      em.line(`${r} = ${a} >>> ${c};`);
-      em.line(`${cf} = (${a} >>> ${c - 1}) & 1;`);
-      if (c === 1) of = `(${a} >>> ${top})`;
-    } else if (sop === 7) {
-      const signed = s === 2 ? `((${a} << 16) >> 16)` : `((${a} << 24) >> 24)`;
-      em.line(`${r} = (${signed} >> ${c}) & ${MASK[s]};`);
-      em.line(`${cf} = (${signed} >> ${c - 1}) & 1;`);
-    } else {
-      em.line(`${r} = (${a} << ${c}) & ${MASK[s]};`);
-      em.line(`${cf} = ((${a} << ${c - 1}) >>> ${top}) & 1;`);
-      of = `(${cf} ^ (${r} >>> ${top}))`;
-    }
+    const signed = s === 2 ? `((${a} << 16) >> 16)` : `((${a} << 24) >> 24)`;
+    if (sop === 5) em.line(`${r} = ${a} >>> ${constCount};`);
+    else if (sop === 7) em.line(`${r} = (${signed} >> ${constCount}) & ${MASK[s]};`);
+    else em.line(`${r} = (${a} << ${constCount}) & ${MASK[s]};`);
     em.setReg(s, i.rm, r);
-    if (ctx.flagsLive) storeResultFlags(em, r, s, `${cf} | (${of} << 11)`);
+    if (ctx.flagsLive) storeShiftFlags(em, sop, a, signed, r, constCount, s);
     em.known = { op: RESULT_ONLY, size: s, a, b: "0", r };
     return true;
   }
@@ -983,43 +1000,14 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     const c = em.temp();
     const a = em.temp();
     const r = em.temp();
-    const cf = em.temp();
     em.line(`${c} = ${em.reg32(1)} & 31;`);
     em.line(`if (${c} !== 0) {`);
     em.line(`${a} = ${em.reg32(i.rm)};`);
-    const value =
-      sop === 0
-        ? `(${a} << ${c}) | (${a} >>> (32 - ${c}))`
-        : sop === 1
-          ? `(${a} >>> ${c}) | (${a} << (32 - ${c}))`
-          : sop === 5
-            ? `${a} >>> ${c}`
-            : sop === 7
-              ? `${a} >> ${c}`
-              : `${a} << ${c}`;
-    em.line(`${r} = (${value}) | 0;`);
+    em.line(`${r} = (${shiftValue32(sop, a, c)}) | 0;`);
     em.setReg(4, i.rm, r);
     if (ctx.flagsLive) {
-      if (sop === 0 || sop === 1) {
-        em.line(sop === 0 ? `${cf} = ${r} & 1;` : `${cf} = ${r} >>> 31;`);
-        const of = sop === 0 ? `((${r} >>> 31) ^ ${cf})` : `(${cf} ^ ((${r} >>> 30) & 1))`;
-        em.line(FLUSH_FLAGS);
-        em.line(
-          `cpu.lazyMask &= ${~(CF | OF)}; cpu.flagsRaw = (cpu.flagsRaw & ${~(CF | OF)}) | ${cf} | (${of} << 11);`,
-        );
-      } else {
-        let of = "0";
-        if (sop === 5) {
-          em.line(`${cf} = (${a} >>> (${c} - 1)) & 1;`);
-          of = `(${c} === 1 ? ${a} >>> 31 : 0)`;
-        } else if (sop === 7) {
-          em.line(`${cf} = (${a} >> (${c} - 1)) & 1;`);
-        } else {
-          em.line(`${cf} = (${a} >>> (32 - ${c})) & 1;`);
-          of = `(${cf} ^ (${r} >>> 31))`;
-        }
-        storeResultFlags(em, r, 4, `${cf} | (${of} << 11)`);
-      }
+      if (sop === 0 || sop === 1) writeRotateFlags(em, sop, r);
+      else storeShiftFlags(em, sop, a, a, r, c, 4);
     }
     em.line("}");
     em.known = undefined;
