@@ -1727,12 +1727,12 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   private fetchBlock(maxInsns: number): Block {
     // A successor link made under the current code-mapping epoch needs no checks but validity.
     const prev = this.lastBlock;
-    if (prev !== undefined) {
+    if (prev !== undefined && maxInsns === MAX_BLOCK_INSNS) {
       const eip = this.eip;
       let b: Block | undefined;
       if (prev.next0Eip === eip && prev.next0Epoch === this.codeEpoch) b = prev.next0;
       else if (prev.next1Eip === eip && prev.next1Epoch === this.codeEpoch) b = prev.next1;
-      if (b?.valid && maxInsns === MAX_BLOCK_INSNS) {
+      if (b?.valid) {
         this.lastBlock = b;
         return b;
       }
@@ -1767,22 +1767,19 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
         ? (e >>> 9) * 4096 + (lin & 4095)
         : this.translate(lin, ACCESS_FETCH, this.user);
     const slot = (phys ^ (phys >>> 13) ^ (this.code32 ? 0x8000 : 0)) & (BLOCK_CACHE_SIZE - 1);
-    const cached = this.blockCache[slot];
+    let cached = this.blockCache[slot];
+    // The slot may hold another block; the index has every live one.
+    if (cached === undefined || cached.phys !== phys || cached.code32 !== this.code32) {
+      cached = this.blockIndex.get(blockKey(phys, this.code32));
+      if (cached !== undefined) this.blockCache[slot] = cached;
+    }
     if (
-      cached !== undefined &&
-      cached.phys === phys &&
-      cached.code32 === this.code32 &&
-      cached.valid &&
+      cached?.valid &&
       eip + cached.byteLength - 1 <= this.segLimit[CS]! &&
       (cached.crossPage < 0 ||
         this.translate(((lin | 4095) + 1) | 0, ACCESS_FETCH, this.user) === cached.crossPage)
     ) {
       return cached;
-    }
-    const known = this.blockIndex.get(blockKey(phys, this.code32));
-    if (known?.valid && known.crossPage < 0 && eip + known.byteLength - 1 <= this.segLimit[CS]!) {
-      this.blockCache[slot] = known;
-      return known;
     }
     const block = this.decodeBlock(eip, lin, phys, maxInsns);
     if (block.cacheable && maxInsns === MAX_BLOCK_INSNS) {
