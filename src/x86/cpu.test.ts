@@ -24,6 +24,22 @@ describe("run slices", () => {
       // The next slice runs normally again.
       assert.equal(m.cpu.run(300), 300);
     });
+
+    it(`endSlice from an MMIO read makes run return at the next block boundary (translator ${jit})`, () => {
+      const m = makeMachine({ jit });
+      startFlat32(m, assemble("again: mov eax, [0x900000]\ninc ebx\njmp again", 32, 0x10000));
+      let reads = 0;
+      m.memory.addMmio("poller", 0x900000, 0x1000, {
+        mmioRead: () => {
+          if (++reads === 1000) m.cpu.endSlice();
+          return 0;
+        },
+        mmioWrite: () => {},
+      });
+      const retired = m.cpu.run(10_000_000);
+      assert.ok(retired < 3000 + 10, `retired ${retired}`);
+      assert.ok(reads >= 1000 && reads <= 1001, `reads ${reads}`);
+    });
   }
 });
 

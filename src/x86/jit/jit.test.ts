@@ -470,6 +470,28 @@ describe("binary translator", () => {
     assert.ok((on.cpu.jit?.stats().invalidations ?? 0) > 0);
   });
 
+  it("sees a store into its own code after many turns of stores that took the fast path", () => {
+    // The first 15 turns store to a data page; the 16th redirects the second store of the block
+    // to the loop's code, after the first store's check found nothing to do.
+    const { on } = same(
+      `mov ecx, 20
+       mov edi, 0x20000
+    l: cmp ecx, 5
+       jne store
+       mov edi, patch + 1
+    store:
+       mov dword [0x21000], ecx
+       mov dword [edi], ecx
+    patch:
+       mov eax, 0
+       add ebx, eax
+       dec ecx
+       jnz l
+       hlt`,
+    );
+    assert.equal(on.cpu.ebx, 5 + 4 + 3 + 2 + 1);
+  });
+
   it("leaves the state of the faulting instruction on a page fault inside a translation", () => {
     // Paging with one page unmapped: the loop's store faults part-way through the block.
     const setup = (m: TestMachine) => {

@@ -10,7 +10,7 @@
 // - memory goes through the CPU's TLB inline: a hit on a RAM page reads or writes the RAM array
 //   directly; anything else (a miss, MMIO, a page crossing, a fault, a code page) calls the CPU's
 //   own access methods, which do the full checks; a store that hit code drops it and raises the
-//   CPU's attention flag, which the code tests after each store;
+//   CPU's attention flag, which the code tests after a store that took the slow path;
 // - arithmetic flags stay lazy: a flag-setting instruction records its operands and result in the
 //   CPU's lazy-flag fields (unless a later instruction in the block overwrites every flag before
 //   anything could observe them), and conditions later in the same block are computed straight
@@ -47,6 +47,15 @@ export interface Translation {
 }
 
 const MASK = [0, 0xff, 0xffff, 0, -1];
+
+/**
+ * Whether the run loop is wanted: `cpu.attention`, looked at only when the code has called out
+ * (`co`: a slow memory path or an interpreter handler) since it last looked, because nothing
+ * else running inside a translation can raise it. Finding the flag down clears `co` (a raised flag
+ * stays visible to every later look on the way out). `co` starts at 1, as the flag may have been
+ * raised between the run loop's own look and the call.
+ */
+const ATTENTION = "(co !== 0 && (cpu.attention || (co = 0) !== 0))";
 const SIGN = [0, 0x80, 0x8000, 0, -0x80000000];
 
 /** Handler-call and memory-helper references the generated code closes over. */
@@ -310,7 +319,7 @@ class Emitter {
     const flat = this.linear(seg, off, size, false, "l");
     const slow = flat ? `cpu.rd${size * 8}(${seg}, l >>> 0)` : `cpu.readLin${size * 8}(l)`;
     this.line(
-      `e = tlb[l >>> 12]; ${v} = ${this.fast("RN", size)} ? (p = ${this.ramPlace(size)}, ${this.readRam(size)}) : ${slow}${size === 4 ? " | 0" : ""};`,
+      `e = tlb[l >>> 12]; ${v} = ${this.fast("RN", size)} ? (p = ${this.ramPlace(size)}, ${this.readRam(size)}) : (co = 1, ${slow})${size === 4 ? " | 0" : ""};`,
     );
     return v;
   }
@@ -322,7 +331,7 @@ class Emitter {
       ? `cpu.wr${size * 8}(${seg}, l >>> 0, ${value})`
       : `cpu.writeLin${size * 8}(l, ${value})`;
     this.line(
-      `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${this.writeRam(size, value)} } else ${slow};`,
+      `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${this.writeRam(size, value)} } else { co = 1; ${slow}; }`,
     );
   }
 
@@ -338,7 +347,7 @@ class Emitter {
     const slowRead = flat ? `cpu.rd${size * 8}(${seg}, l >>> 0)` : `cpu.readLin${size * 8}(l)`;
     const check = flat ? `cpu.checkWrite(${seg}, l >>> 0, ${size})` : `cpu.checkWritable(l, ${size})`;
     this.line(
-      `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${v} = ${this.readRam(size)}; } else { ${check}; ${v} = ${slowRead}${size === 4 ? " | 0" : ""}; p = -1; }`,
+      `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${v} = ${this.readRam(size)}; } else { co = 1; ${check}; ${v} = ${slowRead}${size === 4 ? " | 0" : ""}; p = -1; }`,
     );
     this.line(`${res} = ${compute(v)};`);
     const slowWrite = flat
@@ -1273,7 +1282,7 @@ export function translateRegion(
         if (emitInsn(ctx, i)) {
           inlined++;
           if (writesMemory(i))
-            em.line(`if (cpu.attention) { nx = ${eipExpr(ctx, ctx.next)}; ic += ${j + 1}; break run; }`);
+            em.line(`if (${ATTENTION}) { nx = ${eipExpr(ctx, ctx.next)}; ic += ${j + 1}; break run; }`);
           continue;
         }
         em.out.length = mark;
@@ -1288,7 +1297,7 @@ export function translateRegion(
       em.line("@@STORE@@");
       em.line(`cpu.instrStart = ${eipExpr(ctx, local[j]!)}; cpu.eip = ${eipExpr(ctx, ctx.next)};`);
       em.line(`cpu.instructionCount = ic + ${j};`);
-      em.line(`H[${h}](cpu, I[${h}]);`);
+      em.line(`H[${h}](cpu, I[${h}]); co = 1;`);
       em.known = undefined;
       if (isLast) {
         endedByHandler = true;
@@ -1354,7 +1363,7 @@ export function translateRegion(
     } else if (following !== undefined && following.base === root.next) {
       // Going on to the next block in the page: fall into its case instead of dispatching.
       const taken = root.lastIsBranch ? `nx !== ${eipExpr({ code32 }, root.next)} || ` : "";
-      cases.push(`if (${taken}cpu.attention || ic + ${following.n} > end) break;`, "}");
+      cases.push(`if (${taken}${ATTENTION} || ic + ${following.n} > end) break;`, "}");
     } else {
       cases.push("break;", "}");
     }
@@ -1382,7 +1391,7 @@ export function translateRegion(
   src.push("const e0 = cpu.eip;");
   // Region offsets are page offsets (chained) or offsets from the block's entry.
   src.push(chain ? "const pb = e0 - (e0 & 4095);" : "const pb = e0;");
-  src.push("let ic = cpu.instructionCount, k = 0, nx = e0, pc = (e0 - pb) | 0, l = 0, e = 0, p = 0;");
+  src.push("let ic = cpu.instructionCount, k = 0, nx = e0, pc = (e0 - pb) | 0, l = 0, e = 0, p = 0, co = 1;");
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
   if (flags) {
@@ -1408,7 +1417,7 @@ export function translateRegion(
   // Offsets with no block of the region fall to the switch's default, which leaves.
   src.push(`if (pc < 0 || pc >= ${slotRange}) break;`);
   src.push("pc |= 0;");
-  src.push(`if (!cpu.attention && ic + ${maxLength} <= end) continue;`);
+  src.push(`if (!${ATTENTION} && ic + ${maxLength} <= end) continue;`);
   src.push("break;");
   src.push("}");
   src.push("} catch (err) {");
@@ -1510,7 +1519,7 @@ function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: T
     const target = ctx.blockAt.get(offset);
     if (target === undefined) continue;
     if (target === root) {
-      out.push(`if (nx === self && !cpu.attention && ic + ${root.n} <= end) ${ctx.back}`);
+      out.push(`if (nx === self && !${ATTENTION} && ic + ${root.n} <= end) ${ctx.back}`);
       loops = true;
       continue;
     }
