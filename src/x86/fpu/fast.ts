@@ -9,15 +9,14 @@ import { FLAG_PE, type FpEnv, RC_DOWN, RC_NEAREST, RC_UP } from "./float80.ts";
 /** Result of a successful fast operation: sign/exponent word and significand words. */
 export const fastResult = { signExp: 0, hi: 0, lo: 0 };
 
-// The 96-bit working value, most significant word first.
-let w2 = 0;
-let w1 = 0;
-let w0 = 0;
+// The 96-bit working value, w[2]:w[1]:w[0].
+// A typed array, not module variables: V8 boxes a non-small number stored in a module variable.
+const w = new Float64Array(3);
 
 const TWO32 = 2 ** 32;
 
 /**
- * Rounds w2:w1:w0 (normalised: bit 31 of w2 set) to p bits at biased exponent `exp`, writes
+ * Rounds w[2]:w[1]:w[0] (normalised: bit 31 of w[2] set) to p bits at biased exponent `exp`, writes
  * fastResult and the flags. Returns false if the rounded result is not a normal number.
  */
 function roundAndStore(env: FpEnv, sign: number, exp: number, p: number): boolean {
@@ -26,20 +25,20 @@ function roundAndStore(env: FpEnv, sign: number, exp: number, p: number): boolea
   let rest: boolean;
   let lsb: number;
   if (p === 64) {
-    remTop = w0;
+    remTop = w[0];
     width = 32;
     rest = false;
-    lsb = w1 & 1;
+    lsb = w[1] & 1;
   } else if (p === 53) {
-    remTop = w1 & 0x7ff;
+    remTop = w[1] & 0x7ff;
     width = 11;
-    rest = w0 !== 0;
-    lsb = (w1 >>> 11) & 1;
+    rest = w[0] !== 0;
+    lsb = (w[1] >>> 11) & 1;
   } else {
-    remTop = w2 & 0xff;
+    remTop = w[2] & 0xff;
     width = 8;
-    rest = (w1 | w0) !== 0;
-    lsb = (w2 >>> 8) & 1;
+    rest = (w[1] | w[0]) !== 0;
+    lsb = (w[2] >>> 8) & 1;
   }
   const inexact = remTop !== 0 || rest;
   let increment = false;
@@ -60,8 +59,8 @@ function roundAndStore(env: FpEnv, sign: number, exp: number, p: number): boolea
     }
   }
   // Truncate to p bits, then add one unit in the last place.
-  let hi = w2;
-  let lo = w1;
+  let hi = w[2];
+  let lo = w[1];
   if (p === 53) lo = (lo & ~0x7ff) >>> 0;
   else if (p === 24) {
     hi = (hi & ~0xff) >>> 0;
@@ -194,9 +193,9 @@ function addOrdered(
       s2 = ((s2 >>> 1) | 0x80000000) >>> 0;
       exp += 1;
     }
-    w2 = s2;
-    w1 = s1;
-    w0 = s0;
+    w[2] = s2;
+    w[1] = s1;
+    w[0] = s0;
   } else {
     // a - b with borrows, word by word.
     let r0 = 0 - b0;
@@ -228,9 +227,9 @@ function addOrdered(
       r0 = (r0 << shift) >>> 0;
       exp -= shift;
     }
-    w2 = r2;
-    w1 = r1;
-    w0 = r0;
+    w[2] = r2;
+    w[1] = r1;
+    w[0] = r0;
   }
   return roundAndStore(env, sign, exp, p);
 }
@@ -281,9 +280,9 @@ export function fastMul(
     p0 = (p0 << 1) >>> 0;
     exp -= 1;
   }
-  w2 = p3;
-  w1 = p2;
-  w0 = p0 !== 0 ? (p1 | 1) >>> 0 : p1;
+  w[2] = p3;
+  w[1] = p2;
+  w[0] = p0 !== 0 ? (p1 | 1) >>> 0 : p1;
   return roundAndStore(env, (aSE ^ bSE) >>> 15, exp, p);
 }
 
@@ -327,17 +326,17 @@ export function fastDiv(
     qC = ((qC << 1) | bit) >>> 0;
   }
   // The 68 quotient bits (weights 2^0 .. 2^-67) sit at the bottom of qA:qB:qC; align bit 67 to 95.
-  w2 = ((qA << 28) | (qB >>> 4)) >>> 0;
-  w1 = ((qB << 28) | (qC >>> 4)) >>> 0;
-  w0 = (qC << 28) >>> 0;
+  w[2] = ((qA << 28) | (qB >>> 4)) >>> 0;
+  w[1] = ((qB << 28) | (qC >>> 4)) >>> 0;
+  w[0] = (qC << 28) >>> 0;
   let exp = (aSE & 0x7fff) - (bSE & 0x7fff) + 16383;
-  if ((w2 & 0x80000000) === 0) {
-    w2 = ((w2 << 1) | (w1 >>> 31)) >>> 0;
-    w1 = ((w1 << 1) | (w0 >>> 31)) >>> 0;
-    w0 = (w0 << 1) >>> 0;
+  if ((w[2] & 0x80000000) === 0) {
+    w[2] = ((w[2] << 1) | (w[1] >>> 31)) >>> 0;
+    w[1] = ((w[1] << 1) | (w[0] >>> 31)) >>> 0;
+    w[0] = (w[0] << 1) >>> 0;
     exp -= 1;
   }
-  if (rHi !== 0 || rLo !== 0) w0 = (w0 | 1) >>> 0;
+  if (rHi !== 0 || rLo !== 0) w[0] = (w[0] | 1) >>> 0;
   return roundAndStore(env, (aSE ^ bSE) >>> 15, exp, p);
 }
 
@@ -354,9 +353,9 @@ export function fastNarrow(
   emin: number,
   emax: number,
 ): boolean {
-  w2 = hi;
-  w1 = lo;
-  w0 = 0;
+  w[2] = hi;
+  w[1] = lo;
+  w[0] = 0;
   const flags = env.flags;
   if (!roundAndStore(env, signExp >>> 15, signExp & 0x7fff, p)) return false;
   const unbiased = (fastResult.signExp & 0x7fff) - 16383;
