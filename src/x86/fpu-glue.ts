@@ -91,6 +91,20 @@ export function fpuEscape(cpu: Cpu, i: Insn): void {
   finish(cpu, cpu.fpu.executeEscape(i.opcode, i.modrm, ea, cpu.fpuHost));
 }
 
+/**
+ * Register FADD/FMUL/FSUB/FSUBR/FDIV/FDIVR for translated code, which calls fpuEscape only when
+ * this returns false (having changed nothing): no unit, CR0.EM or TS set, or anything the unit's
+ * fast path does not take. `fip` is the instruction's offset.
+ */
+export function x87RegisterArithmetic(cpu: Cpu, opcode: number, modrm: number, fip: number): boolean {
+  const fpu = cpu.fpu;
+  return (
+    fpu !== undefined &&
+    (cpu.cr0 & (CR0_EM | CR0_TS)) === 0 &&
+    fpu.registerArithmetic(opcode, modrm, fip, cpu.segSel[CS]!)
+  );
+}
+
 /** 9B: WAIT/FWAIT. */
 export function fwait(cpu: Cpu, _i: Insn): void {
   if ((cpu.cr0 & (CR0_MP | CR0_TS)) === (CR0_MP | CR0_TS)) cpu.raise(EXC_NM);

@@ -596,6 +596,29 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     return FPU_DONE;
   }
 
+  registerArithmetic(opcode: number, modrm: number, fip: number, fcs: number): boolean {
+    const reg = (modrm >> 3) & 7;
+    if (modrm < 0xc0 || reg === 2 || reg === 3 || this.status & SW_ES) return false;
+    if (opcode !== 0xd8 && opcode !== 0xdc && opcode !== 0xde) return false;
+    const i = modrm & 7;
+    // As executeEscape's dispatch: D8 is ST(0) = ST(0) op ST(i); DC and DE are ST(i) = ST(i) op
+    // ST(0) with the reverse forms swapped; DE pops.
+    const op = opcode === 0xd8 || reg < 4 ? reg : reg ^ 1;
+    const dest = opcode === 0xd8 ? 0 : i;
+    const px = this.phys(dest === 0 ? 0 : i);
+    const py = this.phys(dest === 0 ? i : 0);
+    if (this.isEmpty(px) || this.isEmpty(py)) return false;
+    this.begin();
+    if (!this.fastArith(op, this.signExp[px], this.sigHi[px], this.sigLo[px], py, this.phys(dest)))
+      return false;
+    if (opcode === 0xde) this.pop();
+    this.finish(true);
+    this.fip = fip >>> 0;
+    this.fcs = fcs & 0xffff;
+    this.fop = ((opcode & 7) << 8) | modrm;
+    return true;
+  }
+
   /** Register arithmetic: dest = ST(dest) op ST(src) (operands ordered as the D8 forms). */
   private arithRegister(op: number, dest: number, i: number, popAfter: boolean): number {
     this.begin();

@@ -78,6 +78,13 @@ export interface FpuUnit {
    */
   executeEscape(opcode: number, modrm: number, ea: number, host: FpuHost): number;
   /**
+   * The register forms of FADD, FMUL, FSUB, FSUBR, FDIV and FDIVR (D8, DC, DE with modrm >= 0xC0)
+   * when no exception is pending and both operands and the result are normal numbers: the whole
+   * instruction as executeEscape would do it, with `fip`/`fcs` the instruction's offset and code
+   * selector. Returns false, having changed nothing, for anything else.
+   */
+  registerArithmetic(opcode: number, modrm: number, fip: number, fcs: number): boolean;
+  /**
    * One MMX instruction, `opcode` the byte after 0x0F (0x60-0x7F, 0xD1-0xFE, 0x77 EMMS), `imm8` the
    * immediate of 0F 71/72/73 (else ignored). Returns FPU_DONE, FPU_RAISE_MF, FPU_FREEZE or
    * FPU_INVALID_OPCODE.

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Block, decodeInstruction, Insn } from "../decoder.ts";
+import { Fpu } from "../fpu/fpu.ts";
 import {
   assemble,
   makeMachine,
@@ -468,6 +469,58 @@ describe("binary translator", () => {
     );
     assert.equal(on.cpu.ebx, 55);
     assert.ok((on.cpu.jit?.stats().invalidations ?? 0) > 0);
+  });
+
+  it("runs x87 register arithmetic as the interpreter does, on the unit's fast path and off it", () => {
+    // FSAVE stores the whole unit (control, status and tag words, FIP/FCS/FOP, the registers)
+    // and initialises it again, so each part starts afresh. The fast path takes normal operands;
+    // a zero, an empty register (a masked stack fault) and an inexact quotient under another
+    // rounding control go other ways or set other flags.
+    const source = `finit
+       fld1
+       fld1
+       fadd st0, st1
+       fmul st0, st0
+       fsub st1, st0
+       fsubr st0, st1
+       fdiv st1, st0
+       fdivr st0, st1
+       fld1
+       fsubp st1, st0
+       fld1
+       fdivp st1, st0
+       fsave [0x20000]
+       fld1
+       fldz
+       fadd st1, st0
+       fmul st0, st7
+       fsave [0x20080]
+       fld1
+       fld1
+       mov ecx, 50
+    l: fadd st0, st1
+       fmul st0, st1
+       fld1
+       faddp st1, st0
+       dec ecx
+       jnz l
+       mov word [0x20200], 0x0c7f
+       fldcw [0x20200]
+       fldpi
+       fdiv st0, st1
+       fsave [0x20100]
+       hlt`;
+    const code = assemble(source, 32, 0x10000);
+    const [off, on] = (["off", "force"] as const).map((jit) => {
+      const m = makeMachine({ jit, fpu: new Fpu() });
+      startFlat32(m, code);
+      return m;
+    }) as [TestMachine, TestMachine];
+    const sources: string[] = [];
+    on.cpu.jit!.onTranslation = (_phys, _n, text) => sources.push(text);
+    assert.deepEqual(outcome(on), outcome(off));
+    assert.deepEqual(on.memory.readBytes(0x20000, 0x200), off.memory.readBytes(0x20000, 0x200));
+    assert.ok(sources.some((text) => text.includes("X87(")));
   });
 
   it("sees a store into its own code after many turns of stores that took the fast path", () => {

@@ -28,6 +28,7 @@ import type { Cpu } from "../cpu.ts";
 import type { Block, Insn } from "../decoder.ts";
 import { imulTrunc, mulHighSigned, mulHighUnsigned, shiftOp } from "../exec-basic.ts";
 import { CF, DF, LZ_ADC, LZ_ADD, LZ_LOGIC, LZ_SBB, LZ_SUB, OF, PARITY, SS } from "../flags.ts";
+import { x87RegisterArithmetic } from "../fpu-glue.ts";
 import type { Handler } from "../opcodes.ts";
 
 /**
@@ -75,6 +76,12 @@ interface InsnInfo {
   writesAllFlags: boolean;
   /** Writes some flags and keeps the others (INC/DEC, rotates): reads them only if its own are live. */
   partialFlags?: boolean;
+}
+
+/** FADD/FMUL/FSUB/FSUBR/FDIV/FDIVR between x87 registers (see x87RegisterArithmetic). */
+function isX87RegisterArithmetic(i: Insn): boolean {
+  const op = i.opcode;
+  return (op === 0xd8 || op === 0xdc || op === 0xde) && i.mod === 3 && i.reg !== 2 && i.reg !== 3;
 }
 
 function isFlagSettingAlu(op: number): boolean {
@@ -1287,6 +1294,11 @@ export function translateRegion(
         }
         em.out.length = mark;
       }
+      // Register x87 arithmetic first tries the unit's fast path, which touches neither the
+      // general registers nor EFLAGS, so the block goes on without leaving; the handler (which
+      // ends the block, as every escape does) runs only when that declines.
+      const x87 = isLast && isX87RegisterArithmetic(i);
+      if (x87) em.line(`if (!X87(cpu, ${i.opcode}, ${i.modrm}, ${eipExpr(ctx, local[j]!)})) {`);
       // The interpreter's handler runs it, with the CPU's registers and EIP as it expects them.
       // A negative index tells the catch clause the registers are already stored (and a handler,
       // like a string instruction, may have advanced them before it faulted).
@@ -1299,7 +1311,9 @@ export function translateRegion(
       em.line(`cpu.instructionCount = ic + ${j};`);
       em.line(`H[${h}](cpu, I[${h}]); co = 1;`);
       em.known = undefined;
-      if (isLast) {
+      if (x87) {
+        em.line(`cpu.instructionCount = ic + ${n}; return 0; }`);
+      } else if (isLast) {
         endedByHandler = true;
       } else {
         em.line("@@LOAD@@");
@@ -1448,6 +1462,7 @@ export function translateRegion(
     "mulHighUnsigned",
     "mulHighSigned",
     "flushFlags",
+    "X87",
     source,
   ) as (...args: unknown[]) => TranslatedBlock;
   const run = factory(
@@ -1462,6 +1477,7 @@ export function translateRegion(
     mulHighUnsigned,
     mulHighSigned,
     flushFlags,
+    x87RegisterArithmetic,
   );
   return { run, source, inlined, instructions: offsets.length };
 }
