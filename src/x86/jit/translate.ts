@@ -53,10 +53,11 @@ const MASK = [0, 0xff, 0xffff, 0, -1];
  * Whether the run loop is wanted: `cpu.attention`, looked at only when the code has called out
  * (`co`: a slow memory path or an interpreter handler) since it last looked, because nothing
  * else running inside a translation can raise it. Finding the flag down clears `co` (a raised flag
- * stays visible to every later look on the way out). `co` starts at 1, as the flag may have been
- * raised between the run loop's own look and the call.
+ * stays visible to every later look on the way out). `co` starts true, as the flag may have been
+ * raised between the run loop's own look and the call. Only boolean tests: a comparison that has
+ * not run before V8 optimises the function would cost a deoptimisation when it first does.
  */
-const ATTENTION = "(co !== 0 && (cpu.attention || (co = 0) !== 0))";
+const ATTENTION = "(co && (cpu.attention || (co = false)))";
 const SIGN = [0, 0x80, 0x8000, 0, -0x80000000];
 
 /** Handler-call and memory-helper references the generated code closes over. */
@@ -326,7 +327,7 @@ class Emitter {
     const flat = this.linear(seg, off, size, false, "l");
     const slow = flat ? `cpu.rd${size * 8}(${seg}, l >>> 0)` : `cpu.readLin${size * 8}(l)`;
     this.line(
-      `e = tlb[l >>> 12]; ${v} = ${this.fast("RN", size)} ? (p = ${this.ramPlace(size)}, ${this.readRam(size)}) : (co = 1, ${slow})${size === 4 ? " | 0" : ""};`,
+      `e = tlb[l >>> 12]; ${v} = ${this.fast("RN", size)} ? (p = ${this.ramPlace(size)}, ${this.readRam(size)}) : (co = true, ${slow})${size === 4 ? " | 0" : ""};`,
     );
     return v;
   }
@@ -338,7 +339,7 @@ class Emitter {
       ? `cpu.wr${size * 8}(${seg}, l >>> 0, ${value})`
       : `cpu.writeLin${size * 8}(l, ${value})`;
     this.line(
-      `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${this.writeRam(size, value)} } else { co = 1; ${slow}; }`,
+      `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${this.writeRam(size, value)} } else { co = true; ${slow}; }`,
     );
   }
 
@@ -354,7 +355,7 @@ class Emitter {
     const slowRead = flat ? `cpu.rd${size * 8}(${seg}, l >>> 0)` : `cpu.readLin${size * 8}(l)`;
     const check = flat ? `cpu.checkWrite(${seg}, l >>> 0, ${size})` : `cpu.checkWritable(l, ${size})`;
     this.line(
-      `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${v} = ${this.readRam(size)}; } else { co = 1; ${check}; ${v} = ${slowRead}${size === 4 ? " | 0" : ""}; p = -1; }`,
+      `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${v} = ${this.readRam(size)}; } else { co = true; ${check}; ${v} = ${slowRead}${size === 4 ? " | 0" : ""}; p = -1; }`,
     );
     this.line(`${res} = ${compute(v)};`);
     const slowWrite = flat
@@ -1309,7 +1310,7 @@ export function translateRegion(
       em.line("@@STORE@@");
       em.line(`cpu.instrStart = ${eipExpr(ctx, local[j]!)}; cpu.eip = ${eipExpr(ctx, ctx.next)};`);
       em.line(`cpu.instructionCount = ic + ${j};`);
-      em.line(`H[${h}](cpu, I[${h}]); co = 1;`);
+      em.line(`H[${h}](cpu, I[${h}]); co = true;`);
       em.known = undefined;
       if (x87) {
         em.line(`cpu.instructionCount = ic + ${n}; return 0; }`);
@@ -1405,7 +1406,7 @@ export function translateRegion(
   src.push("const e0 = cpu.eip;");
   // Region offsets are page offsets (chained) or offsets from the block's entry.
   src.push(chain ? "const pb = e0 - (e0 & 4095);" : "const pb = e0;");
-  src.push("let ic = cpu.instructionCount, k = 0, nx = e0, pc = (e0 - pb) | 0, l = 0, e = 0, p = 0, co = 1;");
+  src.push("let ic = cpu.instructionCount, k = 0, nx = e0, pc = (e0 - pb) | 0, l = 0, e = 0, p = 0, co = true;");
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
   if (flags) {
