@@ -578,6 +578,147 @@ describe("binary translator", () => {
     assert.equal(results[0]!.cr2, 0x30000);
   });
 
+  it("runs MOVS, STOS, LODS and SCAS without REP as the interpreter does, in both directions", () => {
+    // FS is based at 0x800: the FS-prefixed forms read elsewhere than DS or ES would. LAHF reads
+    // the flags SCAS leaves.
+    const source = `mov edi, 0x20000
+       mov ecx, 0x800
+       mov eax, 0x12345678
+    fill:
+       mov [edi], eax
+       imul eax, eax, 1103515245
+       add eax, 12345
+       add edi, 4
+       dec ecx
+       jnz fill
+       mov esi, 0x20000
+       mov edi, 0x21000
+       mov ecx, 40
+    up:
+       lodsb
+       add ebx, eax
+       lodsd
+       xor ebx, eax
+       stosw
+       movsd
+       movsb
+       scasb
+       lahf
+       add ebx, eax
+       jne skip
+       inc edx
+    skip:
+       scasd
+       adc ebx, 0
+       dec ecx
+       jnz up
+       std
+       mov ecx, 30
+    down:
+       lodsw
+       movsw
+       stosb
+       scasw
+       sbb ebx, eax
+       fs movsd
+       fs lodsb
+       cmp al, 0x80
+       adc edx, ebx
+       scasd
+       lahf
+       xor edx, eax
+       dec ecx
+       jnz down
+       cld
+       hlt`;
+    const code = assemble(source, 32, 0x10000);
+    const [off, on] = (["off", "force"] as const).map((mode) => {
+      const m = machine(mode, code, 32);
+      m.cpu.setSegment(4, { selector: 0x18, base: 0x800, limit: 0xffffffff, attributes: 0xc093 });
+      return m;
+    }) as [TestMachine, TestMachine];
+    assert.deepEqual(outcome(on), outcome(off));
+    assert.deepEqual(on.memory.readBytes(0x20000, 0x2000), off.memory.readBytes(0x20000, 0x2000));
+  });
+
+  it("divides EDX:EAX by a 32-bit operand as the interpreter does, and raises #DE where it does", () => {
+    same(
+      `mov ecx, 300
+       mov esi, 0x9e3779b9
+    l: imul esi, esi, 1103515245
+       add esi, 12345
+       mov ebx, esi
+       or ebx, 0x1000
+       mov edx, ecx
+       mov eax, esi
+       xor eax, 0x5a5a5a5a
+       div ebx
+       add edi, eax
+       xor ebp, edx
+       mov [0x20000], ebx
+       mov edx, 0
+       mov eax, esi
+       div dword [0x20000]
+       add edi, eax
+       add ebp, edx
+       mov eax, esi
+       xor edx, edx
+       mov ebx, ecx
+       div ebx
+       add edi, eax
+       xor ebp, edx
+       dec ecx
+       jnz l
+       hlt`,
+    );
+    // No IDT: #DE escalates to a triple fault, which stops the CPU with EIP at the DIV.
+    for (const source of [
+      "mov edx, 5\nmov eax, 1\nmov ebx, 5\ninc ecx\ndiv ebx\nhlt",
+      "mov edx, 0\nmov eax, 1\nmov dword [0x20000], 0\ninc ecx\ndiv dword [0x20000]\nhlt",
+    ]) {
+      const code = assemble(source, 32, 0x10000);
+      const results = (["off", "force"] as const).map((mode) => outcome(machine(mode, code, 32), 1000));
+      assert.deepEqual(results[1], results[0]);
+      assert.equal(results[0]!.regs[1], 1);
+    }
+  });
+
+  it("leaves ESI and EDI as they were when a single string instruction faults", () => {
+    // Paging with page 0x30 unmapped: MOVSD's store and then LODSD's load run into it.
+    const setup = (m: TestMachine) => {
+      const pd = 0x100000;
+      const pt = 0x101000;
+      m.memory.write32(pd, pt | 3);
+      for (let p = 0; p < 1024; p++) m.memory.write32(pt + p * 4, p === 0x30 ? 0 : (p << 12) | 3);
+      m.cpu.setCr(3, pd);
+      m.cpu.setCr(0, m.cpu.cr0 | 0x80000000);
+    };
+    for (const source of [
+      `mov esi, 0x2f000
+       mov edi, 0x2ff00
+    l: movsd
+       inc ecx
+       jmp l`,
+      `mov esi, 0x2ff00
+       mov edi, 0x2e000
+    l: lodsd
+       stosd
+       inc ecx
+       jmp l`,
+    ]) {
+      const code = assemble(source, 32, 0x10000);
+      const results = (["off", "force"] as const).map((mode) => {
+        const m = machine(mode, code, 32);
+        setup(m);
+        m.cpu.run(10_000);
+        const c = m.cpu;
+        return { regs: [c.eax, c.ecx, c.esi, c.edi], eip: c.eip, cr2: c.cr2, count: c.instructionCount };
+      });
+      assert.deepEqual(results[1], results[0]);
+      assert.equal(results[0]!.cr2, 0x30000);
+    }
+  });
+
   it("translates again when a segment stops being flat under a translation", () => {
     same(
       `mov ecx, 5

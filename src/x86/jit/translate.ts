@@ -27,7 +27,7 @@
 import type { Cpu } from "../cpu.ts";
 import type { Block, Insn } from "../decoder.ts";
 import { imulTrunc, mulHighSigned, mulHighUnsigned, shiftOp } from "../exec-basic.ts";
-import { CF, DF, LZ_ADC, LZ_ADD, LZ_LOGIC, LZ_SBB, LZ_SUB, OF, PARITY, SS } from "../flags.ts";
+import { CF, DF, ES, EXC_DE, LZ_ADC, LZ_ADD, LZ_LOGIC, LZ_SBB, LZ_SUB, OF, PARITY, SS } from "../flags.ts";
 import { x87RegisterArithmetic } from "../fpu-glue.ts";
 import type { Handler } from "../opcodes.ts";
 
@@ -85,6 +85,21 @@ function isX87RegisterArithmetic(i: Insn): boolean {
   return (op === 0xd8 || op === 0xdc || op === 0xde) && i.mod === 3 && i.reg !== 2 && i.reg !== 3;
 }
 
+/** MOVS, STOS, LODS or SCAS without a REP prefix, with 32-bit addressing (ESI/EDI). */
+function isSingleString(i: Insn): boolean {
+  const op = i.opcode;
+  return (
+    op >= 0xa4 &&
+    op <= 0xaf &&
+    op !== 0xa6 &&
+    op !== 0xa7 &&
+    op !== 0xa8 &&
+    op !== 0xa9 &&
+    i.rep === 0 &&
+    i.addr32
+  );
+}
+
 function isFlagSettingAlu(op: number): boolean {
   return op !== 2 && op !== 3;
 }
@@ -124,6 +139,7 @@ function classify(i: Insn): InsnInfo {
   if (op >= 0x91 && op <= 0x97) return info;
   if (op === 0x98 || op === 0x99) return info;
   if (op >= 0xa0 && op <= 0xa3) return { ...info, mayFault: true };
+  if (isSingleString(i)) return { ...info, mayFault: true, writesAllFlags: op === 0xae || op === 0xaf };
   if (op >= 0xb0 && op <= 0xbf) return info;
   if (op === 0xc0 || op === 0xc1 || op === 0xd0 || op === 0xd1 || op === 0xd2 || op === 0xd3) {
     // A memory operand with a count that may be zero is only read, not checked for writing.
@@ -148,6 +164,7 @@ function classify(i: Insn): InsnInfo {
     if (i.reg === 2) return info;
     if (i.reg === 3) return { ...info, writesAllFlags: true };
     if ((i.reg === 4 || i.reg === 5) && i.size === 4) return { ...info, writesAllFlags: true };
+    if (i.reg === 6 && i.size === 4) return { ...info, mayFault: true };
     return notInline();
   }
   if (op === 0xfe || op === 0xff) {
@@ -622,6 +639,38 @@ function emitAlu(ctx: Ctx, op: number, a: string, b: string, size: number): AluR
   return { r };
 }
 
+/**
+ * MOVS, STOS, LODS, SCAS without REP (see isSingleString): one element, then ESI and/or EDI step
+ * by the operand size, down when EFLAGS.DF is set. The registers change only after every access
+ * that can fault, as the interpreter leaves them when one does.
+ */
+function emitSingleString(ctx: Ctx, i: Insn): void {
+  const em = ctx.em;
+  const op = i.opcode;
+  const s = i.size;
+  const step = em.temp();
+  em.line(`${step} = (cpu.flagsRaw & ${DF}) !== 0 ? ${-s} : ${s};`);
+  const esi = em.getReg(4, 6);
+  const edi = em.getReg(4, 7);
+  if (op === 0xa4 || op === 0xa5) {
+    em.write(ES, edi, s, em.read(i.seg, esi, s));
+  } else if (op === 0xaa || op === 0xab) {
+    em.write(ES, edi, s, em.getReg(s, 0));
+  } else if (op === 0xac || op === 0xad) {
+    em.setReg(s, 0, em.read(i.seg, esi, s));
+  } else {
+    const b = em.read(ES, edi, s);
+    const a = em.temp();
+    const r = em.temp();
+    em.line(`${a} = ${em.getReg(s, 0)};`);
+    em.line(`${r} = ${maskExpr(s, `${a} - ${b}`)};`);
+    if (ctx.flagsLive) storeArith(em, LZ_SUB, a, b, r, s);
+    em.known = { op: LZ_SUB, size: s, a, b, r };
+  }
+  if (op <= 0xa5 || op === 0xac || op === 0xad) em.setReg(4, 6, `(${esi} + ${step})`);
+  if (op <= 0xab || op >= 0xae) em.setReg(4, 7, `(${edi} + ${step})`);
+}
+
 /** Stores the flags of an emitAlu result (after the instruction's memory write). */
 function emitAluFlags(ctx: Ctx, op: number, a: string, b: string, res: AluResult, size: number): void {
   const em = ctx.em;
@@ -869,6 +918,26 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     return true;
   }
 
+  // DIV r/m32: EDX:EAX by the operand in two 16-bit steps, each exact in doubles (as divU64 in
+  // the interpreter); a zero divisor or a quotient over 32 bits raises #DE. Flags stay as they were.
+  if (op === 0xf7 && i.reg === 6 && s === 4) {
+    const d = em.temp();
+    const hi = em.temp();
+    const lo = em.temp();
+    const c = em.temp();
+    const q1 = em.temp();
+    const q2 = em.temp();
+    em.line(`${d} = ${em.readE(i, 4)} >>> 0;`);
+    em.line(`${hi} = ${em.getReg(4, 2)} >>> 0; ${lo} = ${em.getReg(4, 0)} >>> 0;`);
+    // A zero divisor is below any high half.
+    em.line(`if (${hi} >= ${d}) cpu.raise(${EXC_DE});`);
+    em.line(`${c} = ${hi} * 65536 + (${lo} >>> 16); ${q1} = Math.floor(${c} / ${d});`);
+    em.line(`${c} = (${c} - ${q1} * ${d}) * 65536 + (${lo} & 0xffff); ${q2} = Math.floor(${c} / ${d});`);
+    em.setReg(4, 0, `(${q1} * 65536 + ${q2})`);
+    em.setReg(4, 2, `(${c} - ${q2} * ${d})`);
+    return true;
+  }
+
   // XCHG.
   if (op >= 0x91 && op <= 0x97) {
     const t = em.temp();
@@ -959,6 +1028,10 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
   }
   if (op === 0xfc) {
     em.line(`cpu.flagsRaw &= ${~DF};`);
+    return true;
+  }
+  if (isSingleString(i)) {
+    emitSingleString(ctx, i);
     return true;
   }
   if (op === 0xfd) {
@@ -1406,7 +1479,9 @@ export function translateRegion(
   src.push("const e0 = cpu.eip;");
   // Region offsets are page offsets (chained) or offsets from the block's entry.
   src.push(chain ? "const pb = e0 - (e0 & 4095);" : "const pb = e0;");
-  src.push("let ic = cpu.instructionCount, k = 0, nx = e0, pc = (e0 - pb) | 0, l = 0, e = 0, p = 0, co = true;");
+  src.push(
+    "let ic = cpu.instructionCount, k = 0, nx = e0, pc = (e0 - pb) | 0, l = 0, e = 0, p = 0, co = true;",
+  );
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
   if (flags) {
@@ -1621,6 +1696,7 @@ function writesMemory(i: Insn): boolean {
   if ((op >= 0x50 && op <= 0x57) || op === 0x68 || op === 0x6a) return true;
   if (op === 0xa2 || op === 0xa3) return true;
   if (op >= 0xa0 && op <= 0xa1) return false;
+  if (op === 0xa4 || op === 0xa5 || op === 0xaa || op === 0xab) return true;
   if (op === 0xff && i.reg === 6) return true;
   if (!i.entry.modrm || i.mod === 3) return false;
   // Memory-destination forms.
