@@ -456,6 +456,19 @@ describe("binary translator", () => {
     for (const budget of [7, 64, 65, 1000, 4321]) same(source, 32, budget);
   });
 
+  it("translates a long block after fewer runs than a short one", () => {
+    // 3000 turns: short of the 8192 runs that make a short block hot, past the 2048 that make a
+    // 64-instruction block hot (no block runs much more than 8192 x 16 instructions interpreted).
+    const loop = (body: string) => assemble(`mov ecx, 3000\nl: ${body}\ndec ecx\njnz l\nhlt`, 32, 0x10000);
+    const translations = (body: string) => {
+      const m = machine("on", loop(body), 32);
+      runToHalt(m.cpu, 50_000_000);
+      return m.cpu.jit!.stats().translations;
+    };
+    assert.equal(translations("add eax, ecx"), 0);
+    assert.ok(translations(Array(62).fill("add eax, ecx").join("\n")) > 0);
+  });
+
   it("sees its own code change at once (self-modifying code)", () => {
     // The loop patches the immediate of an instruction later in its own block.
     const { on } = same(

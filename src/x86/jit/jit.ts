@@ -113,8 +113,9 @@ export class Jit {
    * init code, modules) costs a bounded number of page translations.
    */
   heatReached(block: Block, cpu: JitCpuView): void {
-    if (block.heat < this.blockThreshold) {
-      block.heatGoal = this.blockThreshold;
+    const hot = this.hotAt(block);
+    if (block.heat < hot) {
+      block.heatGoal = hot;
       return;
     }
     block.heatGoal = Number.POSITIVE_INFINITY;
@@ -128,7 +129,8 @@ export class Jit {
     const done = this.pageTranslations.get(page) ?? 0;
     // Under `force` every block is translated at once, alone if its page already has a
     // translation; pages are translated again only for code that keeps running.
-    const goal = (this.mode === "force" ? 64 : this.threshold) * 2 ** Math.min(done, 8);
+    const pageHot = this.mode === "force" ? 64 : (this.threshold * hot) / this.blockThreshold;
+    const goal = pageHot * 2 ** Math.min(done, 8);
     if (block.heat < goal) {
       // Warm, not yet hot enough for its page: translated alone, looked at again at the goal.
       if (block.translated === undefined) this.translate([block], false, flatMask, cpu);
@@ -140,13 +142,23 @@ export class Jit {
   }
 
   /**
+   * Executions that make `block` hot: the block threshold for blocks of up to 16 instructions, and
+   * proportionally fewer for longer ones (down to a sixteenth), so that no block runs much more
+   * than threshold x 16 instructions in the interpreter first. The long straight-line bodies of
+   * hash and cipher rounds would otherwise spend millions of instructions there each.
+   */
+  private hotAt(block: Block): number {
+    const scaled = Math.round((this.blockThreshold * 16) / block.insns.length);
+    return Math.max(Math.ceil(this.blockThreshold / 16), Math.min(this.blockThreshold, scaled));
+  }
+
+  /**
    * `block` and warm blocks on its page, up to `maxRegionInstructions`: first those reached from
    * it by direct branches and fall-through (its loop), then the hottest of the rest. V8 optimises
    * a function only below a bytecode size limit, and compiling one costs time in proportion to its
    * size, so a region holds the code that runs together, not every block the page ever decoded.
    */
   private regionAround(block: Block, cpu: JitCpuView): Block[] {
-    const warm = Math.max(1, this.blockThreshold >> 2);
     const candidates = new Map<number, Block>();
     for (const b of cpu.blocksOnPageOf(block)) {
       if (
@@ -157,7 +169,7 @@ export class Jit {
         b.code32 === block.code32 &&
         b.phys !== block.phys &&
         b.retranslations <= MAX_RETRANSLATIONS &&
-        b.heat >= warm &&
+        b.heat >= Math.max(1, this.hotAt(b) >> 2) &&
         !candidates.has(b.phys)
       ) {
         candidates.set(b.phys, b);
