@@ -1382,11 +1382,11 @@ export function translateRegion(
       em.env.insns.push(i);
       em.line("@@STORE@@");
       em.line(`cpu.instrStart = ${eipExpr(ctx, local[j]!)}; cpu.eip = ${eipExpr(ctx, ctx.next)};`);
-      em.line(`cpu.instructionCount = ic0 + ic + ${j};`);
+      em.line(`cpu.instructionCount = ic + ${j};`);
       em.line(`H[${h}](cpu, I[${h}]); co = true;`);
       em.known = undefined;
       if (x87) {
-        em.line(`cpu.instructionCount = ic0 + ic + ${n}; return 0; }`);
+        em.line(`cpu.instructionCount = ic + ${n}; return 0; }`);
       } else if (isLast) {
         endedByHandler = true;
       } else {
@@ -1394,7 +1394,7 @@ export function translateRegion(
         em.line("@@RELOAD@@");
         // A handler may have changed a segment, the stack size or the code under us.
         em.line(
-          `if (!blk.valid || (cpu.flatMask & @@FLAT@@) !== @@FLAT@@ || cpu.stack32 !== ${stack32} || cpu.eip !== ${eipExpr(ctx, ctx.next)}) { cpu.instructionCount = ic0 + ic + ${j + 1}; return 0; }`,
+          `if (!blk.valid || (cpu.flatMask & @@FLAT@@) !== @@FLAT@@ || cpu.stack32 !== ${stack32} || cpu.eip !== ${eipExpr(ctx, ctx.next)}) { cpu.instructionCount = ic + ${j + 1}; return 0; }`,
         );
       }
     }
@@ -1451,7 +1451,7 @@ export function translateRegion(
     } else if (following !== undefined && following.base === root.next) {
       // Going on to the next block in the page: fall into its case instead of dispatching.
       const taken = root.lastIsBranch ? `nx !== ${eipExpr({ code32 }, root.next)} || ` : "";
-      cases.push(`if (${taken}${ATTENTION} || ic + ${following.n} > lim) break;`, "}");
+      cases.push(`if (${taken}${ATTENTION} || ic + ${following.n} > end) break;`, "}");
     } else {
       cases.push("break;", "}");
     }
@@ -1479,10 +1479,9 @@ export function translateRegion(
   src.push("const e0 = cpu.eip;");
   // Region offsets are page offsets (chained) or offsets from the block's entry.
   src.push(chain ? "const pb = e0 - (e0 & 4095);" : "const pb = e0;");
-  // Instructions retired since entry (`ic`) and the budget (`lim`) stay small integers: the CPU's
-  // count passes 2^31 early in a boot, and arithmetic on it in every loop turn would be in doubles.
-  src.push("const ic0 = cpu.instructionCount, lim = Math.min(end - ic0, 0x3fffffff) | 0;");
-  src.push("let ic = 0, k = 0, nx = e0, pc = (e0 - pb) | 0, l = 0, e = 0, p = 0, co = true;");
+  src.push(
+    "let ic = cpu.instructionCount, k = 0, nx = e0, pc = (e0 - pb) | 0, l = 0, e = 0, p = 0, co = true;",
+  );
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
   if (flags) {
@@ -1508,19 +1507,19 @@ export function translateRegion(
   // Offsets with no block of the region fall to the switch's default, which leaves.
   src.push(`if (pc < 0 || pc >= ${slotRange}) break;`);
   src.push("pc |= 0;");
-  src.push(`if (!${ATTENTION} && ic + ${maxLength} <= lim) continue;`);
+  src.push(`if (!${ATTENTION} && ic + ${maxLength} <= end) continue;`);
   src.push("break;");
   src.push("}");
   src.push("} catch (err) {");
   src.push(`if (k < 0) k = -1 - k; else { ${store} }`);
-  src.push("cpu.instructionCount = ic0 + ic + IN_BLOCK[k];");
+  src.push("cpu.instructionCount = ic + IN_BLOCK[k];");
   src.push(
     `cpu.instrStart = cpu.eip = ${code32 ? "(pb + OFFSETS[k]) >>> 0" : "(pb + OFFSETS[k]) & 0xffff"};`,
   );
   src.push("throw err;");
   src.push("}");
   src.push(store);
-  src.push("cpu.instructionCount = ic0 + ic;");
+  src.push("cpu.instructionCount = ic;");
   src.push("cpu.eip = nx;");
   src.push("return 0;");
   src.push("};");
@@ -1612,7 +1611,7 @@ function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: T
     const target = ctx.blockAt.get(offset);
     if (target === undefined) continue;
     if (target === root) {
-      out.push(`if (nx === self && !${ATTENTION} && ic + ${root.n} <= lim) ${ctx.back}`);
+      out.push(`if (nx === self && !${ATTENTION} && ic + ${root.n} <= end) ${ctx.back}`);
       loops = true;
       continue;
     }
@@ -1623,7 +1622,7 @@ function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: T
     ctx.left -= target.n;
     ctx.depth++;
     ctx.returnTo = returnTo;
-    out.push(`if (nx === ${eipExpr(ctx, offset)} && ic + ${target.n} <= lim) {`);
+    out.push(`if (nx === ${eipExpr(ctx, offset)} && ic + ${target.n} <= end) {`);
     const back = emitTree(target, root, out, ctx);
     out.push("}");
     ctx.depth = saved.depth;
@@ -1641,8 +1640,7 @@ function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: T
 
 /** A block's code and what ends it: `nx` and `ic` updated, or the exit after a handler. */
 function blockTail(block: EmittedBlock, ctx: { code32: boolean }): string[] {
-  if (block.endedByHandler)
-    return [...block.code, `cpu.instructionCount = ic0 + ic + ${block.n};`, "return 0;"];
+  if (block.endedByHandler) return [...block.code, `cpu.instructionCount = ic + ${block.n};`, "return 0;"];
   return [
     ...block.code,
     ...(block.lastIsBranch ? [] : [`nx = ${eipExpr(ctx, block.next)};`]),
