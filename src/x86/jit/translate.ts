@@ -48,6 +48,7 @@ export interface Translation {
 }
 
 const MASK = [0, 0xff, 0xffff, 0, -1];
+const SIGN = [0, 0x80, 0x8000, 0, -0x80000000];
 
 /**
  * Whether the run loop is wanted: `cpu.attention`, looked at only when the code has called out
@@ -58,7 +59,6 @@ const MASK = [0, 0xff, 0xffff, 0, -1];
  * not run before V8 optimises the function would cost a deoptimisation when it first does.
  */
 const ATTENTION = "(co && (cpu.attention || (co = false)))";
-const SIGN = [0, 0x80, 0x8000, 0, -0x80000000];
 
 /** Handler-call and memory-helper references the generated code closes over. */
 interface Env {
