@@ -536,6 +536,37 @@ describe("binary translator", () => {
     assert.ok(sources.some((text) => text.includes("X87(")));
   });
 
+  it("sees a CALL's push rewrite the function it calls, inside a loop's copied path", () => {
+    // On the turn with ECX = 100 the stack points into the leaf, so the return address lands on
+    // its MOV's immediate; on every other turn the stack is elsewhere. The loop's copy of the
+    // leaf was translated with the old immediate.
+    const { on } = same(
+      `mov ecx, 300
+       mov ebp, esp
+    l: mov edx, ecx
+       sub edx, 100
+       neg edx
+       sbb edx, edx
+       mov esp, ebp
+       and esp, edx
+       mov eax, edx
+       not eax
+       and eax, leaf + 5
+       or esp, eax
+       call leaf
+       dec ecx
+       jnz l
+       mov esp, ebp
+       hlt
+    leaf:
+       mov eax, 0x11111111
+       add ebx, eax
+       ret`,
+    );
+    // The first 200 turns add the old immediate, the last 100 the return address (0x10024).
+    assert.equal(on.cpu.ebx, (200 * 0x11111111 + 100 * 0x10024) | 0);
+  });
+
   it("sees a store into its own code after many turns of stores that took the fast path", () => {
     // The first 15 turns store to a data page; the 16th redirects the second store of the block
     // to the loop's code, after the first store's check found nothing to do.

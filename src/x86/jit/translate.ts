@@ -1599,9 +1599,9 @@ interface TreeContext {
  * A path that comes back to the loop head `root` starts it again with `ctx.back` (returns true
  * when one does); copies on no such path are dropped again, and control that leaves the copies
  * goes on from `nx` through the switch. Every copy is entered only when its instructions fit the
- * budget (`end`), and the way back to the head also looks at `cpu.attention` (which an
- * invalidation of code sets too), so interrupts and invalidations are seen as promptly as at any
- * dispatch.
+ * budget (`end`) and nothing raised `cpu.attention` (which an invalidation of code sets too, and a
+ * CALL's push can invalidate the very code it goes to), so interrupts and invalidations are seen
+ * as promptly as at any dispatch.
  */
 function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: TreeContext): boolean {
   out.push(...blockTail(block, ctx));
@@ -1622,7 +1622,8 @@ function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: T
     ctx.left -= target.n;
     ctx.depth++;
     ctx.returnTo = returnTo;
-    out.push(`if (nx === ${eipExpr(ctx, offset)} && ic + ${target.n} <= end) {`);
+    // A CALL's push may have dropped the code of the copy (or something else wants the run loop).
+    out.push(`if (nx === ${eipExpr(ctx, offset)} && !${ATTENTION} && ic + ${target.n} <= end) {`);
     const back = emitTree(target, root, out, ctx);
     out.push("}");
     ctx.depth = saved.depth;
