@@ -727,6 +727,20 @@ describe("binary translator", () => {
     }
   });
 
+  it("raises #UD for C6/C7 with ModRM.reg other than 0, as the interpreter does", () => {
+    // No IDT: #UD escalates to a triple fault, which stops the CPU with EIP at the instruction.
+    for (const bytes of [
+      "0xc7, 0x08, 1, 2, 3, 4",
+      "0xc6, 0x10, 7",
+      "0xc7, 0xf8, 0, 0, 0, 0",
+      "0xc6, 0xf8, 1",
+    ]) {
+      const { off } = same(`mov eax, 0x20000\nmov ecx, 3\nl: db ${bytes}\ndec ecx\njnz l\nhlt`, 32, 1000);
+      assert.equal(off.cpu.eip, 0x1000a);
+      assert.deepEqual(off.shutdowns, ["triple fault"]);
+    }
+  });
+
   it("leaves ESI and EDI as they were when a single string instruction faults", () => {
     // Paging with page 0x30 unmapped: MOVSD's store and then LODSD's load run into it.
     const setup = (m: TestMachine) => {

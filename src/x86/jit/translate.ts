@@ -153,7 +153,8 @@ function classify(i: Insn): InsnInfo {
     return { ...info, readsFlags: true, partialFlags: (constant && i.reg <= 1) || byCl };
   }
   if (op === 0xc2 || op === 0xc3) return { ...info, mayFault: true };
-  if (op === 0xc6 || op === 0xc7) return info;
+  // C6/C7 are MOV only with ModRM.reg 0; the other encodings (XABORT, XBEGIN) raise #UD here.
+  if (op === 0xc6 || op === 0xc7) return i.reg === 0 ? info : notInline();
   if (op === 0xc9) return { ...info, mayFault: true };
   if (op === 0xe8) return { ...info, mayFault: true };
   if (op === 0xe9 || op === 0xeb) return info;
@@ -973,7 +974,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     em.setReg(s, i.reg, v);
     return true;
   }
-  if (op === 0xc6 || op === 0xc7) {
+  if ((op === 0xc6 || op === 0xc7) && i.reg === 0) {
     em.writeE(i, s, String(s === 4 ? i.imm | 0 : i.imm & MASK[s]!));
     return true;
   }
