@@ -991,7 +991,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     } else em.setReg(s, 0, em.read(i.seg, off, s));
     return true;
   }
-  if (op === 0x8d) {
+  if (op === 0x8d && i.mod !== 3) {
     em.setReg(s, i.reg, em.offset(i));
     return true;
   }
@@ -1107,6 +1107,9 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
 
   // Other shifts and rotates: operands inline, the operation from the interpreter.
   if (op === 0xc0 || op === 0xc1 || op === 0xd0 || op === 0xd1 || op === 0xd2 || op === 0xd3) {
+    // A memory operand with a count that may be zero stays with the handler (see classify).
+    const maybeZero = op === 0xd2 || op === 0xd3 || ((op === 0xc0 || op === 0xc1) && (i.imm & 31) === 0);
+    if (i.mod !== 3 && maybeZero) return false;
     const count = em.temp();
     em.line(
       `${count} = ${op === 0xd0 || op === 0xd1 ? "1" : op === 0xd2 || op === 0xd3 ? `${em.getReg(1, 1)} & 31` : String(i.imm & 31)};`,
@@ -1148,7 +1151,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
   }
 
   // 32-bit MUL / IMUL r/m: EDX:EAX = EAX * r/m.
-  if (op === 0xf7 && (i.reg === 4 || i.reg === 5)) {
+  if (op === 0xf7 && (i.reg === 4 || i.reg === 5) && s === 4) {
     const src = em.temp();
     em.line(`${src} = ${em.readE(i, 4)};`);
     const a = em.temp();
@@ -1305,6 +1308,26 @@ function flagLiveness(insns: Insn[], infos: InsnInfo[], lastIsBranch: boolean): 
  * region's blocks. Assumes the CPU's flat segments are `flatAvailable` (`Cpu.flatMask` bits)
  * and its stack is `stack32`; `ramBelow2GiB` when the VM's RAM array is at most 2 GiB.
  */
+/**
+ * What the translator makes of one instruction on its own, for the test that keeps `classify`,
+ * `emitInsn` and `writesMemory` in step: whether classify calls it inline, whether emitInsn
+ * emitted it, whether writesMemory says it stores and whether the emitted code stores. Branches
+ * (emitBranch's) and LOCK forms are not its business.
+ */
+export function inlineForm(
+  i: Insn,
+  code32: boolean,
+): { classified: boolean; emitted: boolean; declaredStore: boolean; emittedStore: boolean } {
+  const em = new Emitter(0xffff, true, true);
+  const emitted = emitInsn({ em, k: 0, next: i.length, flagsLive: true, code32 }, i);
+  return {
+    classified: classify(i).inline,
+    emitted,
+    declaredStore: writesMemory(i),
+    emittedStore: /ram32\[p\] =|ram\[p\] =|cpu\.wr\d|cpu\.writeLin/.test(em.out.join("\n")),
+  };
+}
+
 export function translateRegion(
   blocks: readonly Block[],
   chain: boolean,
@@ -1701,6 +1724,8 @@ function writesMemory(i: Insn): boolean {
   if (op === 0xa4 || op === 0xa5 || op === 0xaa || op === 0xab) return true;
   if (op === 0xff && i.reg === 6) return true;
   if (!i.entry.modrm || i.mod === 3) return false;
+  // Hint NOPs name memory without touching it.
+  if (op >= 0x118 && op <= 0x11f) return false;
   // Memory-destination forms.
   if (op < 0x40) return (op & 7) <= 1 && ((op >> 3) & 7) !== 7;
   if (op === 0x80 || op === 0x81 || op === 0x83) return i.reg !== 7;
