@@ -3,42 +3,44 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { JitMode } from "./jit/jit.ts";
-import { assemble, makeMachine, run16, runToHalt, startFlat32 } from "./test-support.ts";
+import { assemble, makeMachine, run16, runToHalt, startFlat32, type TestMachine } from "./test-support.ts";
 
 describe("run slices", () => {
+  /**
+   * Runs `source` (a loop that reads a device once a turn) for a long budget, with `attach`
+   * wiring the device to call `onRead` on each read; the 1000th read ends the slice.
+   */
+  function sliceEndedByDevice(
+    jit: JitMode,
+    source: string,
+    attach: (m: TestMachine, onRead: () => number) => void,
+  ): TestMachine {
+    const m = makeMachine({ jit });
+    startFlat32(m, assemble(source, 32, 0x10000));
+    let reads = 0;
+    attach(m, () => {
+      if (++reads === 1000) m.cpu.endSlice();
+      return 0;
+    });
+    const retired = m.cpu.run(10_000_000);
+    assert.ok(retired < 3000 + 10, `retired ${retired}`);
+    assert.ok(reads >= 1000 && reads <= 1001, `reads ${reads}`);
+    return m;
+  }
+
   for (const jit of ["off", "force"] as JitMode[]) {
     it(`endSlice from a device makes run return at the next block boundary (translator ${jit})`, () => {
-      const m = makeMachine({ jit });
-      startFlat32(m, assemble("again: in al, 0x80\ninc ebx\njmp again", 32, 0x10000));
-      let reads = 0;
-      m.ports.register("poller", 0x80, 1, {
-        ioRead: () => {
-          if (++reads === 1000) m.cpu.endSlice();
-          return 0;
-        },
-        ioWrite: () => {},
-      });
-      const retired = m.cpu.run(10_000_000);
-      assert.ok(retired < 3000 + 10, `retired ${retired}`);
-      assert.ok(reads >= 1000 && reads <= 1001, `reads ${reads}`);
+      const m = sliceEndedByDevice(jit, "again: in al, 0x80\ninc ebx\njmp again", (m, onRead) =>
+        m.ports.register("poller", 0x80, 1, { ioRead: onRead, ioWrite: () => {} }),
+      );
       // The next slice runs normally again.
       assert.equal(m.cpu.run(300), 300);
     });
 
     it(`endSlice from an MMIO read makes run return at the next block boundary (translator ${jit})`, () => {
-      const m = makeMachine({ jit });
-      startFlat32(m, assemble("again: mov eax, [0x900000]\ninc ebx\njmp again", 32, 0x10000));
-      let reads = 0;
-      m.memory.addMmio("poller", 0x900000, 0x1000, {
-        mmioRead: () => {
-          if (++reads === 1000) m.cpu.endSlice();
-          return 0;
-        },
-        mmioWrite: () => {},
-      });
-      const retired = m.cpu.run(10_000_000);
-      assert.ok(retired < 3000 + 10, `retired ${retired}`);
-      assert.ok(reads >= 1000 && reads <= 1001, `reads ${reads}`);
+      sliceEndedByDevice(jit, "again: mov eax, [0x900000]\ninc ebx\njmp again", (m, onRead) =>
+        m.memory.addMmio("poller", 0x900000, 0x1000, { mmioRead: onRead, mmioWrite: () => {} }),
+      );
     });
   }
 });

@@ -604,23 +604,32 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     // As executeEscape's dispatch: D8 is ST(0) = ST(0) op ST(i); DC and DE are ST(i) = ST(i) op
     // ST(0) with the reverse forms swapped; DE pops.
     const op = opcode === 0xd8 || reg < 4 ? reg : reg ^ 1;
-    const dest = opcode === 0xd8 ? 0 : i;
-    const px = this.phys(dest === 0 ? 0 : i);
-    const py = this.phys(dest === 0 ? i : 0);
-    if (this.isEmpty(px) || this.isEmpty(py)) return false;
-    this.begin();
-    if (!this.fastArith(op, this.signExp[px], this.sigHi[px], this.sigLo[px], py, this.phys(dest)))
-      return false;
-    if (opcode === 0xde) this.pop();
-    this.finish(true);
+    if (!this.fastRegister(op, opcode === 0xd8 ? 0 : i, i, opcode === 0xde)) return false;
     this.fip = fip >>> 0;
     this.fcs = fcs & 0xffff;
     this.fop = ((opcode & 7) << 8) | modrm;
     return true;
   }
 
+  /**
+   * arithRegister when both operands and the result are normal numbers, without allocating;
+   * false, having changed nothing, otherwise.
+   */
+  private fastRegister(op: number, dest: number, i: number, popAfter: boolean): boolean {
+    const px = this.phys(dest === 0 ? 0 : i);
+    const py = this.phys(dest === 0 ? i : 0);
+    if (this.isEmpty(px) || this.isEmpty(py)) return false;
+    this.begin();
+    if (!this.fastArith(op, this.signExp[px], this.sigHi[px], this.sigLo[px], py, this.phys(dest)))
+      return false;
+    if (popAfter) this.pop();
+    this.finish(true);
+    return true;
+  }
+
   /** Register arithmetic: dest = ST(dest) op ST(src) (operands ordered as the D8 forms). */
   private arithRegister(op: number, dest: number, i: number, popAfter: boolean): number {
+    if (this.fastRegister(op, dest, i, popAfter)) return FPU_DONE;
     this.begin();
     const x = dest === 0 ? 0 : i;
     const y = dest === 0 ? i : 0;
@@ -631,13 +640,6 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
         if (popAfter) this.pop();
       }
       this.finish(false);
-      return FPU_DONE;
-    }
-    const px = this.phys(x);
-    const py = this.phys(y);
-    if (this.fastArith(op, this.signExp[px], this.sigHi[px], this.sigLo[px], py, this.phys(dest))) {
-      if (popAfter) this.pop();
-      this.finish(true);
       return FPU_DONE;
     }
     const r = this.compute(op, this.st(x), this.st(y));

@@ -37,6 +37,16 @@ function outcome(m: TestMachine, budget?: number) {
   };
 }
 
+/** Turns paging on with the first 4 MiB identity-mapped except page 0x30 (0x30000), not present. */
+function mapAllButPage0x30(m: TestMachine): void {
+  const pd = 0x100000;
+  const pt = 0x101000;
+  m.memory.write32(pd, pt | 3);
+  for (let p = 0; p < 1024; p++) m.memory.write32(pt + p * 4, p === 0x30 ? 0 : (p << 12) | 3);
+  m.cpu.setCr(3, pd);
+  m.cpu.setCr(0, m.cpu.cr0 | 0x80000000);
+}
+
 function same(source: string, bits: 16 | 32 = 32, budget?: number, dump?: [number, number]) {
   const code = assemble(source, bits, bits === 32 ? 0x10000 : 0x1000);
   const off = machine("off", code, bits);
@@ -590,15 +600,7 @@ describe("binary translator", () => {
   });
 
   it("leaves the state of the faulting instruction on a page fault inside a translation", () => {
-    // Paging with one page unmapped: the loop's store faults part-way through the block.
-    const setup = (m: TestMachine) => {
-      const pd = 0x100000;
-      const pt = 0x101000;
-      m.memory.write32(pd, pt | 3);
-      for (let p = 0; p < 1024; p++) m.memory.write32(pt + p * 4, p === 0x30 ? 0 : (p << 12) | 3);
-      m.cpu.setCr(3, pd);
-      m.cpu.setCr(0, m.cpu.cr0 | 0x80000000);
-    };
+    // The loop's store runs into the unmapped page part-way through the block.
     const code = assemble(
       `mov ebx, 0x2f000
        mov ecx, 0
@@ -612,7 +614,7 @@ describe("binary translator", () => {
     );
     const results = (["off", "force"] as const).map((mode) => {
       const m = machine(mode, code, 32);
-      setup(m);
+      mapAllButPage0x30(m);
       // No IDT: the #PF escalates to a triple fault, which stops the CPU with EIP at the store.
       m.cpu.run(10_000);
       const c = m.cpu;
@@ -742,15 +744,7 @@ describe("binary translator", () => {
   });
 
   it("leaves ESI and EDI as they were when a single string instruction faults", () => {
-    // Paging with page 0x30 unmapped: MOVSD's store and then LODSD's load run into it.
-    const setup = (m: TestMachine) => {
-      const pd = 0x100000;
-      const pt = 0x101000;
-      m.memory.write32(pd, pt | 3);
-      for (let p = 0; p < 1024; p++) m.memory.write32(pt + p * 4, p === 0x30 ? 0 : (p << 12) | 3);
-      m.cpu.setCr(3, pd);
-      m.cpu.setCr(0, m.cpu.cr0 | 0x80000000);
-    };
+    // MOVSD's store and then LODSD's load run into the unmapped page.
     for (const source of [
       `mov esi, 0x2f000
        mov edi, 0x2ff00
@@ -767,7 +761,7 @@ describe("binary translator", () => {
       const code = assemble(source, 32, 0x10000);
       const results = (["off", "force"] as const).map((mode) => {
         const m = machine(mode, code, 32);
-        setup(m);
+        mapAllButPage0x30(m);
         m.cpu.run(10_000);
         const c = m.cpu;
         return { regs: [c.eax, c.ecx, c.esi, c.edi], eip: c.eip, cr2: c.cr2, count: c.instructionCount };
