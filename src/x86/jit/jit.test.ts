@@ -624,6 +624,52 @@ describe("binary translator", () => {
     assert.equal(results[0]!.cr2, 0x30000);
   });
 
+  it("runs code above 2 GiB as the interpreter does: branches, calls, returns, indirect jumps", () => {
+    // Linux runs at 0xC0000000 and up. Translated code keeps EIPs as signed int32 there, and only
+    // what it hands the CPU is unsigned: a slip either way sends control to the wrong address.
+    const high = 0xc0000000;
+    const code = assemble(
+      `mov eax, hi + ${high}
+       jmp eax
+    hi:
+       mov ecx, 3000
+       xor ebx, ebx
+       mov edx, join + ${high}
+    l: test ecx, 1
+       jz even
+       add ebx, 3
+       jmp edx
+    even:
+       call leaf
+    join:
+       lahf
+       mov eax, ecx
+       dec ecx
+       jnz l
+       hlt
+    leaf:
+       sub ebx, 1
+       ret`,
+      32,
+      0x10000,
+    );
+    const results = (["off", "force"] as const).map((mode) => {
+      const m = machine(mode, code, 32);
+      // The first 4 MiB, identity-mapped and again at 0xC0000000.
+      const pd = 0x100000;
+      const pt = 0x101000;
+      m.memory.write32(pd, pt | 3);
+      m.memory.write32(pd + (high >>> 22) * 4, pt | 3);
+      for (let p = 0; p < 1024; p++) m.memory.write32(pt + p * 4, (p << 12) | 3);
+      m.cpu.setCr(3, pd);
+      m.cpu.setCr(0, m.cpu.cr0 | 0x80000000);
+      return outcome(m);
+    });
+    assert.deepEqual(results[1], results[0]);
+    assert.equal(results[0]!.regs[3], 1500 * 3 - 1500);
+    assert.ok(results[0]!.eip > high, "the program halts in the high half");
+  });
+
   it("runs MOVS, STOS, LODS and SCAS without REP as the interpreter does, in both directions", () => {
     // FS is based at 0x800: the FS-prefixed forms read elsewhere than DS or ES would. LAHF reads
     // the flags SCAS leaves.

@@ -586,14 +586,24 @@ interface Ctx {
   code32: boolean;
 }
 
+/**
+ * EIP at a region offset as translated code keeps it in `nx`: a signed int32 for 32-bit code. The
+ * kernel runs above 2 GiB, where unsigned values would make every EIP computation, comparison and
+ * page-offset subtraction a double operation; only what reaches the CPU (`eipField`) is unsigned.
+ */
 function eipExpr(ctx: Pick<Ctx, "code32">, offset: number | string): string {
+  return ctx.code32 ? `((pb + ${offset}) | 0)` : `((pb + ${offset}) & 0xffff)`;
+}
+
+/** EIP at a region offset as the CPU's fields hold it (unsigned). */
+function eipField(ctx: Pick<Ctx, "code32">, offset: number | string): string {
   return ctx.code32 ? `((pb + ${offset}) >>> 0)` : `((pb + ${offset}) & 0xffff)`;
 }
 
 /** Jump target of a relative branch (opsize truncation as jumpTo does). */
 function relTarget(ctx: Ctx, i: Insn): string {
   const d = ctx.next + i.imm;
-  return i.opsize === 4 ? `((pb + ${d}) >>> 0)` : `((pb + ${d}) & 0xffff)`;
+  return i.opsize === 4 ? `((pb + ${d}) | 0)` : `((pb + ${d}) & 0xffff)`;
 }
 
 /** An ALU result: its temp, and for ADC/SBB the temp holding the carry that went in. */
@@ -1232,7 +1242,7 @@ function emitBranch(ctx: Ctx, i: Insn): boolean {
     em.written.add(4);
     if (em.stack32) em.line(`r4 = (r4 + ${i.opsize + extra}) | 0;`);
     else em.line(`r4 = (r4 & -65536) | ((r4 + ${i.opsize + extra}) & 0xffff);`);
-    em.line(`nx = ${i.opsize === 4 ? `${v} >>> 0` : `${v} & 0xffff`};`);
+    em.line(`nx = ${i.opsize === 4 ? `${v} | 0` : `${v} & 0xffff`};`);
     return true;
   }
   if (op === 0xe2) {
@@ -1259,7 +1269,7 @@ function emitBranch(ctx: Ctx, i: Insn): boolean {
     const t = em.temp();
     em.line(`${t} = ${em.readE(i, i.opsize)};`);
     if (i.reg === 2) em.push(i.opsize, fall);
-    em.line(`nx = ${i.opsize === 4 ? `${t} >>> 0` : `${t} & 0xffff`};`);
+    em.line(`nx = ${i.opsize === 4 ? `${t} | 0` : `${t} & 0xffff`};`);
     return true;
   }
   return false;
@@ -1303,12 +1313,6 @@ function flagLiveness(insns: Insn[], infos: InsnInfo[], lastIsBranch: boolean): 
 }
 
 /**
- * Translates a region: `blocks[0]` alone, or (`chain`) every block given, all from one page of
- * flat 32-bit code, as one function whose control stays inside while branches land on the
- * region's blocks. Assumes the CPU's flat segments are `flatAvailable` (`Cpu.flatMask` bits)
- * and its stack is `stack32`; `ramBelow2GiB` when the VM's RAM array is at most 2 GiB.
- */
-/**
  * What the translator makes of one instruction on its own, for the test that keeps `classify`,
  * `emitInsn` and `writesMemory` in step: whether classify calls it inline, whether emitInsn
  * emitted it, whether writesMemory says it stores and whether the emitted code stores. Branches
@@ -1328,6 +1332,12 @@ export function inlineForm(
   };
 }
 
+/**
+ * Translates a region: `blocks[0]` alone, or (`chain`) every block given, all from one page of
+ * flat 32-bit code, as one function whose control stays inside while branches land on the
+ * region's blocks. Assumes the CPU's flat segments are `flatAvailable` (`Cpu.flatMask` bits)
+ * and its stack is `stack32`; `ramBelow2GiB` when the VM's RAM array is at most 2 GiB.
+ */
 export function translateRegion(
   blocks: readonly Block[],
   chain: boolean,
@@ -1396,7 +1406,7 @@ export function translateRegion(
       // general registers nor EFLAGS, so the block goes on without leaving; the handler (which
       // ends the block, as every escape does) runs only when that declines.
       const x87 = isLast && isX87RegisterArithmetic(i);
-      if (x87) em.line(`if (!X87(cpu, ${i.opcode}, ${i.modrm}, ${eipExpr(ctx, local[j]!)})) {`);
+      if (x87) em.line(`if (!X87(cpu, ${i.opcode}, ${i.modrm}, ${eipField(ctx, local[j]!)})) {`);
       // The interpreter's handler runs it, with the CPU's registers and EIP as it expects them.
       // A negative index tells the catch clause the registers are already stored (and a handler,
       // like a string instruction, may have advanced them before it faulted).
@@ -1405,7 +1415,7 @@ export function translateRegion(
       em.env.handlers.push(i.handler);
       em.env.insns.push(i);
       em.line("@@STORE@@");
-      em.line(`cpu.instrStart = ${eipExpr(ctx, local[j]!)}; cpu.eip = ${eipExpr(ctx, ctx.next)};`);
+      em.line(`cpu.instrStart = ${eipField(ctx, local[j]!)}; cpu.eip = ${eipField(ctx, ctx.next)};`);
       em.line(`cpu.instructionCount = ic + ${j};`);
       em.line(`H[${h}](cpu, I[${h}]); co = true;`);
       em.known = undefined;
@@ -1418,7 +1428,7 @@ export function translateRegion(
         em.line("@@RELOAD@@");
         // A handler may have changed a segment, the stack size or the code under us.
         em.line(
-          `if (!blk.valid || (cpu.flatMask & @@FLAT@@) !== @@FLAT@@ || cpu.stack32 !== ${stack32} || cpu.eip !== ${eipExpr(ctx, ctx.next)}) { cpu.instructionCount = ic + ${j + 1}; return 0; }`,
+          `if (!blk.valid || (cpu.flatMask & @@FLAT@@) !== @@FLAT@@ || cpu.stack32 !== ${stack32} || cpu.eip !== ${eipField(ctx, ctx.next)}) { cpu.instructionCount = ic + ${j + 1}; return 0; }`,
         );
       }
     }
@@ -1500,9 +1510,9 @@ export function translateRegion(
   src.push(`const ${consts.join(", ")};`);
   if (memory) src.push("let ram = cpu.ram, ram32 = cpu.ram32, RN = cpu.readNeed, WN = cpu.writeNeed;");
   const reload = memory ? "ram = cpu.ram; ram32 = cpu.ram32; RN = cpu.readNeed; WN = cpu.writeNeed;" : "";
-  src.push("const e0 = cpu.eip;");
+  src.push("const e0 = cpu.eip | 0;");
   // Region offsets are page offsets (chained) or offsets from the block's entry.
-  src.push(chain ? "const pb = e0 - (e0 & 4095);" : "const pb = e0;");
+  src.push(chain ? "const pb = e0 & -4096;" : "const pb = e0;");
   src.push(
     "let ic = cpu.instructionCount, k = 0, nx = e0, pc = (e0 - pb) | 0, l = 0, e = 0, p = 0, co = true;",
   );
@@ -1527,10 +1537,9 @@ export function translateRegion(
   src.push("default: break run;");
   src.push("}");
   // Stay inside while the branch lands on a block of the region and nothing needs the run loop.
-  src.push("pc = nx - pb;");
+  src.push("pc = (nx - pb) | 0;");
   // Offsets with no block of the region fall to the switch's default, which leaves.
   src.push(`if (pc < 0 || pc >= ${slotRange}) break;`);
-  src.push("pc |= 0;");
   src.push(`if (!${ATTENTION} && ic + ${maxLength} <= end) continue;`);
   src.push("break;");
   src.push("}");
@@ -1544,7 +1553,7 @@ export function translateRegion(
   src.push("}");
   src.push(store);
   src.push("cpu.instructionCount = ic;");
-  src.push("cpu.eip = nx;");
+  src.push("cpu.eip = nx >>> 0;");
   src.push("return 0;");
   src.push("};");
   // Names the function after its guest address in profiles and stack traces.
