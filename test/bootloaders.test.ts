@@ -9,6 +9,7 @@ import { before, describe, it } from "node:test";
 import { defaultBootFiles, ensureImages } from "../src/images/index.ts";
 import type { MachineConfig } from "../src/machine/machine.ts";
 import { buildPc } from "../src/machine/pc.ts";
+import { testPc } from "./support/machine.ts";
 import { have } from "./support/tools.ts";
 
 interface PcInternals {
@@ -29,19 +30,15 @@ async function bootUntil(
   guestSeconds = 60,
 ): Promise<{ screen: string; debugcon: string; reason: string }> {
   const files = defaultBootFiles(await ensureImages());
-  const machine = buildPc({
-    memoryBytes: 64 << 20,
-    bios: files.bios,
-    vgaBios: files.vgabios,
-    disks: [],
-    boot: "c",
-    debugExit: false,
-    pcTestdev: false,
-    noReboot: true,
-    clock: "deterministic",
-    timeoutSeconds: guestSeconds,
-    ...config,
-  });
+  const machine = buildPc(
+    testPc({
+      memoryBytes: 64 << 20,
+      bios: files.bios,
+      vgaBios: files.vgabios,
+      timeoutSeconds: guestSeconds,
+      ...config,
+    }),
+  );
   const pc = machine as unknown as PcInternals;
   let debugcon = "";
   machine.setOutput("debugcon", (d) => {
@@ -154,19 +151,16 @@ describe("boot loaders", () => {
       { stdio: "ignore" },
     );
     const files = defaultBootFiles(await ensureImages());
-    const machine = buildPc({
-      memoryBytes: 64 << 20,
-      bios: files.bios,
-      vgaBios: files.vgabios,
-      disks: [],
-      cdrom: iso,
-      boot: "d",
-      debugExit: false,
-      pcTestdev: false,
-      noReboot: true,
-      clock: "deterministic",
-      timeoutSeconds: 120,
-    });
+    const machine = buildPc(
+      testPc({
+        memoryBytes: 64 << 20,
+        bios: files.bios,
+        vgaBios: files.vgabios,
+        cdrom: iso,
+        boot: "d",
+        timeoutSeconds: 120,
+      }),
+    );
     const pc = machine as unknown as PcInternals;
     const typed = ["KeyT", "KeyS", "KeyV"];
     let stage = 0;

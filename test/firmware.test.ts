@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { defaultBootFiles, ensureImages } from "../src/images/index.ts";
 import { buildPc } from "../src/machine/pc.ts";
+import { testPc } from "./support/machine.ts";
 import { decodePng, inkInRows } from "./support/png.ts";
 
 describe("SeaBIOS", () => {
@@ -15,18 +16,7 @@ describe("SeaBIOS", () => {
   });
 
   it("boots: banner on the debug port and on the VGA screen, then looks for boot devices", async () => {
-    const machine = buildPc({
-      memoryBytes: 128 << 20,
-      bios,
-      vgaBios,
-      disks: [],
-      boot: "c",
-      debugExit: false,
-      pcTestdev: false,
-      noReboot: true,
-      clock: "deterministic",
-      timeoutSeconds: 1,
-    });
+    const machine = buildPc(testPc({ memoryBytes: 128 << 20, bios, vgaBios, timeoutSeconds: 1 }));
     let log = "";
     machine.setOutput("firmware-log", (d) => {
       log += Buffer.from(d).toString("latin1");
@@ -49,18 +39,7 @@ describe("SeaBIOS", () => {
   });
 
   it("switches port traces, the unhandled-port log and the instruction trace at run time", async () => {
-    const machine = buildPc({
-      memoryBytes: 64 << 20,
-      bios,
-      vgaBios,
-      disks: [],
-      boot: "c",
-      debugExit: false,
-      pcTestdev: false,
-      noReboot: true,
-      clock: "deterministic",
-      timeoutSeconds: 0.02,
-    });
+    const machine = buildPc(testPc({ memoryBytes: 64 << 20, bios, vgaBios, timeoutSeconds: 0.02 }));
     let trace = "";
     machine.setOutput("trace", (d) => {
       trace += Buffer.from(d).toString("latin1");
@@ -75,7 +54,7 @@ describe("SeaBIOS", () => {
     machine.monitor("trace unhandled off");
     assert.match(machine.monitor("info registers"), /EIP=[0-9a-f]{8}/);
 
-    const cpuTrace = buildPc({ ...machineConfig(), timeoutSeconds: 0.000001 });
+    const cpuTrace = buildPc(testPc({ memoryBytes: 64 << 20, bios, vgaBios, timeoutSeconds: 0.000001 }));
     let lines = "";
     cpuTrace.setOutput("trace", (d) => {
       lines += Buffer.from(d).toString("latin1");
@@ -85,18 +64,4 @@ describe("SeaBIOS", () => {
     // The first instruction after reset is the far jump at F000:FFF0.
     assert.match(lines.split("\n")[0]!, /^f000:0000fff0 jmp /);
   });
-
-  function machineConfig() {
-    return {
-      memoryBytes: 64 << 20,
-      bios,
-      vgaBios,
-      disks: [],
-      boot: "c" as const,
-      debugExit: false,
-      pcTestdev: false,
-      noReboot: true,
-      clock: "deterministic" as const,
-    };
-  }
 });

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ensureImages } from "../src/images/index.ts";
 import { buildPc } from "../src/machine/pc.ts";
+import { testPc } from "./support/machine.ts";
 
 interface PcInternals {
   scheduler: { createTimer(name: string, cb: () => void): { setIn(ns: number): void } };
@@ -27,21 +28,17 @@ function keysFor(line: string): string[] {
 describe("Linux on the VGA console", () => {
   it("shows the shell on screen, runs what is typed on the keyboard, powers off", async () => {
     const manifest = await ensureImages();
-    const machine = buildPc({
-      memoryBytes: 128 << 20,
-      kernel: manifest.kernel.vmlinuz.path,
-      initrd: manifest.kernel.initramfs.path,
-      append: "console=tty0",
-      bios: manifest.seabios.bios.path,
-      vgaBios: manifest.seabios.vgabiosStdvga.path,
-      disks: [],
-      boot: "c",
-      debugExit: false,
-      pcTestdev: false,
-      noReboot: true,
-      clock: "deterministic",
-      timeoutSeconds: 600,
-    });
+    const machine = buildPc(
+      testPc({
+        memoryBytes: 128 << 20,
+        kernel: manifest.kernel.vmlinuz.path,
+        initrd: manifest.kernel.initramfs.path,
+        append: "console=tty0",
+        bios: manifest.seabios.bios.path,
+        vgaBios: manifest.seabios.vgabiosStdvga.path,
+        timeoutSeconds: 600,
+      }),
+    );
     const pc = machine as unknown as PcInternals;
     const queue: string[] = [];
     let stage = 0;

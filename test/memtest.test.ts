@@ -11,6 +11,7 @@ import { before, describe, it } from "node:test";
 import { defaultBootFiles, ensureImages, memtestImage } from "../src/images/index.ts";
 import type { MachineConfig } from "../src/machine/machine.ts";
 import { buildPc } from "../src/machine/pc.ts";
+import { testPc } from "./support/machine.ts";
 import { decodePng, inkInRows } from "./support/png.ts";
 import { have } from "./support/tools.ts";
 
@@ -35,19 +36,7 @@ describe("memtest86+", () => {
 
   /** Runs until memtest86+ shows test #1 or later on screen (test #0 has completed). */
   async function runFirstTest(config: Partial<MachineConfig>): Promise<{ screen: string; png: Uint8Array }> {
-    const machine = buildPc({
-      memoryBytes: 32 << 20,
-      bios,
-      vgaBios,
-      disks: [],
-      boot: "c",
-      debugExit: false,
-      pcTestdev: false,
-      noReboot: true,
-      clock: "deterministic",
-      timeoutSeconds: 40,
-      ...config,
-    });
+    const machine = buildPc(testPc({ memoryBytes: 32 << 20, bios, vgaBios, timeoutSeconds: 40, ...config }));
     const pc = machine as unknown as PcInternals;
     let screen = "";
     // Look at the screen every 50 ms of guest time.

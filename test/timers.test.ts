@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { buildPc } from "../src/machine/pc.ts";
+import { testPc } from "./support/machine.ts";
 import { have } from "./support/tools.ts";
 
 const PM_TIMER_HZ = 3_579_545;
@@ -155,17 +156,9 @@ describe("guest-visible time", () => {
     writeFileSync(join(dir, "t.asm"), PROGRAM);
     execFileSync("nasm", ["-f", "elf32", "-o", join(dir, "t.o"), join(dir, "t.asm")]);
     execFileSync("ld", ["-m", "elf_i386", "-Ttext=0x100000", "-o", join(dir, "t.elf"), join(dir, "t.o")]);
-    const machine = buildPc({
-      memoryBytes: 32 << 20,
-      kernel: join(dir, "t.elf"),
-      disks: [],
-      boot: "c",
-      debugExit: true,
-      pcTestdev: false,
-      noReboot: true,
-      clock: "deterministic",
-      timeoutSeconds: 10,
-    });
+    const machine = buildPc(
+      testPc({ memoryBytes: 32 << 20, kernel: join(dir, "t.elf"), debugExit: true, timeoutSeconds: 10 }),
+    );
     let out = "";
     machine.setOutput("debugcon", (d) => {
       out += Buffer.from(d).toString("latin1");
