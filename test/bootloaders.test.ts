@@ -9,7 +9,7 @@ import { before, describe, it } from "node:test";
 import { defaultBootFiles, ensureImages } from "../src/images/index.ts";
 import type { MachineConfig } from "../src/machine/machine.ts";
 import { buildPc } from "../src/machine/pc.ts";
-import { testPc } from "./support/machine.ts";
+import { testPc } from "../src/machine/test-support.ts";
 import { have } from "./support/tools.ts";
 
 interface PcInternals {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { defaultBootFiles, ensureImages } from "../src/images/index.ts";
 import { buildPc } from "../src/machine/pc.ts";
-import { testPc } from "./support/machine.ts";
+import { testPc } from "../src/machine/test-support.ts";
 import { decodePng, inkInRows } from "./support/png.ts";
 
 describe("SeaBIOS", () => {

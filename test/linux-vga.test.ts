@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ensureImages } from "../src/images/index.ts";
 import { buildPc } from "../src/machine/pc.ts";
-import { testPc } from "./support/machine.ts";
+import { testPc } from "../src/machine/test-support.ts";
 
 interface PcInternals {
   scheduler: { createTimer(name: string, cb: () => void): { setIn(ns: number): void } };

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { buildPc } from "../src/machine/pc.ts";
-import { testPc } from "./support/machine.ts";
+import { testPc } from "../src/machine/test-support.ts";
 import { have } from "./support/tools.ts";
 
 const PM_TIMER_HZ = 3_579_545;

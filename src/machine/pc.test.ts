@@ -2,19 +2,11 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { PortBus } from "../core/bus.ts";
 import { buildPc } from "./pc.ts";
+import { testPc } from "./test-support.ts";
 
 /** A board without firmware or kernel: enough to drive its ports from the test. */
 function bareBoard(jit?: "off" | "on") {
-  const machine = buildPc({
-    ...(jit !== undefined ? { jit } : {}),
-    memoryBytes: 16 << 20,
-    disks: [],
-    boot: "c",
-    debugExit: false,
-    pcTestdev: false,
-    noReboot: true,
-    clock: "deterministic",
-  });
+  const machine = buildPc(testPc({ ...(jit !== undefined ? { jit } : {}), memoryBytes: 16 << 20 }));
   return { machine, ports: (machine as unknown as { ports: PortBus }).ports };
 }
 

@@ -37,12 +37,19 @@ function outcome(m: TestMachine, budget?: number) {
   };
 }
 
-/** Turns paging on with the first 4 MiB identity-mapped except page 0x30 (0x30000), not present. */
-function mapAllButPage0x30(m: TestMachine): void {
+/**
+ * Turns paging on with the first 4 MiB identity-mapped, and mapped again at `alsoAt` if given;
+ * `notPresent` names a page (of the first 4 MiB) left out.
+ */
+function mapFirst4MiB(
+  m: TestMachine,
+  { notPresent = -1, alsoAt }: { notPresent?: number; alsoAt?: number },
+): void {
   const pd = 0x100000;
   const pt = 0x101000;
   m.memory.write32(pd, pt | 3);
-  for (let p = 0; p < 1024; p++) m.memory.write32(pt + p * 4, p === 0x30 ? 0 : (p << 12) | 3);
+  if (alsoAt !== undefined) m.memory.write32(pd + (alsoAt >>> 22) * 4, pt | 3);
+  for (let p = 0; p < 1024; p++) m.memory.write32(pt + p * 4, p === notPresent ? 0 : (p << 12) | 3);
   m.cpu.setCr(3, pd);
   m.cpu.setCr(0, m.cpu.cr0 | 0x80000000);
 }
@@ -600,7 +607,7 @@ describe("binary translator", () => {
   });
 
   it("leaves the state of the faulting instruction on a page fault inside a translation", () => {
-    // The loop's store runs into the unmapped page part-way through the block.
+    // The loop's store runs into page 0x30000, left unmapped, part-way through the block.
     const code = assemble(
       `mov ebx, 0x2f000
        mov ecx, 0
@@ -614,7 +621,7 @@ describe("binary translator", () => {
     );
     const results = (["off", "force"] as const).map((mode) => {
       const m = machine(mode, code, 32);
-      mapAllButPage0x30(m);
+      mapFirst4MiB(m, { notPresent: 0x30 });
       // No IDT: the #PF escalates to a triple fault, which stops the CPU with EIP at the store.
       m.cpu.run(10_000);
       const c = m.cpu;
@@ -655,14 +662,7 @@ describe("binary translator", () => {
     );
     const results = (["off", "force"] as const).map((mode) => {
       const m = machine(mode, code, 32);
-      // The first 4 MiB, identity-mapped and again at 0xC0000000.
-      const pd = 0x100000;
-      const pt = 0x101000;
-      m.memory.write32(pd, pt | 3);
-      m.memory.write32(pd + (high >>> 22) * 4, pt | 3);
-      for (let p = 0; p < 1024; p++) m.memory.write32(pt + p * 4, (p << 12) | 3);
-      m.cpu.setCr(3, pd);
-      m.cpu.setCr(0, m.cpu.cr0 | 0x80000000);
+      mapFirst4MiB(m, { alsoAt: high });
       return outcome(m);
     });
     assert.deepEqual(results[1], results[0]);
@@ -790,7 +790,7 @@ describe("binary translator", () => {
   });
 
   it("leaves ESI and EDI as they were when a single string instruction faults", () => {
-    // MOVSD's store and then LODSD's load run into the unmapped page.
+    // MOVSD's store and then LODSD's load run into page 0x30000, left unmapped.
     for (const source of [
       `mov esi, 0x2f000
        mov edi, 0x2ff00
@@ -807,7 +807,7 @@ describe("binary translator", () => {
       const code = assemble(source, 32, 0x10000);
       const results = (["off", "force"] as const).map((mode) => {
         const m = machine(mode, code, 32);
-        mapAllButPage0x30(m);
+        mapFirst4MiB(m, { notPresent: 0x30 });
         m.cpu.run(10_000);
         const c = m.cpu;
         return { regs: [c.eax, c.ecx, c.esi, c.edi], eip: c.eip, cr2: c.cr2, count: c.instructionCount };
