@@ -251,6 +251,8 @@ class Pc implements Machine {
       // calibration agrees with the PIT, the PM timer and the RTC.
       tsc: () => Math.floor(this.scheduler.now() * TSC_PER_NS),
       onShutdown: (reason) => this.requestReset(`triple fault (${reason})`, "triple-fault"),
+      // A read of overdue time ends the slice (onOverdueRead below).
+      afterHostWork: () => this.scheduler.now(),
       ...(config.jit !== undefined ? { jit: config.jit } : {}),
     });
     cpuIntr.connect((high) => this.cpu.setIntr(high));

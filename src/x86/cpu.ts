@@ -119,6 +119,13 @@ export interface CpuOptions {
   fpu?: FpuUnit;
   /** The binary translator: off, on (hot blocks), force (every block). Default: defaultJitMode(). */
   jit?: JitMode;
+  /**
+   * Called after the CPU spent host time on its own work (translating code and V8 compiling it)
+   * instead of running the guest. The machine reads the clock then, so a timer that fell due
+   * meanwhile ends the slice: guest time passes during that work, and a slice that ran on past
+   * several timer periods would deliver one tick for all of them.
+   */
+  afterHostWork?: () => void;
 }
 
 /** One segment register with its descriptor cache (also LDTR and TR). */
@@ -205,6 +212,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   interrupts: InterruptAcknowledge | undefined;
   onShutdown: ((reason: string) => void) | undefined;
   private readonly tscSource: (() => number) | undefined;
+  private readonly afterHostWork: (() => void) | undefined;
   /** Called before each instruction while set. */
   trace: ((cpu: Cpu) => void) | undefined;
   /** Called when the guest writes IA32_APIC_BASE (the machine relocates or disables the APIC). */
@@ -350,6 +358,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.interrupts = options.interrupts;
     this.onShutdown = options.onShutdown;
     this.tscSource = options.tsc;
+    this.afterHostWork = options.afterHostWork;
     this.fpu = options.fpu;
     this.fpuHost = new CpuFpuHost(this);
     this.ram = new Uint8Array(0);
@@ -1671,16 +1680,24 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       const insns = block.insns;
       const jit = this.jit;
       if (jit !== undefined && block.cacheable && block.crossPage < 0 && insns.length <= budget) {
-        if (++block.heat >= block.heatGoal) jit.heatReached(block, this);
+        // Set when this turn may translate: the translation and V8's compile at its first call.
+        let hostWork = false;
+        if (++block.heat >= block.heatGoal) {
+          jit.heatReached(block, this);
+          hostWork = true;
+        }
         let translated = block.translated;
         if (translated !== undefined) {
           if (translated(this, end) < 0) {
             translated = jit.retranslate(block, this);
+            hostWork = true;
             if (translated === undefined || translated(this, end) < 0) this.interpretBlock(block, budget);
           }
           this.flagsRaw &= ~RF;
+          if (hostWork) this.afterHostWork?.();
           continue;
         }
+        if (hostWork) this.afterHostWork?.();
       }
       this.interpretBlock(block, budget);
     }

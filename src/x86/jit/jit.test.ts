@@ -473,6 +473,34 @@ describe("binary translator", () => {
     for (const budget of [7, 64, 65, 1000, 4321]) same(source, 32, budget);
   });
 
+  it("lets the machine look at the clock after translating, and only then", () => {
+    // A slice that translates and compiles code may outlast a timer period; the machine's hook
+    // reads the clock there and ends the slice when a timer fell due.
+    const code = assemble(
+      `mov ecx, 5000
+    l: add eax, 3
+       dec ecx
+       jnz l
+       hlt`,
+      32,
+      0x10000,
+    );
+    for (const mode of ["off", "on", "force"] as const) {
+      const calls: number[] = [];
+      const m = makeMachine({ jit: mode, afterHostWork: () => calls.push(m.cpu.instructionCount) });
+      startFlat32(m, code);
+      runToHalt(m.cpu, 1_000_000);
+      assert.equal(m.cpu.eax, 15000, mode);
+      if (mode === "off") assert.deepEqual(calls, []);
+      else assert.ok(calls.length > 0 && calls.length < 10, `${mode}: ${calls.length} calls`);
+    }
+    // The hook can end the slice: `run` returns after the first block (MOV, ADD, DEC, JNZ), the
+    // one translated first.
+    const m = makeMachine({ jit: "force", afterHostWork: () => m.cpu.endSlice() });
+    startFlat32(m, code);
+    assert.equal(m.cpu.run(100_000), 4);
+  });
+
   it("translates a long block after fewer runs than a short one", () => {
     // 3000 turns: short of the 8192 runs that make a short block hot, past the 2048 that make a
     // 64-instruction block hot (no block runs much more than 8192 x 16 instructions interpreted).
