@@ -342,8 +342,9 @@ class Emitter {
   /** Emits a read of `size` bytes at seg:off; returns the temp holding the value (int32 for 4). */
   read(seg: number, off: string, size: number): string {
     const v = this.temp();
-    const flat = this.linear(seg, off, size, false, "l");
-    const slow = flat ? `cpu.rd${size * 8}(${seg}, l >>> 0)` : `cpu.readLin${size * 8}(l)`;
+    // Flat or not, `l` is the linear address by now (a flat segment's limits let everything by).
+    this.linear(seg, off, size, false, "l");
+    const slow = `R${size}(cpu, l)`;
     this.line(
       `e = tlb[l >>> 12]; ${v} = ${this.fast("RN", size)} ? (p = ${this.ramPlace(size)}, ${this.readRam(size)}) : (co = true, ${slow})${size === 4 ? " | 0" : ""};`,
     );
@@ -352,10 +353,8 @@ class Emitter {
 
   /** Emits a write of `value` (`size` bytes) at seg:off. */
   write(seg: number, off: string, size: number, value: string): void {
-    const flat = this.linear(seg, off, size, true, "l");
-    const slow = flat
-      ? `cpu.wr${size * 8}(${seg}, l >>> 0, ${value})`
-      : `cpu.writeLin${size * 8}(l, ${value})`;
+    this.linear(seg, off, size, true, "l");
+    const slow = `W${size}(cpu, l, ${value})`;
     this.line(
       `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${this.writeRam(size, value)} } else { co = true; ${slow}; }`,
     );
@@ -368,17 +367,15 @@ class Emitter {
   readModifyWrite(seg: number, off: string, size: number, compute: (old: string) => string): string {
     const v = this.temp();
     const res = this.temp();
-    const flat = this.linear(seg, off, size, true, "l");
+    this.linear(seg, off, size, true, "l");
     // The slow path checks the write permission first, as the processor does.
-    const slowRead = flat ? `cpu.rd${size * 8}(${seg}, l >>> 0)` : `cpu.readLin${size * 8}(l)`;
-    const check = flat ? `cpu.checkWrite(${seg}, l >>> 0, ${size})` : `cpu.checkWritable(l, ${size})`;
+    const slowRead = `R${size}(cpu, l)`;
+    const check = `CW(cpu, l, ${size})`;
     this.line(
       `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${v} = ${this.readRam(size)}; } else { co = true; ${check}; ${v} = ${slowRead}${size === 4 ? " | 0" : ""}; p = -1; }`,
     );
     this.line(`${res} = ${compute(v)};`);
-    const slowWrite = flat
-      ? `cpu.wr${size * 8}(${seg}, l >>> 0, ${res})`
-      : `cpu.writeLin${size * 8}(l, ${res})`;
+    const slowWrite = `W${size}(cpu, l, ${res})`;
     this.line(`if (p >= 0) { ${this.writeRam(size, res)} } else ${slowWrite};`);
     return v;
   }
@@ -457,6 +454,20 @@ function packedKind(kind: number, op: number | string, size: number): string {
   if (typeof op === "number") return String(kind | (op << FK_OP_SHIFT) | (size << FK_SIZE_SHIFT));
   return `(${kind | (size << FK_SIZE_SHIFT)} | (${op} << ${FK_OP_SHIFT}))`;
 }
+
+/**
+ * The memory slow paths, as plain functions of the CPU that translations are made with. Calling
+ * `cpu.readLin32` and the like would be a property load, and one that has not run when V8
+ * optimises a translation (a slow path often has not) throws the optimised code away the first
+ * time it does.
+ */
+const R1 = (cpu: Cpu, l: number): number => cpu.readLin8(l);
+const R2 = (cpu: Cpu, l: number): number => cpu.readLin16(l);
+const R4 = (cpu: Cpu, l: number): number => cpu.readLin32(l);
+const W1 = (cpu: Cpu, l: number, v: number): void => cpu.writeLin8(l, v);
+const W2 = (cpu: Cpu, l: number, v: number): void => cpu.writeLin16(l, v);
+const W4 = (cpu: Cpu, l: number, v: number): void => cpu.writeLin32(l, v);
+const CW = (cpu: Cpu, l: number, size: number): void => cpu.checkWritable(l, size);
 
 /** Writes pending flag locals to the CPU (a statement). */
 const FLUSH_FLAGS = `if (fk !== ${FK_NONE}) { flushFlags(cpu, fk, fa, fb, fr, fx, gk, ga, gb, gr, gx); fk = ${FK_NONE}; }`;
@@ -587,11 +598,19 @@ interface Ctx {
 }
 
 /**
- * EIP at a region offset as translated code keeps it in `nx`: a signed int32 for 32-bit code. The
- * kernel runs above 2 GiB, where unsigned values would make every EIP computation, comparison and
- * page-offset subtraction a double operation; only what reaches the CPU (`eipField`) is unsigned.
+ * Where control goes next, as translated code keeps it in `nx`: the target's offset from the
+ * region's base `pb`, a literal for every static target. The exit adds the base back. No
+ * arithmetic on a branch's arms means V8 needs no type feedback for them: an arm that had never
+ * run when the function was optimised (a loop's exit, say) would otherwise throw the optimised
+ * code away the first time it runs. Offsets are int32, so is all arithmetic on them; only what
+ * reaches the CPU (`eipField`) is unsigned.
  */
 function eipExpr(ctx: Pick<Ctx, "code32">, offset: number | string): string {
+  return ctx.code32 ? String(offset) : `(((pb + ${offset}) & 0xffff) - pb)`;
+}
+
+/** EIP at a region offset as a value the guest sees (a return address), int32. */
+function eipValue(ctx: Pick<Ctx, "code32">, offset: number | string): string {
   return ctx.code32 ? `((pb + ${offset}) | 0)` : `((pb + ${offset}) & 0xffff)`;
 }
 
@@ -603,7 +622,7 @@ function eipField(ctx: Pick<Ctx, "code32">, offset: number | string): string {
 /** Jump target of a relative branch (opsize truncation as jumpTo does). */
 function relTarget(ctx: Ctx, i: Insn): string {
   const d = ctx.next + i.imm;
-  return i.opsize === 4 ? `((pb + ${d}) | 0)` : `((pb + ${d}) & 0xffff)`;
+  return i.opsize === 4 ? String(d) : `(((pb + ${d}) & 0xffff) - pb)`;
 }
 
 /** An ALU result: its temp, and for ADC/SBB the temp holding the carry that went in. */
@@ -1231,7 +1250,7 @@ function emitBranch(ctx: Ctx, i: Insn): boolean {
     return true;
   }
   if (op === 0xe8) {
-    em.push(i.opsize, fall);
+    em.push(i.opsize, eipValue(ctx, ctx.next));
     em.line(`nx = ${relTarget(ctx, i)};`);
     return true;
   }
@@ -1242,7 +1261,7 @@ function emitBranch(ctx: Ctx, i: Insn): boolean {
     em.written.add(4);
     if (em.stack32) em.line(`r4 = (r4 + ${i.opsize + extra}) | 0;`);
     else em.line(`r4 = (r4 & -65536) | ((r4 + ${i.opsize + extra}) & 0xffff);`);
-    em.line(`nx = ${i.opsize === 4 ? `${v} | 0` : `${v} & 0xffff`};`);
+    em.line(`nx = ${i.opsize === 4 ? `(${v} - pb) | 0` : `(${v} & 0xffff) - pb`};`);
     return true;
   }
   if (op === 0xe2) {
@@ -1268,8 +1287,8 @@ function emitBranch(ctx: Ctx, i: Insn): boolean {
   if (op === 0xff && (i.reg === 2 || i.reg === 4)) {
     const t = em.temp();
     em.line(`${t} = ${em.readE(i, i.opsize)};`);
-    if (i.reg === 2) em.push(i.opsize, fall);
-    em.line(`nx = ${i.opsize === 4 ? `${t} | 0` : `${t} & 0xffff`};`);
+    if (i.reg === 2) em.push(i.opsize, eipValue(ctx, ctx.next));
+    em.line(`nx = ${i.opsize === 4 ? `(${t} - pb) | 0` : `(${t} & 0xffff) - pb`};`);
     return true;
   }
   return false;
@@ -1328,7 +1347,7 @@ export function inlineForm(
     classified: classify(i).inline,
     emitted,
     declaredStore: writesMemory(i),
-    emittedStore: /ram32\[p\] =|ram\[p\] =|cpu\.wr\d|cpu\.writeLin/.test(em.out.join("\n")),
+    emittedStore: /ram32\[p\] =|ram\[p\] =|\bW\d\(cpu,/.test(em.out.join("\n")),
   };
 }
 
@@ -1397,7 +1416,7 @@ export function translateRegion(
         if (emitInsn(ctx, i)) {
           inlined++;
           if (writesMemory(i))
-            em.line(`if (${ATTENTION}) { nx = ${eipExpr(ctx, ctx.next)}; ic += ${j + 1}; break run; }`);
+            em.line(`if (${ATTENTION}) { nx = ${eipExpr(ctx, ctx.next)}; xi = ${j + 1}; break run; }`);
           continue;
         }
         em.out.length = mark;
@@ -1514,7 +1533,7 @@ export function translateRegion(
   // Region offsets are page offsets (chained) or offsets from the block's entry.
   src.push(chain ? "const pb = e0 & -4096;" : "const pb = e0;");
   src.push(
-    "let ic = cpu.instructionCount, k = 0, nx = e0, pc = (e0 - pb) | 0, l = 0, e = 0, p = 0, co = true;",
+    "let ic = cpu.instructionCount, xi = 0, k = 0, pc = (e0 - pb) | 0, nx = pc, l = 0, e = 0, p = 0, co = true;",
   );
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
@@ -1537,7 +1556,7 @@ export function translateRegion(
   src.push("default: break run;");
   src.push("}");
   // Stay inside while the branch lands on a block of the region and nothing needs the run loop.
-  src.push("pc = (nx - pb) | 0;");
+  src.push("pc = nx;");
   // Offsets with no block of the region fall to the switch's default, which leaves.
   src.push(`if (pc < 0 || pc >= ${slotRange}) break;`);
   src.push(`if (!${ATTENTION} && ic + ${maxLength} <= end) continue;`);
@@ -1552,8 +1571,10 @@ export function translateRegion(
   src.push("throw err;");
   src.push("}");
   src.push(store);
-  src.push("cpu.instructionCount = ic;");
-  src.push("cpu.eip = nx >>> 0;");
+  // An exit part-way through a block (after a store that needs the run loop) counts its
+  // instructions here, so that rarely taken path holds no arithmetic of its own.
+  src.push("cpu.instructionCount = ic + xi;");
+  src.push("cpu.eip = (pb + nx) >>> 0;");
   src.push("return 0;");
   src.push("};");
   // Names the function after its guest address in profiles and stack traces.
@@ -1572,6 +1593,13 @@ export function translateRegion(
     "mulHighSigned",
     "flushFlags",
     "X87",
+    "R1",
+    "R2",
+    "R4",
+    "W1",
+    "W2",
+    "W4",
+    "CW",
     source,
   ) as (...args: unknown[]) => TranslatedBlock;
   const run = factory(
@@ -1587,6 +1615,13 @@ export function translateRegion(
     mulHighSigned,
     flushFlags,
     x87RegisterArithmetic,
+    R1,
+    R2,
+    R4,
+    W1,
+    W2,
+    W4,
+    CW,
   );
   return { run, source, inlined, instructions: offsets.length };
 }
