@@ -1690,16 +1690,53 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
         if (translated !== undefined) {
           if (translated(this, end) < 0) {
             translated = jit.retranslate(block, this);
-            hostWork = true;
             if (translated === undefined || translated(this, end) < 0) this.interpretBlock(block, budget);
+            this.flagsRaw &= ~RF;
+            this.afterHostWork?.();
+            continue;
           }
           this.flagsRaw &= ~RF;
           if (hostWork) this.afterHostWork?.();
+          this.chainFrom(block, end);
           continue;
         }
         if (hostWork) this.afterHostWork?.();
       }
       this.interpretBlock(block, budget);
+    }
+  }
+
+  /**
+   * Goes on from the translation of `block` straight into the translations that follow it, through
+   * the same successor links `fetchBlock` keeps, for as long as they hold and fit the budget. This
+   * skips the dispatcher's lookups between translated code. A block translated alone goes back to
+   * the dispatcher when its heat goal comes round, and so does anything that needs more than a
+   * link: a miss, a refusal, an untranslated block.
+   */
+  private chainFrom(block: Block, end: number): void {
+    let from = block;
+    while (!this.attention) {
+      const eip = this.eip;
+      const next = this.linkedNext(from, eip);
+      if (next === undefined || !next.valid || end - this.instructionCount < next.insns.length) return;
+      const translated = next.translated;
+      if (translated === undefined) return;
+      // Heat matters only to a block translated alone (its page may be due a translation).
+      const alone = !next.inRegion;
+      if (alone && ++next.heat >= next.heatGoal) {
+        next.heat--;
+        return;
+      }
+      this.lastBlock = next;
+      this.instrStart = eip;
+      if (translated(this, end) < 0) {
+        // Nothing ran: the dispatcher finds `next` through the same link and translates it again.
+        if (alone) next.heat--;
+        this.lastBlock = from;
+        return;
+      }
+      this.flagsRaw &= ~RF;
+      from = next;
     }
   }
 
@@ -1745,10 +1782,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     // A successor link made under the current code-mapping epoch needs no checks but validity.
     const prev = this.lastBlock;
     if (prev !== undefined && maxInsns === MAX_BLOCK_INSNS) {
-      const eip = this.eip;
-      let b: Block | undefined;
-      if (prev.next0Eip === eip && prev.next0Epoch === this.codeEpoch) b = prev.next0;
-      else if (prev.next1Eip === eip && prev.next1Epoch === this.codeEpoch) b = prev.next1;
+      const b = this.linkedNext(prev, this.eip);
       if (b?.valid) {
         this.lastBlock = b;
         return b;
@@ -1776,6 +1810,13 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     }
     this.lastBlock = linkable ? found : undefined;
     return found;
+  }
+
+  /** The successor of `from` linked at `eip` under the current code-mapping epoch, if any. */
+  private linkedNext(from: Block, eip: number): Block | undefined {
+    if (from.next0Eip === eip && from.next0Epoch === this.codeEpoch) return from.next0;
+    if (from.next1Eip === eip && from.next1Epoch === this.codeEpoch) return from.next1;
+    return undefined;
   }
 
   private lookupBlock(maxInsns: number, eip: number, lin: number, e: number, need: number): Block {

@@ -533,6 +533,61 @@ describe("binary translator", () => {
     assert.equal(m.cpu.run(100_000), 4);
   });
 
+  it("goes from one page's translation straight into another's, as the interpreter would", () => {
+    // Each turn leaves the first page's translation for the second's and comes back, through the
+    // successor links rather than the dispatcher; the second page stores into the first's code
+    // once, which must end the chain there.
+    const source = `mov ecx, 3000
+       xor eax, eax
+    l: add eax, ecx
+       mov ebx, 7
+    patched:
+       jmp other
+       times 4500 - ($ - $$) db 0x90
+    other:
+       sub eax, ebx
+       cmp ecx, 1000
+       jne skip
+       mov dword [patched - 4], 11
+    skip:
+       dec ecx
+       jnz l
+       hlt`;
+    for (const budget of [undefined, 7, 64, 1000, 4321, 9999]) same(source, 32, budget);
+  });
+
+  it("counts the runs of a block translated alone when translated code goes straight into it", () => {
+    // The first loop gets page 0x10000 translated. The second loop's block on that page then
+    // turns hot later, is translated alone, and is reached from the other page's translation each
+    // turn; it must still come round to its page's next translation.
+    const code = assemble(
+      `mov ecx, 20000
+    x: add eax, 1
+       dec ecx
+       jnz x
+       mov ecx, 40000
+       jmp z
+       times 64 - ($ - $$) db 0x90
+    y: add ebx, 1
+       dec ecx
+       jnz z
+       hlt
+       times 5000 - ($ - $$) db 0x90
+    z: add edx, 2
+       jmp y`,
+      32,
+      0x10000,
+    );
+    const m = machine("on", code, 32);
+    const rootedAtY: string[] = [];
+    m.cpu.jit!.onTranslation = (phys, _n, text) => {
+      if (phys === 0x10040) rootedAtY.push(text.includes("e0 & -4096") ? "page" : "alone");
+    };
+    runToHalt(m.cpu, 50_000_000);
+    assert.equal(m.cpu.ebx, 40000);
+    assert.deepEqual(rootedAtY, ["alone", "page"]);
+  });
+
   it("translates a long block after fewer runs than a short one", () => {
     // 3000 turns: short of the 8192 runs that make a short block hot, past the 2048 that make a
     // 64-instruction block hot (no block runs much more than 8192 x 16 instructions interpreted).
