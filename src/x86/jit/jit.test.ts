@@ -43,15 +43,18 @@ function outcome(m: TestMachine, budget?: number) {
  */
 function mapFirst4MiB(
   m: TestMachine,
-  { notPresent = -1, alsoAt }: { notPresent?: number; alsoAt?: number },
+  { notPresent = -1, readOnly = -1, alsoAt }: { notPresent?: number; readOnly?: number; alsoAt?: number },
 ): void {
   const pd = 0x100000;
   const pt = 0x101000;
   m.memory.write32(pd, pt | 3);
   if (alsoAt !== undefined) m.memory.write32(pd + (alsoAt >>> 22) * 4, pt | 3);
-  for (let p = 0; p < 1024; p++) m.memory.write32(pt + p * 4, p === notPresent ? 0 : (p << 12) | 3);
+  for (let p = 0; p < 1024; p++) {
+    m.memory.write32(pt + p * 4, p === notPresent ? 0 : (p << 12) | (p === readOnly ? 1 : 3));
+  }
   m.cpu.setCr(3, pd);
-  m.cpu.setCr(0, m.cpu.cr0 | 0x80000000);
+  // WP, so that a read-only page is read-only to ring 0 as well.
+  m.cpu.setCr(0, m.cpu.cr0 | 0x80010000);
 }
 
 function same(source: string, bits: 16 | 32 = 32, budget?: number, dump?: [number, number]) {
@@ -744,6 +747,96 @@ describe("binary translator", () => {
     });
     assert.deepEqual(results[1], results[0]);
     assert.equal(results[0]!.cr2, 0x30000);
+  });
+
+  it("stores back to the address it just read as the interpreter does", () => {
+    // A store of the same size to the same address as the read before it reuses the read's TLB
+    // lookup. Each pair below must still write where the interpreter writes: a base register
+    // changed in between, sizes that differ, a misaligned pair (the read takes the slow path), a
+    // store into the loop's own code.
+    same(
+      `mov ecx, 2000
+       mov esi, 0x20000
+    l: mov eax, [esi]
+       add eax, ecx
+       mov [esi], eax
+       movzx ebx, byte [esi + 8]
+       inc ebx
+       mov [esi + 8], bl
+       mov edx, [esi + 12]
+       xor edx, 0x5555
+       mov [esi + 12], dx
+       mov eax, [esi]
+       add esi, 4
+       mov [esi], eax
+       mov eax, [esi + 1]
+       not eax
+       mov [esi + 1], eax
+       mov eax, [imm + 2]
+       inc eax
+       mov [imm + 2], eax
+    imm:
+       add ebp, 0x1000
+       add esi, 12
+       dec ecx
+       jnz l
+       hlt`,
+      32,
+      undefined,
+      [0x20000, 0x10000],
+    );
+    // The read is allowed and the store is not: the store faults at its own EIP, with the
+    // registers and memory as the interpreter leaves them.
+    const code = assemble(
+      `mov ebx, 0x2ff00
+       xor ecx, ecx
+    l: mov eax, [ebx]
+       add eax, ecx
+       mov [ebx], eax
+       add ebx, 0x40
+       inc ecx
+       jmp l`,
+      32,
+      0x10000,
+    );
+    const results = (["off", "force"] as const).map((mode) => {
+      const m = machine(mode, code, 32);
+      mapFirst4MiB(m, { readOnly: 0x30 });
+      m.cpu.run(10_000);
+      const c = m.cpu;
+      return {
+        regs: [c.eax, c.ebx, c.ecx],
+        eflags: c.eflags,
+        cr2: c.cr2,
+        count: c.instructionCount,
+        data: m.memory.readBytes(0x2ff00, 0x200),
+      };
+    });
+    assert.deepEqual(results[1], results[0]);
+    assert.equal(results[0]!.cr2, 0x30000);
+    // An instruction between the read and the store that maps the address to another frame: the
+    // store goes to the new frame.
+    const remap = assemble(
+      `mov esi, 0x20000
+       mov ecx, 0x102000
+       mov dword [esi], 5
+       mov eax, [esi]
+       mov cr3, ecx
+       add eax, 1
+       mov [esi], eax
+       hlt`,
+      32,
+      0x10000,
+    );
+    for (const mode of ["off", "force"] as const) {
+      const m = machine(mode, remap, 32);
+      mapFirst4MiB(m, {});
+      // A second page directory, the same but for page 0x20, which goes to frame 0x40.
+      m.memory.write32(0x102000, 0x103000 | 3);
+      for (let p = 0; p < 1024; p++) m.memory.write32(0x103000 + p * 4, ((p === 0x20 ? 0x40 : p) << 12) | 3);
+      runToHalt(m.cpu, 1000);
+      assert.deepEqual([m.memory.read32(0x20000), m.memory.read32(0x40000)], [5, 6], mode);
+    }
   });
 
   it("runs code above 2 GiB as the interpreter does: branches, calls, returns, indirect jumps", () => {

@@ -212,6 +212,14 @@ class Emitter {
   private temps = 0;
   readonly tempNames: string[] = [];
   known: KnownFlags | undefined;
+  /**
+   * The last read, while `l`, `e` and `p` still describe it (`p` is -1 after its slow path): a
+   * store of the same size to the same flat address reuses its TLB lookup, as in a load, an
+   * operation on registers and a store back (the compiled form of `x += y` through a pointer).
+   * Every other memory access forgets it, and so does a handler call (the only other code that
+   * can change the TLB) and a write to a register the address is computed from.
+   */
+  lastRead: { seg: number; off: string; size: number } | undefined;
   /** Bits of `Cpu.flatMask` the emitted code relies on. */
   flatNeeded = 0;
   readonly env: Env = { handlers: [], insns: [] };
@@ -250,6 +258,13 @@ class Emitter {
     return `r${r}`;
   }
 
+  /** Inline code writes 32-bit register `r`: an address computed from it is stale. */
+  wrote(r: number): void {
+    this.written.add(r);
+    if (this.lastRead !== undefined && new RegExp(`\\br${r}\\b`).test(this.lastRead.off))
+      this.lastRead = undefined;
+  }
+
   getReg(size: number, r: number): string {
     if (size === 4) return this.reg32(r);
     if (size === 2) return `(${this.reg32(r)} & 0xffff)`;
@@ -258,16 +273,16 @@ class Emitter {
 
   setReg(size: number, r: number, value: string): void {
     if (size === 4) {
-      this.written.add(r);
+      this.wrote(r);
       this.line(`${this.reg32(r)} = ${value} | 0;`);
     } else if (size === 2) {
-      this.written.add(r);
+      this.wrote(r);
       this.line(`${this.reg32(r)} = (r${r} & -65536) | ((${value}) & 0xffff);`);
     } else if (r < 4) {
-      this.written.add(r);
+      this.wrote(r);
       this.line(`${this.reg32(r)} = (r${r} & -256) | ((${value}) & 0xff);`);
     } else {
-      this.written.add(r - 4);
+      this.wrote(r - 4);
       this.line(`${this.reg32(r - 4)} = (r${r - 4} & -65281) | (((${value}) & 0xff) << 8);`);
     }
   }
@@ -343,18 +358,35 @@ class Emitter {
   read(seg: number, off: string, size: number): string {
     const v = this.temp();
     // Flat or not, `l` is the linear address by now (a flat segment's limits let everything by).
-    this.linear(seg, off, size, false, "l");
+    const flat = this.linear(seg, off, size, false, "l");
     const slow = `R${size}(cpu, l)`;
     this.line(
-      `e = tlb[l >>> 12]; ${v} = ${this.fast("RN", size)} ? (p = ${this.ramPlace(size)}, ${this.readRam(size)}) : (co = true, ${slow})${size === 4 ? " | 0" : ""};`,
+      `e = tlb[l >>> 12]; ${v} = ${this.fast("RN", size)} ? (p = ${this.ramPlace(size)}, ${this.readRam(size)}) : (co = true, p = -1, ${slow})${size === 4 ? " | 0" : ""};`,
     );
+    this.lastRead = flat ? { seg, off, size } : undefined;
     return v;
   }
 
   /** Emits a write of `value` (`size` bytes) at seg:off. */
   write(seg: number, off: string, size: number, value: string): void {
-    this.linear(seg, off, size, true, "l");
+    const last = this.lastRead;
+    this.lastRead = undefined;
     const slow = `W${size}(cpu, l, ${value})`;
+    if (
+      last !== undefined &&
+      last.seg === seg &&
+      last.off === off &&
+      last.size === size &&
+      this.isFlat(seg, true)
+    ) {
+      // `l` holds the address already; `p` is its place if the read took the fast path (which
+      // checked the alignment too), and `e` its TLB entry.
+      this.line(
+        `if (p >= 0 && (e & WN) === WN) { ${this.writeRam(size, value)} } else { co = true; ${slow}; }`,
+      );
+      return;
+    }
+    this.linear(seg, off, size, true, "l");
     this.line(
       `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${this.writeRam(size, value)} } else { co = true; ${slow}; }`,
     );
@@ -365,6 +397,7 @@ class Emitter {
    * `compute(value)` gives the expression to store. Returns the temp holding the old value.
    */
   readModifyWrite(seg: number, off: string, size: number, compute: (old: string) => string): string {
+    this.lastRead = undefined;
     const v = this.temp();
     const res = this.temp();
     this.linear(seg, off, size, true, "l");
@@ -401,7 +434,7 @@ class Emitter {
     if (this.stack32) this.line(`${sp} = (${this.reg32(4)} - ${size}) | 0;`);
     else this.line(`${sp} = (${this.reg32(4)} - ${size}) & 0xffff;`);
     this.write(SS, sp, size, v);
-    this.written.add(4);
+    this.wrote(4);
     if (this.stack32) this.line(`r4 = ${sp};`);
     else this.line(`r4 = (r4 & -65536) | ${sp};`);
   }
@@ -410,7 +443,7 @@ class Emitter {
   pop(size: number): string {
     const off = this.stack32 ? this.reg32(4) : `(${this.reg32(4)} & 0xffff)`;
     const v = this.read(SS, off, size);
-    this.written.add(4);
+    this.wrote(4);
     if (this.stack32) this.line(`r4 = (r4 + ${size}) | 0;`);
     else this.line(`r4 = (r4 & -65536) | ((r4 + ${size}) & 0xffff);`);
     return v;
@@ -887,7 +920,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     const c = condition(em, op & 15);
     if (s === 4) {
       em.used.add(i.reg);
-      em.written.add(i.reg);
+      em.wrote(i.reg);
       em.line(`if (${c}) r${i.reg} = ${v};`);
     } else {
       em.line(`if (${c}) {`);
@@ -1214,7 +1247,7 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     const bp = em.temp();
     em.line(`${bp} = ${this32(em) ? em.reg32(5) : `(${em.reg32(5)} & 0xffff)`};`);
     const v = em.read(SS, bp, s);
-    em.written.add(4);
+    em.wrote(4);
     em.used.add(4);
     if (em.stack32) em.line(`r4 = (${bp} + ${s}) | 0;`);
     else em.line(`r4 = (r4 & -65536) | ((${bp} + ${s}) & 0xffff);`);
@@ -1258,7 +1291,7 @@ function emitBranch(ctx: Ctx, i: Insn): boolean {
     const extra = op === 0xc2 ? i.imm & 0xffff : 0;
     const off = em.stack32 ? em.reg32(4) : `(${em.reg32(4)} & 0xffff)`;
     const v = em.read(SS, off, i.opsize);
-    em.written.add(4);
+    em.wrote(4);
     if (em.stack32) em.line(`r4 = (r4 + ${i.opsize + extra}) | 0;`);
     else em.line(`r4 = (r4 & -65536) | ((r4 + ${i.opsize + extra}) & 0xffff);`);
     em.line(`nx = ${i.opsize === 4 ? `(${v} - pb) | 0` : `(${v} & 0xffff) - pb`};`);
@@ -1269,11 +1302,11 @@ function emitBranch(ctx: Ctx, i: Insn): boolean {
     const n = em.temp();
     if (i.addr32) {
       em.line(`${n} = (${em.reg32(1)} - 1) | 0;`);
-      em.written.add(1);
+      em.wrote(1);
       em.line(`r1 = ${n};`);
     } else {
       em.line(`${n} = (${em.reg32(1)} - 1) & 0xffff;`);
-      em.written.add(1);
+      em.wrote(1);
       em.line(`r1 = (r1 & -65536) | ${n};`);
     }
     em.line(`nx = ${n} !== 0 ? ${relTarget(ctx, i)} : ${fall};`);
@@ -1396,6 +1429,7 @@ export function translateRegion(
     }
     local.push(off);
     em.known = undefined;
+    em.lastRead = undefined;
     em.out.length = 0;
     let endedByHandler = false;
     for (let j = 0; j < n; j++) {
@@ -1438,6 +1472,7 @@ export function translateRegion(
       em.line(`cpu.instructionCount = ic + ${j};`);
       em.line(`H[${h}](cpu, I[${h}]); co = true;`);
       em.known = undefined;
+      em.lastRead = undefined;
       if (x87) {
         em.line(`cpu.instructionCount = ic + ${n}; return 0; }`);
       } else if (isLast) {
