@@ -1511,24 +1511,20 @@ export function translateRegion(
     cases.push(`case ${root.base}: {`);
     if (heads.has(root.base) && !root.endedByHandler) {
       const tree: string[] = [];
-      // A block that branches to itself loops inside its case; other loops come back through the
-      // switch once per turn rather than once per block (V8 handles a loop nested in the region's
-      // loop well only when it is tight: leaving one often costs deoptimisations).
-      const selfLoop = staticTargets(root, -1).some((t) => t.offset === root.base);
+      // A loop through the root, however many blocks it copies, turns inside the root's case
+      // without going back through the switch.
       const ctx = {
         code32,
         blockAt,
         left: Math.min(INLINE_BUDGET, regionBudget),
         depth: 0,
         returnTo: -1,
-        back: selfLoop ? "continue;" : `{ pc = ${root.base}; continue; }`,
       };
       const before = ctx.left;
       if (emitTree(root, root, tree, ctx)) {
         regionBudget -= before - ctx.left;
         cases.push(`const self = ${eipExpr({ code32 }, root.base)};`);
-        if (selfLoop) cases.push("for (;;) {", ...tree, "break;", "}");
-        else cases.push(...tree);
+        cases.push("for (;;) {", ...tree, "break;", "}");
         cases.push("break;", "}");
         continue;
       }
@@ -1691,16 +1687,14 @@ interface TreeContext {
   depth: number;
   /** Region offset a RET on this path returns to (a CALL copied in before it), or -1. */
   returnTo: number;
-  /** The statement that starts the loop head's block again. */
-  back: string;
 }
 
 /**
  * Emits `block` and then, for each place it can go next that is a block of the region, a test of
  * `nx` and a copy of that block: a loop's blocks and the two arms of an if become straight-line
  * code with one host branch per guest branch, instead of each going round the region's switch.
- * A path that comes back to the loop head `root` starts it again with `ctx.back` (returns true
- * when one does); copies on no such path are dropped again, and control that leaves the copies
+ * A path that comes back to the loop head `root` continues the loop around the root's case
+ * (returns true when one does); copies on no such path are dropped again, and control that leaves the copies
  * goes on from `nx` through the switch. Every copy is entered only when its instructions fit the
  * budget (`end`) and nothing raised `cpu.attention` (which an invalidation of code sets too, and a
  * CALL's push can invalidate the very code it goes to), so interrupts and invalidations are seen
@@ -1714,7 +1708,7 @@ function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: T
     const target = ctx.blockAt.get(offset);
     if (target === undefined) continue;
     if (target === root) {
-      out.push(`if (nx === self && !${ATTENTION} && ic + ${root.n} <= end) ${ctx.back}`);
+      out.push(`if (nx === self && !${ATTENTION} && ic + ${root.n} <= end) continue;`);
       loops = true;
       continue;
     }
