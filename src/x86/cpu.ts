@@ -1074,6 +1074,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   readLin32(lin: number): number {
     const e = this.tlb[lin >>> 12]!;
     if ((e & this.readNeed) === this.readNeed && (lin & 4095) <= 4092) {
+      // Aligned (as compiled code almost always is): one access to the dword view.
+      if ((lin & 3) === 0) return this.ram32[(e >>> 9) * 1024 + ((lin & 4095) >>> 2)]!;
       const p = (e >>> 9) * 4096 + (lin & 4095);
       const r = this.ram;
       return r[p]! | (r[p + 1]! << 8) | (r[p + 2]! << 16) | (r[p + 3]! << 24);
@@ -1101,6 +1103,10 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   writeLin32(lin: number, v: number): void {
     const e = this.tlb[lin >>> 12]!;
     if ((e & this.writeNeed) === this.writeNeed && (lin & 4095) <= 4092) {
+      if ((lin & 3) === 0) {
+        this.ram32[(e >>> 9) * 1024 + ((lin & 4095) >>> 2)] = v;
+        return;
+      }
       const p = (e >>> 9) * 4096 + (lin & 4095);
       const r = this.ram;
       r[p] = v;
