@@ -1694,16 +1694,15 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
         }
         let translated = block.translated;
         if (translated !== undefined) {
-          if (translated(this, end) < 0) {
+          const ran = translated(this, end) >= 0;
+          if (!ran) {
             translated = jit.retranslate(block, this);
+            hostWork = true;
             if (translated === undefined || translated(this, end) < 0) this.interpretBlock(block, budget);
-            this.flagsRaw &= ~RF;
-            this.afterHostWork?.();
-            continue;
           }
           this.flagsRaw &= ~RF;
           if (hostWork) this.afterHostWork?.();
-          this.chainFrom(block, end);
+          if (ran) this.chainFrom(block, end);
           continue;
         }
         if (hostWork) this.afterHostWork?.();

@@ -57,6 +57,28 @@ function mapFirst4MiB(
   m.cpu.setCr(0, m.cpu.cr0 | 0x80010000);
 }
 
+/**
+ * Runs `code` with the interpreter and with every block translated, the first 4 MiB mapped as
+ * `pages` says, until the page fault it runs into stops the CPU (no IDT: the #PF escalates to a
+ * triple fault, with EIP at the faulting instruction). Both must stop in the same `state`, count
+ * and CR2, and CR2 must be `cr2`.
+ */
+function sameAtPageFault(
+  code: Uint8Array,
+  pages: Parameters<typeof mapFirst4MiB>[1],
+  cr2: number,
+  state: (m: TestMachine) => object,
+): void {
+  const results = (["off", "force"] as const).map((mode) => {
+    const m = machine(mode, code, 32);
+    mapFirst4MiB(m, pages);
+    m.cpu.run(10_000);
+    return { ...state(m), cr2: m.cpu.cr2, count: m.cpu.instructionCount };
+  });
+  assert.deepEqual(results[1], results[0]);
+  assert.equal(results[0]!.cr2, cr2);
+}
+
 function same(source: string, bits: 16 | 32 = 32, budget?: number, dump?: [number, number]) {
   const code = assemble(source, bits, bits === 32 ? 0x10000 : 0x1000);
   const off = machine("off", code, bits);
@@ -737,16 +759,10 @@ describe("binary translator", () => {
       32,
       0x10000,
     );
-    const results = (["off", "force"] as const).map((mode) => {
-      const m = machine(mode, code, 32);
-      mapFirst4MiB(m, { notPresent: 0x30 });
-      // No IDT: the #PF escalates to a triple fault, which stops the CPU with EIP at the store.
-      m.cpu.run(10_000);
-      const c = m.cpu;
-      return { regs: [c.eax, c.ebx, c.ecx], eflags: c.eflags, cr2: c.cr2, count: c.instructionCount };
-    });
-    assert.deepEqual(results[1], results[0]);
-    assert.equal(results[0]!.cr2, 0x30000);
+    sameAtPageFault(code, { notPresent: 0x30 }, 0x30000, ({ cpu: c }) => ({
+      regs: [c.eax, c.ebx, c.ecx],
+      eflags: c.eflags,
+    }));
   });
 
   it("stores back to the address it just read as the interpreter does", () => {
@@ -799,21 +815,11 @@ describe("binary translator", () => {
       32,
       0x10000,
     );
-    const results = (["off", "force"] as const).map((mode) => {
-      const m = machine(mode, code, 32);
-      mapFirst4MiB(m, { readOnly: 0x30 });
-      m.cpu.run(10_000);
-      const c = m.cpu;
-      return {
-        regs: [c.eax, c.ebx, c.ecx],
-        eflags: c.eflags,
-        cr2: c.cr2,
-        count: c.instructionCount,
-        data: m.memory.readBytes(0x2ff00, 0x200),
-      };
-    });
-    assert.deepEqual(results[1], results[0]);
-    assert.equal(results[0]!.cr2, 0x30000);
+    sameAtPageFault(code, { readOnly: 0x30 }, 0x30000, ({ cpu: c, memory }) => ({
+      regs: [c.eax, c.ebx, c.ecx],
+      eflags: c.eflags,
+      data: memory.readBytes(0x2ff00, 0x200),
+    }));
     // An instruction between the read and the store that maps the address to another frame: the
     // store goes to the new frame.
     const remap = assemble(
@@ -1013,15 +1019,10 @@ describe("binary translator", () => {
        jmp l`,
     ]) {
       const code = assemble(source, 32, 0x10000);
-      const results = (["off", "force"] as const).map((mode) => {
-        const m = machine(mode, code, 32);
-        mapFirst4MiB(m, { notPresent: 0x30 });
-        m.cpu.run(10_000);
-        const c = m.cpu;
-        return { regs: [c.eax, c.ecx, c.esi, c.edi], eip: c.eip, cr2: c.cr2, count: c.instructionCount };
-      });
-      assert.deepEqual(results[1], results[0]);
-      assert.equal(results[0]!.cr2, 0x30000);
+      sameAtPageFault(code, { notPresent: 0x30 }, 0x30000, ({ cpu: c }) => ({
+        regs: [c.eax, c.ecx, c.esi, c.edi],
+        eip: c.eip,
+      }));
     }
   });
 

@@ -203,6 +203,13 @@ interface KnownFlags {
   r: string;
 }
 
+/** The registers an emitted expression reads, as a mask (bit r for the local `r<r>`). */
+function registersIn(expression: string): number {
+  let mask = 0;
+  for (const m of expression.matchAll(/\br([0-7])\b/g)) mask |= 1 << Number(m[1]);
+  return mask;
+}
+
 class Emitter {
   readonly out: string[] = [];
   /** Registers read or written by inline code. */
@@ -219,7 +226,7 @@ class Emitter {
    * Every other memory access forgets it, and so does a handler call (the only other code that
    * can change the TLB) and a write to a register the address is computed from.
    */
-  lastRead: { seg: number; off: string; size: number } | undefined;
+  lastRead: { seg: number; off: string; size: number; regs: number } | undefined;
   /** Bits of `Cpu.flatMask` the emitted code relies on. */
   flatNeeded = 0;
   readonly env: Env = { handlers: [], insns: [] };
@@ -261,8 +268,7 @@ class Emitter {
   /** Inline code writes 32-bit register `r`: an address computed from it is stale. */
   wrote(r: number): void {
     this.written.add(r);
-    if (this.lastRead !== undefined && new RegExp(`\\br${r}\\b`).test(this.lastRead.off))
-      this.lastRead = undefined;
+    if (this.lastRead !== undefined && (this.lastRead.regs >> r) & 1) this.lastRead = undefined;
   }
 
   getReg(size: number, r: number): string {
@@ -363,7 +369,7 @@ class Emitter {
     this.line(
       `e = tlb[l >>> 12]; ${v} = ${this.fast("RN", size)} ? (p = ${this.ramPlace(size)}, ${this.readRam(size)}) : (co = true, p = -1, ${slow})${size === 4 ? " | 0" : ""};`,
     );
-    this.lastRead = flat ? { seg, off, size } : undefined;
+    this.lastRead = flat ? { seg, off, size, regs: registersIn(off) } : undefined;
     return v;
   }
 
