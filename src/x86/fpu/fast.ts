@@ -366,3 +366,33 @@ export function fastNarrow(
   }
   return true;
 }
+
+// Register images that are normal doubles: biased exponents (bias 16383) of the double range
+// (bias 1023), and significands whose low 11 bits are clear.
+export const DOUBLE_EXP_MIN = 16383 - 1022;
+export const DOUBLE_EXP_MAX = 16383 + 1023;
+
+/**
+ * 2^(e - 16383) for the biased exponents e that are normal doubles, by e - DOUBLE_EXP_MIN. (Not
+ * folded with the significand's 2^-63: that product is no double at the range's lower end.)
+ */
+export const DOUBLE_SCALE = Float64Array.from(
+  { length: DOUBLE_EXP_MAX - DOUBLE_EXP_MIN + 1 },
+  (_, k) => 2 ** (k + DOUBLE_EXP_MIN - 16383),
+);
+
+/** A double and its two 32-bit halves, for taking a double result apart. */
+export const doubleBits = new Float64Array(1);
+export const doubleHalves = new Uint32Array(doubleBits.buffer);
+
+/** The halves' order follows the host; a big-endian host never takes the double path. */
+export const LITTLE_ENDIAN_HOST = (() => {
+  doubleBits[0] = 1;
+  return doubleHalves[1] === 0x3ff00000;
+})();
+
+/** Bits from the top of a 64-bit significand down to its lowest set bit. */
+export function significantBits(hi: number, lo: number): number {
+  if (lo !== 0) return 64 - (31 - Math.clz32(lo & -lo));
+  return 32 - (31 - Math.clz32(hi & -hi));
+}

@@ -8,7 +8,21 @@
 // The CPU calls executeEscape/executeMmx/waitCheck/fxsave/fxrstor (see FpuUnit in host.ts).
 
 import { type Persistent, StateError } from "../../core/persist.ts";
-import { fastAdd, fastDiv, fastMul, fastNarrow, fastResult, isNormalImage } from "./fast.ts";
+import {
+  DOUBLE_EXP_MAX,
+  DOUBLE_EXP_MIN,
+  DOUBLE_SCALE,
+  doubleBits,
+  doubleHalves,
+  fastAdd,
+  fastDiv,
+  fastMul,
+  fastNarrow,
+  fastResult,
+  isNormalImage,
+  LITTLE_ENDIAN_HOST,
+  significantBits,
+} from "./fast.ts";
 import {
   abs80,
   add,
@@ -86,6 +100,7 @@ const SW_CONDITION = SW_C0 | SW_C1 | SW_C2 | SW_C3;
 // Control word fields.
 const CW_EXCEPTION_MASKS = 0x3f; // IM DM ZM OM UM PM
 const CW_PC_SHIFT = 8; // precision control, bits 9:8
+const CW_PC_MASK = 3 << CW_PC_SHIFT;
 const CW_RC_SHIFT = 10; // rounding control, bits 11:10
 
 // Tag values (two bits per physical register).
@@ -604,10 +619,83 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     // As executeEscape's dispatch: D8 is ST(0) = ST(0) op ST(i); DC and DE are ST(i) = ST(i) op
     // ST(0) with the reverse forms swapped; DE pops.
     const op = opcode === 0xd8 || reg < 4 ? reg : reg ^ 1;
-    if (!this.fastRegister(op, opcode === 0xd8 ? 0 : i, i, opcode === 0xde)) return false;
+    const dest = opcode === 0xd8 ? 0 : i;
+    if (!this.exactRegister(op, dest, i, opcode === 0xde) && !this.fastRegister(op, dest, i, opcode === 0xde))
+      return false;
     this.fip = fip >>> 0;
     this.fcs = fcs & 0xffff;
     this.fop = ((opcode & 7) << 8) | modrm;
+    return true;
+  }
+
+  /**
+   * FADD, FSUB, FSUBR and FMUL of two registers done in the host's doubles, when that is exact:
+   * both operands are doubles and so is the result, checked exact by error-free transformations,
+   * normal, and within the precision control. An exact result is the same in every rounding mode
+   * and raises no flag, so all that changes besides the destination is C1, cleared. False, having
+   * changed nothing, otherwise (FDIV, inexact, zero or out-of-range results).
+   *
+   * One function on purpose: register images hold words above 2^31, which V8 boxes when they are
+   * passed to or returned from a call it does not inline.
+   */
+  private exactRegister(op: number, dest: number, i: number, popAfter: boolean): boolean {
+    if (!LITTLE_ENDIAN_HOST || (op !== 0 && op !== 1 && op !== 4 && op !== 5)) return false;
+    const px = this.phys(dest === 0 ? 0 : i);
+    const py = this.phys(dest === 0 ? i : 0);
+    if (this.isEmpty(px) || this.isEmpty(py)) return false;
+    const xSE = this.signExp[px];
+    const xHi = this.sigHi[px];
+    const xLo = this.sigLo[px];
+    const ySE = this.signExp[py];
+    const yHi = this.sigHi[py];
+    const yLo = this.sigLo[py];
+    const xExp = xSE & 0x7fff;
+    const yExp = ySE & 0x7fff;
+    if (
+      (xHi & 0x80000000) === 0 ||
+      (yHi & 0x80000000) === 0 ||
+      ((xLo | yLo) & 0x7ff) !== 0 ||
+      xExp < DOUBLE_EXP_MIN ||
+      xExp > DOUBLE_EXP_MAX ||
+      yExp < DOUBLE_EXP_MIN ||
+      yExp > DOUBLE_EXP_MAX
+    )
+      return false;
+    // Exact conversions: at most 53 significant bits, scaled by a power of two into the normal range.
+    const xMagnitude = (xHi * 4294967296 + xLo) * 2 ** -63 * DOUBLE_SCALE[xExp - DOUBLE_EXP_MIN];
+    const yMagnitude = (yHi * 4294967296 + yLo) * 2 ** -63 * DOUBLE_SCALE[yExp - DOUBLE_EXP_MIN];
+    let x = xSE & 0x8000 ? -xMagnitude : xMagnitude;
+    let y = ySE & 0x8000 ? -yMagnitude : yMagnitude;
+    let r: number;
+    if (op === 1) {
+      // A product of significands with m and n significant bits has at most m + n.
+      if (significantBits(xHi, xLo) + significantBits(yHi, yLo) > 53) return false;
+      r = x * y;
+    } else {
+      if (op === 4) y = -y;
+      else if (op === 5) x = -x;
+      r = x + y;
+      // TwoSum: the addition's rounding error, zero exactly when the sum is exact (NaN when it overflowed).
+      const yPart = r - x;
+      const xPart = r - yPart;
+      if (x - xPart + (y - yPart) !== 0) return false;
+    }
+    // Precision control 53 or 64 bits holds any double; 24 bits only what a float holds.
+    if ((this.control & CW_PC_MASK) === 0 && Math.fround(r) !== r) return false;
+    doubleBits[0] = r;
+    const high = doubleHalves[1];
+    const low = doubleHalves[0];
+    const exp = (high >>> 20) & 0x7ff;
+    // Subnormal results are refused (a product there may have been rounded), and exponent 1 with
+    // them as a margin.
+    if (exp < 2 || exp > 0x7fe) return false;
+    // The destination is x's register.
+    this.signExp[px] = ((high >>> 31) << 15) | (exp + DOUBLE_EXP_MIN - 1);
+    this.sigHi[px] = 0x80000000 | ((high & 0xfffff) << 11) | (low >>> 21);
+    this.sigLo[px] = low << 11;
+    this.setTag(px, TAG_VALID);
+    if (popAfter) this.pop();
+    this.status &= ~SW_C1;
     return true;
   }
 
@@ -629,7 +717,8 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
 
   /** Register arithmetic: dest = ST(dest) op ST(src) (operands ordered as the D8 forms). */
   private arithRegister(op: number, dest: number, i: number, popAfter: boolean): number {
-    if (this.fastRegister(op, dest, i, popAfter)) return FPU_DONE;
+    if (this.exactRegister(op, dest, i, popAfter) || this.fastRegister(op, dest, i, popAfter))
+      return FPU_DONE;
     this.begin();
     const x = dest === 0 ? 0 : i;
     const y = dest === 0 ? i : 0;
