@@ -530,6 +530,34 @@ describe("binary translator", () => {
     for (const budget of [7, 64, 65, 1000, 4321]) same(source, 32, budget);
   });
 
+  it("looks for the run loop's flag once on the way into a loop that never calls out", () => {
+    // Nothing can raise the flag while such a loop turns; a loop that calls out (a slow memory
+    // path, a handler) keeps looking at every branch, as the CALL-rewrite test shows.
+    const source = `mov ecx, 5000
+       mov eax, 0x12345678
+    l: imul eax, eax, 1103515245
+       test eax, 0x10000
+       jz skip
+       inc ebx
+    skip:
+       dec ecx
+       jnz l
+       hlt`;
+    const off = machine("off", assemble(source, 32, 0x10000), 32);
+    const on = machine("force", assemble(source, 32, 0x10000), 32);
+    const sources: string[] = [];
+    on.cpu.jit!.onTranslation = (_phys, _n, text) => sources.push(text);
+    assert.deepEqual(outcome(on), outcome(off));
+    const loop = sources
+      .map((text) => text.slice(text.indexOf("const self =")))
+      .find((text) => text.startsWith("const self ="));
+    assert.ok(loop, "the loop turns inside one case");
+    const body = loop.slice(loop.indexOf("for (;;) {"), loop.indexOf("\ndefault:"));
+    assert.match(loop.slice(0, loop.indexOf("for (;;) {")), /cpu\.attention/);
+    assert.doesNotMatch(body, /cpu\.attention/);
+    for (const budget of [3, 5, 6, 77, 1000, 12_345]) same(source, 32, budget);
+  });
+
   it("lets the machine look at the clock after translating, and only then", () => {
     // A slice that translates and compiles code may outlast a timer period; the machine's hook
     // reads the clock there and ends the slice when a timer fell due.

@@ -1530,7 +1530,15 @@ export function translateRegion(
       if (emitTree(root, root, tree, ctx)) {
         regionBudget -= before - ctx.left;
         cases.push(`const self = ${eipExpr({ code32 }, root.base)};`);
-        cases.push("for (;;) {", ...tree, "break;", "}");
+        if (tree.some(callsOut)) {
+          cases.push("for (;;) {", ...tree, "break;", "}");
+        } else {
+          // A loop that never calls out cannot raise the flag while it turns (nothing else runs),
+          // so it looks once on the way in instead of at every branch: V8 makes much better code
+          // of a loop without those tests. Every way into the case holds nx === self.
+          cases.push(`if (${ATTENTION}) break run;`);
+          cases.push("for (;;) {", ...tree.map((l) => l.replaceAll(`!${ATTENTION} && `, "")), "break;", "}");
+        }
         cases.push("break;", "}");
         continue;
       }
@@ -1740,6 +1748,14 @@ function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: T
     }
   }
   return loops;
+}
+
+/**
+ * Whether a line of generated code may call out of the translation, where the run loop's flag can
+ * be raised: a slow memory path or a handler (both set `co`), or the x87 unit.
+ */
+function callsOut(line: string): boolean {
+  return line.includes("co = true") || line.includes("X87(");
 }
 
 /** A block's code and what ends it: `nx` and `ic` updated, or the exit after a handler. */
