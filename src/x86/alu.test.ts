@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { AF, CF, OF, PF, SF, ZF } from "./flags.ts";
-import { recorded, run16, run32 } from "./test-support.ts";
+import { assemble, makeMachine, recorded, run16, run32, startFlat32 } from "./test-support.ts";
 
 const FLAGS6 = CF | PF | AF | ZF | SF | OF;
 function arith(flags: number): number {
@@ -323,6 +323,21 @@ describe("string instructions", () => {
     assert.equal(m.cpu.ecx, 0);
     assert.equal(m.memory.read8(0x100000 + 99999), 7);
     assert.equal(m.memory.read8(0x100000 + 100000), 0);
+  });
+  it("a long REP MOVSD/STOSD over RAM yields after its fast-path chunk, registers where it stopped", () => {
+    for (const insn of ["rep movsd", "rep stosd"]) {
+      const m = run32(`mov esi, 0x100000\nmov edi, 0x400000\nmov ecx, 100000\n${insn}\nhlt`);
+      // The whole copy or fill is done, by whole chunks: each turn of the instruction does
+      // 4 * 4096 dwords through the fast path and nothing element by element behind it.
+      assert.equal(m.cpu.ecx, 0);
+      assert.equal(m.cpu.edi, 0x400000 + 400000);
+      const steps = makeMachine();
+      startFlat32(steps, assemble(`mov esi, 0x100000\nmov edi, 0x400000\nmov ecx, 100000\n${insn}\nhlt`, 32));
+      steps.cpu.run(4);
+      assert.equal(steps.cpu.ecx, 100000 - 4 * 4096, insn);
+      assert.equal(steps.cpu.edi, 0x400000 + 4 * 4 * 4096, insn);
+      assert.equal(steps.cpu.eip, 0x10000 + 15, "EIP stays on the instruction until it is done");
+    }
   });
   it("bulk REP MOVS matches element-by-element semantics, overlaps included", () => {
     const m = run32(

@@ -119,42 +119,62 @@ export function movs(cpu: Cpu, i: Insn): void {
       const count = cpu.regs[1]! >>> 0;
       if (count === 0) return;
       const did = bulk(cpu, i, count, false);
-      if (did === 0) break;
-      done += did;
+      if (did > 0) done += did;
+      else {
+        // Not a run of RAM the fast path can take now (a TLB miss, a page straddle, MMIO, an
+        // overlap, a fault to come): one element the careful way, which also fills the TLB for
+        // the next run.
+        moveOne(cpu, i, s, seg, d);
+        done++;
+      }
     }
+    yieldIfUnfinished(cpu, i);
+    return;
   }
   const n = elements(cpu, i);
-  for (let k = 0; k < n; k++) {
-    const v = cpu.rd(seg, index(cpu, i, SI), s);
-    cpu.wr(ES, index(cpu, i, DI), s, v);
-    advance(cpu, i, SI, d);
-    advance(cpu, i, DI, d);
-    consumed(cpu, i);
-  }
+  for (let k = 0; k < n; k++) moveOne(cpu, i, s, seg, d);
   yieldIfUnfinished(cpu, i);
+}
+
+/** One MOVS element: read, write, both indices advanced, the REP count taken down. */
+function moveOne(cpu: Cpu, i: Insn, s: number, seg: number, d: number): void {
+  const v = cpu.rd(seg, index(cpu, i, SI), s);
+  cpu.wr(ES, index(cpu, i, DI), s, v);
+  advance(cpu, i, SI, d);
+  advance(cpu, i, DI, d);
+  consumed(cpu, i);
 }
 
 export function stos(cpu: Cpu, i: Insn): void {
   const s = i.size;
   const d = step(cpu, s);
+  const v = cpu.getReg(s, 0);
   if (i.rep !== 0 && i.addr32 && d > 0) {
     let done = 0;
     while (done < REP_CHUNK * 4) {
       const count = cpu.regs[1]! >>> 0;
       if (count === 0) return;
       const did = bulk(cpu, i, count, true);
-      if (did === 0) break;
-      done += did;
+      if (did > 0) done += did;
+      else {
+        // As MOVS: one element the careful way, then the fast path again.
+        storeOne(cpu, i, v, s, d);
+        done++;
+      }
     }
+    yieldIfUnfinished(cpu, i);
+    return;
   }
-  const v = cpu.getReg(s, 0);
   const n = elements(cpu, i);
-  for (let k = 0; k < n; k++) {
-    cpu.wr(ES, index(cpu, i, DI), s, v);
-    advance(cpu, i, DI, d);
-    consumed(cpu, i);
-  }
+  for (let k = 0; k < n; k++) storeOne(cpu, i, v, s, d);
   yieldIfUnfinished(cpu, i);
+}
+
+/** One STOS element: written, DI advanced, the REP count taken down. */
+function storeOne(cpu: Cpu, i: Insn, v: number, s: number, d: number): void {
+  cpu.wr(ES, index(cpu, i, DI), s, v);
+  advance(cpu, i, DI, d);
+  consumed(cpu, i);
 }
 
 export function lods(cpu: Cpu, i: Insn): void {
