@@ -1475,12 +1475,12 @@ export function translateRegion(
       em.env.insns.push(i);
       em.line("@@STORE@@");
       em.line(`cpu.instrStart = ${eipField(ctx, local[j]!)}; cpu.eip = ${eipField(ctx, ctx.next)};`);
-      em.line(`cpu.instructionCount = ic + ${j};`);
+      em.line(`cpu.instructionCount = ib + ic + ${j};`);
       em.line(`H[${h}](cpu, I[${h}]); co = true;`);
       em.known = undefined;
       em.lastRead = undefined;
       if (x87) {
-        em.line(`cpu.instructionCount = ic + ${n}; return 0; }`);
+        em.line(`cpu.instructionCount = ib + ic + ${n}; return 0; }`);
       } else if (isLast) {
         endedByHandler = true;
       } else {
@@ -1488,7 +1488,7 @@ export function translateRegion(
         em.line("@@RELOAD@@");
         // A handler may have changed a segment, the stack size or the code under us.
         em.line(
-          `if (!blk.valid || (cpu.flatMask & @@FLAT@@) !== @@FLAT@@ || cpu.stack32 !== ${stack32} || cpu.eip !== ${eipField(ctx, ctx.next)}) { cpu.instructionCount = ic + ${j + 1}; return 0; }`,
+          `if (!blk.valid || (cpu.flatMask & @@FLAT@@) !== @@FLAT@@ || cpu.stack32 !== ${stack32} || cpu.eip !== ${eipField(ctx, ctx.next)}) { cpu.instructionCount = ib + ic + ${j + 1}; return 0; }`,
         );
       }
     }
@@ -1549,7 +1549,7 @@ export function translateRegion(
     } else if (following !== undefined && following.base === root.next) {
       // Going on to the next block in the page: fall into its case instead of dispatching.
       const taken = root.lastIsBranch ? `nx !== ${eipExpr({ code32 }, root.next)} || ` : "";
-      cases.push(`if (${taken}${ATTENTION} || ic + ${following.n} > end) break;`, "}");
+      cases.push(`if (${taken}${ATTENTION} || ((ic + ${following.n}) | 0) > lim) break;`, "}");
     } else {
       cases.push("break;", "}");
     }
@@ -1577,9 +1577,11 @@ export function translateRegion(
   src.push("const e0 = cpu.eip | 0;");
   // Region offsets are page offsets (chained) or offsets from the block's entry.
   src.push(chain ? "const pb = e0 & -4096;" : "const pb = e0;");
-  src.push(
-    "let ic = cpu.instructionCount, xi = 0, k = 0, pc = (e0 - pb) | 0, nx = pc, l = 0, e = 0, p = 0, co = true;",
-  );
+  // The instructions retired here count from zero as a small integer (`ic`, against `lim`, the
+  // budget left on entry, held to a small integer too): V8 boxes a loop counter as large as the
+  // machine's total on every turn. A larger budget only means an exit to the dispatcher sooner.
+  src.push("const ib = cpu.instructionCount, lim = Math.min(end - ib, 0x3fffffff) | 0;");
+  src.push("let ic = 0, xi = 0, k = 0, pc = (e0 - pb) | 0, nx = pc, l = 0, e = 0, p = 0, co = true;");
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
   if (flags) {
@@ -1604,12 +1606,12 @@ export function translateRegion(
   src.push("pc = nx;");
   // Offsets with no block of the region fall to the switch's default, which leaves.
   src.push(`if (pc < 0 || pc >= ${slotRange}) break;`);
-  src.push(`if (!${ATTENTION} && ic + ${maxLength} <= end) continue;`);
+  src.push(`if (!${ATTENTION} && ((ic + ${maxLength}) | 0) <= lim) continue;`);
   src.push("break;");
   src.push("}");
   src.push("} catch (err) {");
   src.push(`if (k < 0) k = -1 - k; else { ${store} }`);
-  src.push("cpu.instructionCount = ic + IN_BLOCK[k];");
+  src.push("cpu.instructionCount = ib + ic + IN_BLOCK[k];");
   src.push(
     `cpu.instrStart = cpu.eip = ${code32 ? "(pb + OFFSETS[k]) >>> 0" : "(pb + OFFSETS[k]) & 0xffff"};`,
   );
@@ -1618,7 +1620,7 @@ export function translateRegion(
   src.push(store);
   // An exit part-way through a block (after a store that needs the run loop) counts its
   // instructions here, so that rarely taken path holds no arithmetic of its own.
-  src.push("cpu.instructionCount = ic + xi;");
+  src.push("cpu.instructionCount = ib + ic + xi;");
   src.push("cpu.eip = (pb + nx) >>> 0;");
   src.push("return 0;");
   src.push("};");
@@ -1722,7 +1724,7 @@ function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: T
     const target = ctx.blockAt.get(offset);
     if (target === undefined) continue;
     if (target === root) {
-      out.push(`if (nx === self && !${ATTENTION} && ic + ${root.n} <= end) continue;`);
+      out.push(`if (nx === self && !${ATTENTION} && ((ic + ${root.n}) | 0) <= lim) continue;`);
       loops = true;
       continue;
     }
@@ -1734,7 +1736,7 @@ function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: T
     ctx.depth++;
     ctx.returnTo = returnTo;
     // A CALL's push may have dropped the code of the copy (or something else wants the run loop).
-    out.push(`if (nx === ${eipExpr(ctx, offset)} && !${ATTENTION} && ic + ${target.n} <= end) {`);
+    out.push(`if (nx === ${eipExpr(ctx, offset)} && !${ATTENTION} && ((ic + ${target.n}) | 0) <= lim) {`);
     const back = emitTree(target, root, out, ctx);
     out.push("}");
     ctx.depth = saved.depth;
@@ -1760,11 +1762,12 @@ function callsOut(line: string): boolean {
 
 /** A block's code and what ends it: `nx` and `ic` updated, or the exit after a handler. */
 function blockTail(block: EmittedBlock, ctx: { code32: boolean }): string[] {
-  if (block.endedByHandler) return [...block.code, `cpu.instructionCount = ic + ${block.n};`, "return 0;"];
+  if (block.endedByHandler)
+    return [...block.code, `cpu.instructionCount = ib + ic + ${block.n};`, "return 0;"];
   return [
     ...block.code,
     ...(block.lastIsBranch ? [] : [`nx = ${eipExpr(ctx, block.next)};`]),
-    `ic += ${block.n};`,
+    `ic = (ic + ${block.n}) | 0;`,
   ];
 }
 
