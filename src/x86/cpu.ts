@@ -335,12 +335,17 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** The block that ran last (its successor links are tried first). */
   private lastBlock: Block | undefined;
   /**
-   * Changes whenever the same CS:EIP could fetch different code or fault differently: a CS load,
-   * a mode change (code size, CPL), or the TLB entry of a page a link was made through dropped or
-   * remapped. Block links made under one epoch are trusted without checks until it changes.
+   * Changes whenever the same CS:EIP could fetch different code or fault differently in the same
+   * mode: a CS load, or the TLB entry of a page a link was made through dropped or remapped.
    * (Dropping entries no link uses, as Linux does for every kmap, leaves it alone.)
    */
   private codeEpoch = 0;
+  /**
+   * The mode a fetch depends on besides the epoch: code size and user or supervisor. A block link
+   * is made under the epoch and this mode together (`linkTag`) and trusted without checks while
+   * both hold, so a system call and its return leave the links of either side alone.
+   */
+  private linkMode = 0;
 
   /** Descriptor read by readDescriptor. */
   descLo = 0;
@@ -728,8 +733,6 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   /** Recomputes the derived mode fields after CR0, EFLAGS.VM, CS or SS changed. */
   updateMode(): void {
-    const wasCode32 = this.code32;
-    const wasUser = this.user;
     this.protectedMode = (this.cr0 & CR0_PE) !== 0;
     this.vm86 = this.protectedMode && (this.flagsRaw & VM) !== 0;
     if (!this.protectedMode) this.cpl = 0;
@@ -739,7 +742,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     this.stack32 = !this.vm86 && (this.segAttr[SS]! & ATTR_DB) !== 0;
     this.pagingOn = (this.cr0 & CR0_PG) !== 0 && this.protectedMode;
     this.user = this.cpl === 3;
-    if (this.code32 !== wasCode32 || this.user !== wasUser) this.codeEpoch++;
+    this.linkMode = (this.user ? 2 : 0) | (this.code32 ? 1 : 0);
     this.updateNeeds();
   }
 
@@ -1810,17 +1813,23 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       prev.next1Epoch = prev.next0Epoch;
       prev.next0 = found;
       prev.next0Eip = eip;
-      prev.next0Epoch = this.codeEpoch;
+      prev.next0Epoch = this.linkTag();
       this.tlbLinked[lin >>> 12] = 1;
     }
     this.lastBlock = linkable ? found : undefined;
     return found;
   }
 
-  /** The successor of `from` linked at `eip` under the current code-mapping epoch, if any. */
+  /** The code-mapping epoch and the fetch mode, as one number a link records. */
+  private linkTag(): number {
+    return this.codeEpoch * 4 + this.linkMode;
+  }
+
+  /** The successor of `from` linked at `eip` under the current epoch and mode, if any. */
   private linkedNext(from: Block, eip: number): Block | undefined {
-    if (from.next0Eip === eip && from.next0Epoch === this.codeEpoch) return from.next0;
-    if (from.next1Eip === eip && from.next1Epoch === this.codeEpoch) return from.next1;
+    const tag = this.linkTag();
+    if (from.next0Eip === eip && from.next0Epoch === tag) return from.next0;
+    if (from.next1Eip === eip && from.next1Epoch === tag) return from.next1;
     return undefined;
   }
 

@@ -160,6 +160,32 @@ describe("4 KiB paging", () => {
     );
     assert.equal(m.cpu.ebx, 20 * 1 + 20 * 2 + 20 * 4);
   });
+  it("a block link made in supervisor mode is not followed into a supervisor page from user mode", () => {
+    // The same JMP runs twenty times at CPL 0 (so its block is linked to the supervisor-only page
+    // it reaches, and translated under --jit force) and then at CPL 3, where the fetch must fault.
+    // Following the ring-0 link would run the RET there and end at the HLT's #GP instead.
+    const toRing3 = "push 0x23\npush 0x70000\npush 2\npush 0x1b\npush ring3\niretd\nring3:\n";
+    const m = run32(
+      `${ENABLE}mov ecx, 20
+    l: call hop
+       dec ecx
+       jnz l
+       ${toRing3}
+       call hop
+       mov ebx, 1
+       hlt
+    hop:
+       jmp 0x9000`,
+      (mm) => {
+        identity4M(mm);
+        mm.memory.write32(pte(9), 0x9000 | 3); // supervisor only
+        mm.memory.write8(0x9000, 0xc3); // ret
+      },
+    );
+    assert.deepEqual(pageFault(m), { error: 5, cr2: 0x9000 });
+    assert.equal(m.cpu.ebx, 0);
+  });
+
   it("global pages survive CR3 writes while CR4.PGE is set", () => {
     const m = run32(
       `mov eax, cr4
