@@ -115,21 +115,28 @@ export function movs(cpu: Cpu, i: Insn): void {
   const seg = i.seg;
   if (i.rep !== 0 && i.addr32 && d > 0) {
     let done = 0;
+    let missed = false;
     while (done < REP_CHUNK * 4) {
       const count = cpu.regs[1]! >>> 0;
       if (count === 0) return;
       const did = bulk(cpu, i, count, false);
-      if (did > 0) done += did;
-      else {
-        // Not a run of RAM the fast path can take now (a TLB miss, a page straddle, MMIO, an
-        // overlap, a fault to come): one element the careful way, which also fills the TLB for
-        // the next run.
-        moveOne(cpu, i, s, seg, d);
-        done++;
+      if (did > 0) {
+        done += did;
+        missed = false;
+        continue;
       }
+      // Twice in a row: not RAM the fast path can take (MMIO, an overlap); the element loop.
+      if (missed) break;
+      // A TLB miss, a page straddle or a fault to come: one element the careful way, which also
+      // fills the TLB, and the fast path again.
+      moveOne(cpu, i, s, seg, d);
+      done++;
+      missed = true;
     }
-    yieldIfUnfinished(cpu, i);
-    return;
+    if (done >= REP_CHUNK * 4) {
+      yieldIfUnfinished(cpu, i);
+      return;
+    }
   }
   const n = elements(cpu, i);
   for (let k = 0; k < n; k++) moveOne(cpu, i, s, seg, d);
@@ -151,19 +158,26 @@ export function stos(cpu: Cpu, i: Insn): void {
   const v = cpu.getReg(s, 0);
   if (i.rep !== 0 && i.addr32 && d > 0) {
     let done = 0;
+    let missed = false;
     while (done < REP_CHUNK * 4) {
       const count = cpu.regs[1]! >>> 0;
       if (count === 0) return;
       const did = bulk(cpu, i, count, true);
-      if (did > 0) done += did;
-      else {
-        // As MOVS: one element the careful way, then the fast path again.
-        storeOne(cpu, i, v, s, d);
-        done++;
+      if (did > 0) {
+        done += did;
+        missed = false;
+        continue;
       }
+      // As MOVS: one element the careful way after a miss, the element loop after two.
+      if (missed) break;
+      storeOne(cpu, i, v, s, d);
+      done++;
+      missed = true;
     }
-    yieldIfUnfinished(cpu, i);
-    return;
+    if (done >= REP_CHUNK * 4) {
+      yieldIfUnfinished(cpu, i);
+      return;
+    }
   }
   const n = elements(cpu, i);
   for (let k = 0; k < n; k++) storeOne(cpu, i, v, s, d);
