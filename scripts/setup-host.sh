@@ -10,7 +10,18 @@ if [ "$(id -u)" != 0 ]; then
   SUDO=sudo
 fi
 updated=0
-update() { [ "$updated" = 1 ] || { $SUDO apt-get update -q >/dev/null; updated=1; }; }
+# A mirror part-way through a sync can fail one index while the others update (apt-get exits 100
+# for that); try once more, then go on with the lists it did fetch: a package that really cannot
+# be had fails in apt-get install below, with apt's own message.
+update() {
+  [ "$updated" = 1 ] && return
+  updated=1
+  if ! $SUDO apt-get update -q >/dev/null; then
+    sleep 5
+    $SUDO apt-get update -q >/dev/null ||
+      echo "setup-host.sh: apt-get update reported the errors above; going on with the lists it fetched" >&2
+  fi
+}
 if ! dpkg --print-foreign-architectures | grep -qx i386; then
   $SUDO dpkg --add-architecture i386
   update
