@@ -28,8 +28,9 @@ if ! dpkg --print-foreign-architectures | grep -qx i386; then
 fi
 if ! apt-cache show linux-image-686:i386 >/dev/null 2>&1; then update; fi
 # dpkg-deb and apt-get come with Debian; cpio lists archives in tests; qemu-system-x86 and nasm
-# drive the CPU's differential tests; xorriso, grub-pc-bin, isolinux and mtools build boot media.
-pkgs=(cpio qemu-system-x86 nasm xorriso grub-pc-bin isolinux syslinux-common mtools binutils)
+# drive the CPU's differential tests; xorriso, grub-pc-bin, isolinux and mtools build boot media;
+# acpica-tools' iasl checks the generated ACPI tables.
+pkgs=(cpio qemu-system-x86 nasm xorriso grub-pc-bin isolinux syslinux-common mtools binutils acpica-tools)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
