@@ -326,13 +326,14 @@ describe("string instructions", () => {
   });
   it("a long REP MOVSD/STOSD over RAM yields after its fast-path chunk, registers where it stopped", () => {
     for (const insn of ["rep movsd", "rep stosd"]) {
-      const m = run32(`mov esi, 0x100000\nmov edi, 0x400000\nmov ecx, 100000\n${insn}\nhlt`);
+      const source = `mov esi, 0x100000\nmov edi, 0x400000\nmov ecx, 100000\n${insn}\nhlt`;
+      const m = run32(source);
       // The whole copy or fill is done, by whole chunks: each turn of the instruction does
       // 4 * 4096 dwords through the fast path and nothing element by element behind it.
       assert.equal(m.cpu.ecx, 0);
       assert.equal(m.cpu.edi, 0x400000 + 400000);
       const steps = makeMachine();
-      startFlat32(steps, assemble(`mov esi, 0x100000\nmov edi, 0x400000\nmov ecx, 100000\n${insn}\nhlt`, 32));
+      startFlat32(steps, assemble(source, 32));
       steps.cpu.run(4);
       assert.equal(steps.cpu.ecx, 100000 - 4 * 4096, insn);
       assert.equal(steps.cpu.edi, 0x400000 + 4 * 4 * 4096, insn);

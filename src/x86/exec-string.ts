@@ -109,35 +109,40 @@ function bulk(cpu: Cpu, i: Insn, count: number, fill: boolean): number {
   return n;
 }
 
+/**
+ * REP MOVS/STOS with 32-bit addressing and DF=0: runs of RAM through `bulk`, one element the
+ * careful way after a miss (a TLB miss, a page straddle or a fault to come; it also fills the
+ * TLB), up to a chunk of 4 × REP_CHUNK elements. True when the instruction is done for this turn
+ * (finished or yielding); false after two misses in a row (MMIO, an overlap), for the element loop.
+ */
+function repFast(cpu: Cpu, i: Insn, fill: boolean, v: number): boolean {
+  const s = i.size;
+  let done = 0;
+  let missed = false;
+  while (done < REP_CHUNK * 4) {
+    const count = cpu.regs[1]! >>> 0;
+    if (count === 0) return true;
+    const did = bulk(cpu, i, count, fill);
+    if (did > 0) {
+      done += did;
+      missed = false;
+      continue;
+    }
+    if (missed) return false;
+    if (fill) storeOne(cpu, i, v, s, s);
+    else moveOne(cpu, i, s, i.seg, s);
+    done++;
+    missed = true;
+  }
+  yieldIfUnfinished(cpu, i);
+  return true;
+}
+
 export function movs(cpu: Cpu, i: Insn): void {
   const s = i.size;
   const d = step(cpu, s);
   const seg = i.seg;
-  if (i.rep !== 0 && i.addr32 && d > 0) {
-    let done = 0;
-    let missed = false;
-    while (done < REP_CHUNK * 4) {
-      const count = cpu.regs[1]! >>> 0;
-      if (count === 0) return;
-      const did = bulk(cpu, i, count, false);
-      if (did > 0) {
-        done += did;
-        missed = false;
-        continue;
-      }
-      // Twice in a row: not RAM the fast path can take (MMIO, an overlap); the element loop.
-      if (missed) break;
-      // A TLB miss, a page straddle or a fault to come: one element the careful way, which also
-      // fills the TLB, and the fast path again.
-      moveOne(cpu, i, s, seg, d);
-      done++;
-      missed = true;
-    }
-    if (done >= REP_CHUNK * 4) {
-      yieldIfUnfinished(cpu, i);
-      return;
-    }
-  }
+  if (i.rep !== 0 && i.addr32 && d > 0 && repFast(cpu, i, false, 0)) return;
   const n = elements(cpu, i);
   for (let k = 0; k < n; k++) moveOne(cpu, i, s, seg, d);
   yieldIfUnfinished(cpu, i);
@@ -156,29 +161,7 @@ export function stos(cpu: Cpu, i: Insn): void {
   const s = i.size;
   const d = step(cpu, s);
   const v = cpu.getReg(s, 0);
-  if (i.rep !== 0 && i.addr32 && d > 0) {
-    let done = 0;
-    let missed = false;
-    while (done < REP_CHUNK * 4) {
-      const count = cpu.regs[1]! >>> 0;
-      if (count === 0) return;
-      const did = bulk(cpu, i, count, true);
-      if (did > 0) {
-        done += did;
-        missed = false;
-        continue;
-      }
-      // As MOVS: one element the careful way after a miss, the element loop after two.
-      if (missed) break;
-      storeOne(cpu, i, v, s, d);
-      done++;
-      missed = true;
-    }
-    if (done >= REP_CHUNK * 4) {
-      yieldIfUnfinished(cpu, i);
-      return;
-    }
-  }
+  if (i.rep !== 0 && i.addr32 && d > 0 && repFast(cpu, i, true, v)) return;
   const n = elements(cpu, i);
   for (let k = 0; k < n; k++) storeOne(cpu, i, v, s, d);
   yieldIfUnfinished(cpu, i);

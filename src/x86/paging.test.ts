@@ -24,6 +24,8 @@ function identity4M(m: TestMachine): void {
   m.memory.write32(PD, PT0 | 7);
   for (let p = 0; p < 1024; p++) m.memory.write32(PT0 + p * 4, (p << 12) | 7);
 }
+/** IRETD to ring 3 (flat segments 0x1b/0x23, ESP 0x70000); what follows runs there. */
+const toRing3 = "push 0x23\npush 0x70000\npush 2\npush 0x1b\npush ring3\niretd\nring3:\n";
 function pte(page: number): number {
   return PT0 + page * 4;
 }
@@ -61,7 +63,6 @@ describe("4 KiB paging", () => {
     assert.equal(m.memory.read32(0x7000), 9);
   });
   it("user access to a supervisor page: error P|U (read) and P|W|U (write)", () => {
-    const toRing3 = "push 0x23\npush 0x70000\npush 2\npush 0x1b\npush ring3\niretd\nring3:\n";
     const setup = (mm: TestMachine) => {
       identity4M(mm);
       mm.memory.write32(pte(7), 0x7000 | 3);
@@ -164,7 +165,6 @@ describe("4 KiB paging", () => {
     // The same JMP runs twenty times at CPL 0 (so its block is linked to the supervisor-only page
     // it reaches, and translated under --jit force) and then at CPL 3, where the fetch must fault.
     // Following the ring-0 link would run the RET there and end at the HLT's #GP instead.
-    const toRing3 = "push 0x23\npush 0x70000\npush 2\npush 0x1b\npush ring3\niretd\nring3:\n";
     const m = run32(
       `${ENABLE}mov ecx, 20
     l: call hop

@@ -619,9 +619,7 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     // As executeEscape's dispatch: D8 is ST(0) = ST(0) op ST(i); DC and DE are ST(i) = ST(i) op
     // ST(0) with the reverse forms swapped; DE pops.
     const op = opcode === 0xd8 || reg < 4 ? reg : reg ^ 1;
-    const dest = opcode === 0xd8 ? 0 : i;
-    if (!this.exactRegister(op, dest, i, opcode === 0xde) && !this.fastRegister(op, dest, i, opcode === 0xde))
-      return false;
+    if (!this.fastRegister(op, opcode === 0xd8 ? 0 : i, i, opcode === 0xde)) return false;
     this.fip = fip >>> 0;
     this.fcs = fcs & 0xffff;
     this.fop = ((opcode & 7) << 8) | modrm;
@@ -700,10 +698,11 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
   }
 
   /**
-   * arithRegister when both operands and the result are normal numbers, without allocating;
-   * false, having changed nothing, otherwise.
+   * arithRegister when both operands and the result are normal numbers, without allocating (in
+   * host doubles when that is exact, else in 96-bit words); false, having changed nothing, otherwise.
    */
   private fastRegister(op: number, dest: number, i: number, popAfter: boolean): boolean {
+    if (this.exactRegister(op, dest, i, popAfter)) return true;
     const px = this.phys(dest === 0 ? 0 : i);
     const py = this.phys(dest === 0 ? i : 0);
     if (this.isEmpty(px) || this.isEmpty(py)) return false;
@@ -717,8 +716,7 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
 
   /** Register arithmetic: dest = ST(dest) op ST(src) (operands ordered as the D8 forms). */
   private arithRegister(op: number, dest: number, i: number, popAfter: boolean): number {
-    if (this.exactRegister(op, dest, i, popAfter) || this.fastRegister(op, dest, i, popAfter))
-      return FPU_DONE;
+    if (this.fastRegister(op, dest, i, popAfter)) return FPU_DONE;
     this.begin();
     const x = dest === 0 ? 0 : i;
     const y = dest === 0 ? i : 0;
