@@ -123,7 +123,7 @@ export class Hpet implements MmioDevice, Persistent<HpetState> {
       config: 0,
       comparator: MASK_64,
       period: 0n,
-      event: options.scheduler.createTimer(`hpet-timer${n}`, () => this.fire(n)),
+      event: options.scheduler.createTimer(`hpet-timer${n}`, (now) => this.fire(n, now)),
     }));
     this.reset();
   }
@@ -146,8 +146,12 @@ export class Hpet implements MmioDevice, Persistent<HpetState> {
   /** The main counter now. */
   counter(): bigint {
     if (!(this.config & CONFIG_ENABLE)) return this.counterBase;
-    const ticks = BigInt(Math.floor((this.scheduler.now() - this.counterBaseNs) / NS_PER_TICK));
-    return (this.counterBase + ticks) & MASK_64;
+    return this.counterAt(this.scheduler.now());
+  }
+
+  /** The running counter's value at guest time `now`. */
+  private counterAt(now: number): bigint {
+    return (this.counterBase + BigInt(this.elapsedTicks(now))) & MASK_64;
   }
 
   // ---- MMIO -----------------------------------------------------------------------------
@@ -283,45 +287,49 @@ export class Hpet implements MmioDevice, Persistent<HpetState> {
 
   // ---- timers ---------------------------------------------------------------------------
 
-  private schedule(n: number): void {
+  /**
+   * Arms timer `n` for its comparator, as seen at guest time `now`. The caller passes the time it
+   * worked from: a second read of the clock can be later by a host stall, and a comparator that
+   * the counter passed in between would be taken for one a whole wrap away.
+   */
+  private schedule(n: number, now = this.scheduler.now()): void {
     const timer = this.timers[n]!;
     if (!(this.config & CONFIG_ENABLE)) {
       timer.event.cancel();
       return;
     }
     const wrap = timer.config & TN_32BIT ? MASK_32 : MASK_64;
-    let delta = (timer.comparator - this.counter()) & wrap;
+    let delta = (timer.comparator - this.counterAt(now)) & wrap;
     if (delta === 0n) delta = wrap + 1n;
     if (delta > 1n << 50n) {
       // Centuries away: nothing to schedule.
       timer.event.cancel();
       return;
     }
-    timer.event.setAt(this.timeAfterTicks(Number(delta)));
-  }
-
-  /** Guest time at which the counter will have advanced `ticks` from its current value. */
-  private timeAfterTicks(ticks: number): number {
     // The counter reads `counterBase + k` from counterBaseNs + 10k ns on.
-    const elapsedTicks = Math.floor((this.scheduler.now() - this.counterBaseNs) / NS_PER_TICK);
-    return this.counterBaseNs + (elapsedTicks + ticks) * NS_PER_TICK;
+    timer.event.setAt(this.counterBaseNs + (this.elapsedTicks(now) + Number(delta)) * NS_PER_TICK);
   }
 
-  private fire(n: number): void {
+  /** Whole counter ticks from `counterBaseNs` to guest time `now` (the counter running). */
+  private elapsedTicks(now: number): number {
+    return Math.floor((now - this.counterBaseNs) / NS_PER_TICK);
+  }
+
+  /** Timer `n`'s deadline passed at guest time `now` (the scheduler's, not a fresh read). */
+  private fire(n: number, now: number): void {
     const timer = this.timers[n]!;
     if (!(this.config & CONFIG_ENABLE)) return;
     this.interrupt(n);
     const wrap = timer.config & TN_32BIT ? MASK_32 : MASK_64;
     if (timer.config & TN_PERIODIC && timer.period > 0n) {
       const period = timer.period < MIN_PERIOD_TICKS ? MIN_PERIOD_TICKS : timer.period;
-      const now = this.counter();
-      // Advance past the current count, skipping periods missed while the host was busy.
+      // Advance past the count at `now`, skipping periods missed while the host was busy.
       let cmp = timer.comparator;
-      const behind = (now - cmp) & wrap;
+      const behind = (this.counterAt(now) - cmp) & wrap;
       if (behind < 1n << 62n) cmp += (behind / period + 1n) * period;
       timer.comparator = cmp & wrap;
     }
-    this.schedule(n);
+    this.schedule(n, now);
   }
 
   private interrupt(n: number): void {
