@@ -189,6 +189,15 @@ function compareCodes(outcome: number): number {
   return 0;
 }
 
+/**
+ * The arithmetic operation (the ModRM reg field's FADD..FDIVR numbering, as `compute` takes it)
+ * of a D8, DC or DE register form. DC and DE write ST(i), so their FSUB/FSUBR and FDIV/FDIVR
+ * encodings are each other's from D8's point of view.
+ */
+function registerOperation(opcode: number, reg: number): number {
+  return opcode === 0xd8 || reg < 4 ? reg : reg ^ 1;
+}
+
 export function tagOf(v: F80): number {
   if (v.exp === 0x7fff || isUnsupported(v) || isDenormal(v)) return TAG_SPECIAL;
   if (isZero(v)) return TAG_ZERO;
@@ -462,7 +471,7 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     switch (opcode) {
       case 0xd8:
         if (reg === 2 || reg === 3) return this.compareSt(i, reg === 3 ? 1 : 0, false);
-        return this.arithRegister(reg, 0, i, false);
+        return this.arithRegister(registerOperation(opcode, reg), 0, i, false);
       case 0xd9:
         return this.escD9Register(modrm, reg, i);
       case 0xda:
@@ -471,13 +480,13 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
         return this.escDBRegister(modrm, reg, i, host);
       case 0xdc:
         if (reg === 2 || reg === 3) return this.compareSt(i, reg === 3 ? 1 : 0, false);
-        return this.arithRegister(reg >= 4 ? reg ^ 1 : reg, i, i, false);
+        return this.arithRegister(registerOperation(opcode, reg), i, i, false);
       case 0xdd:
         return this.escDDRegister(reg, i);
       case 0xde:
         if (reg === 2) return this.compareSt(i, 1, false);
         if (reg === 3) return modrm === 0xd9 ? this.compareSt(1, 2, false) : FPU_INVALID_OPCODE;
-        return this.arithRegister(reg >= 4 ? reg ^ 1 : reg, i, i, true);
+        return this.arithRegister(registerOperation(opcode, reg), i, i, true);
       default:
         return this.escDFRegister(modrm, reg, i, host);
     }
@@ -616,10 +625,9 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     if (modrm < 0xc0 || reg === 2 || reg === 3 || this.status & SW_ES) return false;
     if (opcode !== 0xd8 && opcode !== 0xdc && opcode !== 0xde) return false;
     const i = modrm & 7;
-    // As executeEscape's dispatch: D8 is ST(0) = ST(0) op ST(i); DC and DE are ST(i) = ST(i) op
-    // ST(0) with the reverse forms swapped; DE pops.
-    const op = opcode === 0xd8 || reg < 4 ? reg : reg ^ 1;
-    if (!this.fastRegister(op, opcode === 0xd8 ? 0 : i, i, opcode === 0xde)) return false;
+    // D8 is ST(0) = ST(0) op ST(i); DC and DE are ST(i) = ST(i) op ST(0); DE pops.
+    const dest = opcode === 0xd8 ? 0 : i;
+    if (!this.fastRegister(registerOperation(opcode, reg), dest, i, opcode === 0xde)) return false;
     this.fip = fip >>> 0;
     this.fcs = fcs & 0xffff;
     this.fop = ((opcode & 7) << 8) | modrm;
