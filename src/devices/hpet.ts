@@ -299,7 +299,8 @@ export class Hpet implements MmioDevice, Persistent<HpetState> {
       return;
     }
     const wrap = timer.config & TN_32BIT ? MASK_32 : MASK_64;
-    let delta = (timer.comparator - this.counterAt(now)) & wrap;
+    const elapsed = this.elapsedTicks(now);
+    let delta = (timer.comparator - this.counterBase - BigInt(elapsed)) & wrap;
     if (delta === 0n) delta = wrap + 1n;
     if (delta > 1n << 50n) {
       // Centuries away: nothing to schedule.
@@ -307,7 +308,7 @@ export class Hpet implements MmioDevice, Persistent<HpetState> {
       return;
     }
     // The counter reads `counterBase + k` from counterBaseNs + 10k ns on.
-    timer.event.setAt(this.counterBaseNs + (this.elapsedTicks(now) + Number(delta)) * NS_PER_TICK);
+    timer.event.setAt(this.counterBaseNs + (elapsed + Number(delta)) * NS_PER_TICK);
   }
 
   /** Whole counter ticks from `counterBaseNs` to guest time `now` (the counter running). */

@@ -46,7 +46,7 @@ class StallingClock implements Clock {
 }
 
 interface Source {
-  /** Programs the device for `periodNs` (roughly) and starts it. */
+  /** Programs the device's periodic interrupt and starts it. */
   start(): void;
   /** True once per interrupt seen since the last call (acknowledging it as a driver would). */
   poll(): boolean;
