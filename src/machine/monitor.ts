@@ -87,7 +87,7 @@ function infoJit(cpu: Cpu): string {
     `binary translator: ${s.mode} (threshold ${jit.threshold} runs)`,
     `translations ${s.translations}, held ${s.cachedBlocks} blocks in ${(s.cachedSourceBytes / 1024).toFixed(0)} KiB of source (limit ${jit.maxBlocks} blocks, ${(jit.maxSourceBytes / 2 ** 20).toFixed(0)} MiB)`,
     `instructions translated ${total} (${inline}% inline, the rest through interpreter handlers)`,
-    `invalidations ${s.invalidations}, cache flushes ${s.flushes}, assumption misses ${s.assumptionMisses}`,
+    `invalidations ${s.invalidations}, cache flushes ${s.flushes}, assumption misses ${s.assumptionMisses}, loop forms dropped ${s.loopFormDrops}`,
     `time translating ${s.translateMs} ms`,
   ].join("\n");
 }

@@ -285,6 +285,13 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   attention = false;
   /** Set by `endSlice`: `run` returns at the next block boundary. */
   private sliceEnded = false;
+  /**
+   * Set by a translation that left its loop form at an access that missed the TLB (jit/): the
+   * interpreter runs the next block, which starts at that access, on the slow path.
+   */
+  interpretNext = false;
+  /** A block whose loop form has missed too often, for the translator to translate again. */
+  missedOften: Block | undefined = undefined;
   /** Set by MOV SS / POP SS: debug traps wait until after the next instruction. */
   private shadowDebug = false;
   /** Debug-trap DR6 bits held back by MOV SS / POP SS. */
@@ -1688,6 +1695,17 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       const block = this.fetchBlock(MAX_BLOCK_INSNS);
       const insns = block.insns;
       const jit = this.jit;
+      if (this.interpretNext) {
+        this.interpretNext = false;
+        const often = this.missedOften;
+        if (often !== undefined && jit !== undefined) {
+          this.missedOften = undefined;
+          jit.loopFormMissedOften(often, this);
+          this.afterHostWork?.();
+        }
+        this.interpretBlock(block, budget);
+        continue;
+      }
       if (jit !== undefined && block.cacheable && block.crossPage < 0 && insns.length <= budget) {
         // Set when this turn may translate: the translation and V8's compile at its first call.
         let hostWork = false;
@@ -1723,7 +1741,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
    */
   private chainFrom(block: Block, end: number): void {
     let from = block;
-    while (!this.attention) {
+    while (!this.attention && !this.interpretNext) {
       const eip = this.eip;
       const next = this.linkedNext(from, eip);
       if (next === undefined || !next.valid || end - this.instructionCount < next.insns.length) return;

@@ -89,6 +89,8 @@ export class Block {
   /** The flat-segment assumptions the translation was made under. */
   translatedFlat = 0;
   retranslations = 0;
+  /** Times a translation's loop form left at an access of this block that missed the TLB. */
+  loopMisses = 0;
   constructor(phys: number, code32: boolean) {
     this.phys = phys;
     this.code32 = code32;

@@ -752,6 +752,104 @@ describe("binary translator", () => {
     assert.equal(on.cpu.ebx, (200 * 0x11111111 + 100 * 0x10024) | 0);
   });
 
+  it("leaves a loop that calls nothing at the access that missed, for the interpreter", () => {
+    // The loop's accesses take the TLB fast path or leave the translation with EIP at the
+    // instruction that missed, for the interpreter to run the rest of the block on the slow path
+    // before the translation takes over again. Here they miss in every way: new pages
+    // under paging (a stride of 0x7fe crosses a page every other turn), misaligned and
+    // page-straddling operands, a read-modify-write, a push and a pop, a read-only page (the
+    // store faults there, and the run stops with EIP at it), and in the block that the loop's
+    // case copies in behind its head.
+    const source = `mov ecx, 1000
+       mov esi, 0x40000
+       mov edi, 0x200000
+       mov eax, 0x11223344
+    l: mov edx, [esi]
+       add edx, eax
+       add [edi], edx
+       mov [esi + 2], dx
+       push edx
+       pop ebx
+       test ecx, 3
+       jnz skip
+       add ebp, [esi + 0x401]
+       mov [edi + 0x800], ebp
+    skip:
+       add esi, 0x7fe
+       add edi, 4
+       dec ecx
+       jnz l
+       hlt`;
+    const code = assemble(source, 32, 0x10000);
+    const results = (["off", "force"] as const).map((mode) => {
+      const m = machine(mode, code, 32);
+      const sources: string[] = [];
+      if (m.cpu.jit) m.cpu.jit.onTranslation = (_phys, _n, text) => sources.push(text);
+      // Page 0x1f0 (where ESI gets to on turn 866) is read-only.
+      mapFirst4MiB(m, { readOnly: 0x1f0 });
+      m.cpu.run(100_000);
+      const c = m.cpu;
+      return {
+        state: {
+          regs: [c.eax, c.ecx, c.edx, c.ebx, c.esp, c.ebp, c.esi, c.edi],
+          eflags: c.eflags,
+          eip: c.eip,
+        },
+        count: c.instructionCount,
+        cr2: c.cr2,
+        memory: [m.memory.readBytes(0x40000, 0x200000), m.memory.readBytes(0x200000, 0x1000)],
+        sources,
+      };
+    });
+    const [off, on] = results;
+    assert.deepEqual({ ...on!, sources: [] }, { ...off!, sources: [] });
+    assert.equal(off!.cr2 >>> 12, 0x1f0, "the store into the read-only page faulted");
+    const loop = on!.sources.find((text) => text.includes("const self ="));
+    assert.ok(loop, "the loop turns inside one case");
+    const head = loop.slice(loop.indexOf("const self ="));
+    const body = head.slice(0, head.indexOf("\ncase "));
+    assert.doesNotMatch(body, /\b(R[124]|W[124]|CW)\(/, "the loop form calls no slow path");
+    assert.match(body, /ms = \d+; pc = -1; continue run; \}/);
+    // Stopped at every budget, part-way through turns that missed too, the result is the
+    // interpreter's.
+    for (const budget of [9, 10, 11, 100, 101, 1003, 4444]) {
+      const counted = (["off", "force"] as const).map((mode) => {
+        const m = machine(mode, code, 32);
+        mapFirst4MiB(m, { readOnly: 0x1f0 });
+        return outcome(m, budget);
+      });
+      assert.deepEqual(counted[1], counted[0]);
+    }
+  });
+
+  it("translates a loop again in the ordinary form when its accesses keep missing", () => {
+    // Every dword read here straddles a page, so it misses every turn: after LOOP_MISS_LIMIT
+    // misses the page is translated again with the block in the ordinary form, which calls the
+    // slow path in place. The result stays the interpreter's throughout.
+    const source = `mov ecx, 3000
+       mov esi, 0x30ffe
+    l: mov eax, [esi]
+       add ebx, eax
+       dec ecx
+       jnz l
+       hlt`;
+    const off = machine("off", assemble(source, 32, 0x10000), 32);
+    const on = machine("force", assemble(source, 32, 0x10000), 32);
+    for (const m of [off, on]) {
+      m.memory.write32(0x30ffc, 0x11223344);
+      m.memory.write32(0x31000, 0x55667788);
+    }
+    const sources: string[] = [];
+    on.cpu.jit!.onTranslation = (_phys, _n, text) => sources.push(text);
+    assert.deepEqual(outcome(on), outcome(off));
+    assert.equal(on.cpu.jit!.stats().loopFormDrops, 1);
+    const loops = sources.filter((text) => text.includes("const self ="));
+    assert.ok(loops.length >= 2, "translated again");
+    assert.match(loops[0]!, /ms = \d+;/, "first in the loop form");
+    assert.doesNotMatch(loops.at(-1)!, /ms = \d+;/, "then in the ordinary form");
+    assert.match(loops.at(-1)!, /R4\(cpu, l\)/);
+  });
+
   it("sees a store into its own code after many turns of stores that took the fast path", () => {
     // The first 15 turns store to a data page; the 16th redirects the second store of the block
     // to the loop's code, after the first store's check found nothing to do.

@@ -53,6 +53,8 @@ export interface JitStats {
   flushes: number;
   /** Entries refused because the CPU no longer matched a translation's assumptions. */
   assumptionMisses: number;
+  /** Translations made again without the loop form of a block whose accesses kept missing. */
+  loopFormDrops: number;
   /** Milliseconds spent generating and compiling translations. */
   translateMs: number;
 }
@@ -91,6 +93,7 @@ export class Jit {
   private invalidations = 0;
   private flushes = 0;
   private misses = 0;
+  private loopFormDrops = 0;
   private translateMs = 0;
 
   constructor(options: JitOptions) {
@@ -237,6 +240,18 @@ export class Jit {
     return this.translate(chain ? this.regionAround(block, cpu) : [block], chain, flatMask, cpu);
   }
 
+  /**
+   * `block`'s accesses have left its translation's loop form LOOP_MISS_LIMIT times: translate it
+   * again, as the translation it belongs to was made, and it gets the ordinary form.
+   */
+  loopFormMissedOften(block: Block, cpu: JitCpuView): void {
+    if (!block.valid || block.translated === undefined) return;
+    this.loopFormDrops++;
+    const flatMask = cpu.flatMask & block.translatedFlat;
+    const chain = block.inRegion && block.code32 && (flatMask & (1 << 1)) !== 0;
+    this.translate(chain ? this.regionAround(block, cpu) : [block], chain, flatMask, cpu);
+  }
+
   /** The block's code changed or was unmapped. */
   dropped(block: Block): void {
     if (block.translated === undefined) return;
@@ -283,6 +298,7 @@ export class Jit {
       invalidations: this.invalidations,
       flushes: this.flushes,
       assumptionMisses: this.misses,
+      loopFormDrops: this.loopFormDrops,
       translateMs: Math.round(this.translateMs),
     };
   }

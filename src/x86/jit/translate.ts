@@ -60,6 +60,46 @@ const SIGN = [0, 0x80, 0x8000, 0, -0x80000000];
  */
 const ATTENTION = "(co && (cpu.attention || (co = false)))";
 
+/**
+ * Misses after which a block loses its loop form: its page is translated again with the block in
+ * the ordinary form, for loops whose accesses keep missing (device memory, an unaligned stream).
+ */
+export const LOOP_MISS_LIMIT = 1024;
+
+/** The CPU as a loop form's miss sees it. */
+export interface MissHost {
+  /** The next block runs in the interpreter (set with the translation's exit at a miss). */
+  interpretNext: boolean;
+  /** A block that has missed LOOP_MISS_LIMIT times, for the dispatcher to translate again. */
+  missedOften: Block | undefined;
+}
+
+/** A loop form's access missed in `block`: the interpreter runs the rest of the block. */
+function missed(cpu: MissHost, block: Block): void {
+  cpu.interpretNext = true;
+  if (++block.loopMisses === LOOP_MISS_LIMIT) cpu.missedOften = block;
+}
+
+/**
+ * Whether the lines from `from` on change guest-visible state: an assignment to a register or
+ * flag local, the control locals, the CPU, RAM or the register file, or any call out. Scratch
+ * (`k`, `l`, `e`, `p` and the temps) does not count.
+ */
+function changesState(lines: readonly string[], from: number): boolean {
+  for (let n = from; n < lines.length; n++) {
+    const line = lines[n]!;
+    // Handing the pending flags to the CPU changes no flag, and running it again does nothing.
+    if (line !== FLUSH_FLAGS && STATE_CHANGE.test(line.replace(MISS_STUB, ""))) return true;
+  }
+  return false;
+}
+
+/** A loop form's way out at a miss (see Emitter.missStub), which the code before it does not run. */
+const MISS_STUB = /\{ nx = [^;]+; xi = \d+; ms = \d+; pc = -1; continue run; \}/g;
+
+const STATE_CHANGE =
+  /(?:^|[^\w.$])(?:r[0-7]|[fg][kabrx]|nx|ic|xi|co|ms)\s*(?:[-+*/%&|^]|<<|>>>?)?=(?!=)|\bcpu\.[\w$]+(?:\[[^\]]*\])?\s*(?:[-+*/%&|^]|<<|>>>?)?=(?!=)|\b(?:ram|ram32|regs)\[[^\]]*\]\s*=(?!=)|\b(?:H\[\d+\]|[RW][124]|CW|X87|MISSED|shiftOp|imulTrunc|flushFlags)\(/;
+
 /** Handler-call and memory-helper references the generated code closes over. */
 interface Env {
   handlers: Handler[];
@@ -218,6 +258,21 @@ class Emitter {
   readonly written = new Set<number>();
   private temps = 0;
   readonly tempNames: string[] = [];
+  /**
+   * Set while emitting a block's loop form: a memory access that misses the TLB fast path leaves
+   * the translation with EIP at its instruction, for the interpreter to run the rest of the block
+   * (taking the slow path), instead of calling the slow path in place. A loop made of such code
+   * calls nothing, so V8 keeps the typed arrays' lengths and backing stores in registers across
+   * turns. `missStub` is the statement that leaves, for the instruction being emitted: it goes
+   * round the outer loop to the switch's default rather than breaking out of both loops at once,
+   * which V8 compiles into slower loops, and it calls nothing itself (the exit tells the CPU).
+   * `insnStart` is the line of `out` the instruction starts at.
+   */
+  loopForm = false;
+  missStub = "";
+  insnStart = 0;
+  /** The loop form is unusable: an access came after its instruction had changed state. */
+  loopFormFailed = false;
   known: KnownFlags | undefined;
   /**
    * The last read, while `l`, `e` and `p` still describe it (`p` is -1 after its slow path): a
@@ -254,8 +309,32 @@ class Emitter {
 
   temp(): string {
     const name = `t${this.temps++}`;
-    this.tempNames.push(name);
+    if (this.temps > this.tempNames.length) this.tempNames.push(name);
     return name;
+  }
+
+  /** Temps allocated so far; a block's second form starts again from the count its first did. */
+  get tempCount(): number {
+    return this.temps;
+  }
+
+  rewindTemps(count: number): void {
+    this.temps = count;
+  }
+
+  /**
+   * In the loop form, the statement that leaves the translation at a miss; undefined otherwise.
+   * Leaving and running the instruction again from its start is exact only while the instruction
+   * has changed nothing yet (its earlier accesses were reads of RAM), so an access after a change
+   * makes the loop form unusable.
+   */
+  private missExit(): string | undefined {
+    if (!this.loopForm) return undefined;
+    if (changesState(this.out, this.insnStart)) {
+      this.loopFormFailed = true;
+      return undefined;
+    }
+    return this.missStub;
   }
 
   // ---- registers ----
@@ -366,9 +445,16 @@ class Emitter {
     // Flat or not, `l` is the linear address by now (a flat segment's limits let everything by).
     const flat = this.linear(seg, off, size, false, "l");
     const slow = `R${size}(cpu, l)`;
-    this.line(
-      `e = tlb[l >>> 12]; ${v} = ${this.fast("RN", size)} ? (p = ${this.ramPlace(size)}, ${this.readRam(size)}) : (co = true, p = -1, ${slow})${size === 4 ? " | 0" : ""};`,
-    );
+    const exit = this.missExit();
+    if (exit !== undefined) {
+      this.line(
+        `e = tlb[l >>> 12]; if (!(${this.fast("RN", size)})) ${exit} p = ${this.ramPlace(size)}; ${v} = ${this.readRam(size)};`,
+      );
+    } else {
+      this.line(
+        `e = tlb[l >>> 12]; ${v} = ${this.fast("RN", size)} ? (p = ${this.ramPlace(size)}, ${this.readRam(size)}) : (co = true, p = -1, ${slow})${size === 4 ? " | 0" : ""};`,
+      );
+    }
     this.lastRead = flat ? { seg, off, size, regs: registersIn(off) } : undefined;
     return v;
   }
@@ -386,13 +472,25 @@ class Emitter {
       this.isFlat(seg, true)
     ) {
       // `l` holds the address already; `p` is its place if the read took the fast path (which
-      // checked the alignment too), and `e` its TLB entry.
+      // checked the alignment too), and `e` its TLB entry. In the loop form the read left on a miss.
+      const exit = this.missExit();
+      if (exit !== undefined) {
+        this.line(`if ((e & WN) !== WN) ${exit} ${this.writeRam(size, value)}`);
+        return;
+      }
       this.line(
         `if (p >= 0 && (e & WN) === WN) { ${this.writeRam(size, value)} } else { co = true; ${slow}; }`,
       );
       return;
     }
     this.linear(seg, off, size, true, "l");
+    const exit = this.missExit();
+    if (exit !== undefined) {
+      this.line(
+        `e = tlb[l >>> 12]; if (!(${this.fast("WN", size)})) ${exit} p = ${this.ramPlace(size)}; ${this.writeRam(size, value)}`,
+      );
+      return;
+    }
     this.line(
       `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${this.writeRam(size, value)} } else { co = true; ${slow}; }`,
     );
@@ -410,6 +508,15 @@ class Emitter {
     // The slow path checks the write permission first, as the processor does.
     const slowRead = `R${size}(cpu, l)`;
     const check = `CW(cpu, l, ${size})`;
+    const exit = this.missExit();
+    if (exit !== undefined) {
+      this.line(
+        `e = tlb[l >>> 12]; if (!(${this.fast("WN", size)})) ${exit} p = ${this.ramPlace(size)}; ${v} = ${this.readRam(size)};`,
+      );
+      this.line(`${res} = ${compute(v)};`);
+      this.line(this.writeRam(size, res));
+      return v;
+    }
     this.line(
       `e = tlb[l >>> 12]; if (${this.fast("WN", size)}) { p = ${this.ramPlace(size)}; ${v} = ${this.readRam(size)}; } else { co = true; ${check}; ${v} = ${slowRead}${size === 4 ? " | 0" : ""}; p = -1; }`,
     );
@@ -1379,14 +1486,25 @@ function flagLiveness(insns: Insn[], infos: InsnInfo[], lastIsBranch: boolean): 
 export function inlineForm(
   i: Insn,
   code32: boolean,
-): { classified: boolean; emitted: boolean; declaredStore: boolean; emittedStore: boolean } {
+): {
+  classified: boolean;
+  emitted: boolean;
+  declaredStore: boolean;
+  emittedStore: boolean;
+  /** Its loop form calls no slow path (every access leaves for the miss entry instead). */
+  loopFormCallsNothing: boolean;
+} {
   const em = new Emitter(0xffff, true, true);
   const emitted = emitInsn({ em, k: 0, next: i.length, flagsLive: true, code32 }, i);
+  const loop = new Emitter(0xffff, true, true);
+  loop.loopForm = true;
+  emitInsn({ em: loop, k: 0, next: i.length, flagsLive: true, code32 }, i);
   return {
     classified: classify(i).inline,
     emitted,
     declaredStore: writesMemory(i),
     emittedStore: /ram32\[p\] =|ram\[p\] =|\bW\d\(cpu,/.test(em.out.join("\n")),
+    loopFormCallsNothing: !loop.loopFormFailed && !loop.out.some(callsOut),
   };
 }
 
@@ -1434,69 +1552,94 @@ export function translateRegion(
       off += i.length;
     }
     local.push(off);
-    em.known = undefined;
-    em.lastRead = undefined;
-    em.out.length = 0;
-    let endedByHandler = false;
-    for (let j = 0; j < n; j++) {
-      const i = insns[j]!;
-      const k = first + j;
-      const ctx: Ctx = { em, k, next: local[j + 1]!, flagsLive: flagsLive[j]!, code32 };
-      const info = infos[j]!;
-      const isLast = j === n - 1;
-      const mark = em.out.length;
-      if (info.mayFault) em.line(`k = ${k};`);
-      if (isLast && lastIsBranch) {
-        if (emitBranch(ctx, i)) {
-          inlined++;
-          continue;
-        }
-        em.out.length = mark;
-      } else if (info.inline) {
-        if (emitInsn(ctx, i)) {
-          inlined++;
-          if (writesMemory(i))
-            em.line(`if (${ATTENTION}) { nx = ${eipExpr(ctx, ctx.next)}; xi = ${j + 1}; break run; }`);
-          continue;
-        }
-        em.out.length = mark;
-      }
-      // Register x87 arithmetic first tries the unit's fast path, which touches neither the
-      // general registers nor EFLAGS, so the block goes on without leaving; the handler (which
-      // ends the block, as every escape does) runs only when that declines.
-      const x87 = isLast && isX87RegisterArithmetic(i);
-      if (x87) em.line(`if (!X87(cpu, ${i.opcode}, ${i.modrm}, ${eipField(ctx, local[j]!)})) {`);
-      // The interpreter's handler runs it, with the CPU's registers and EIP as it expects them.
-      // A negative index tells the catch clause the registers are already stored (and a handler,
-      // like a string instruction, may have advanced them before it faulted).
-      em.line(`k = ${-1 - k};`);
-      const h = em.env.handlers.length;
-      em.env.handlers.push(i.handler);
-      em.env.insns.push(i);
-      em.line("@@STORE@@");
-      em.line(`cpu.instrStart = ${eipField(ctx, local[j]!)}; cpu.eip = ${eipField(ctx, ctx.next)};`);
-      em.line(`cpu.instructionCount = ib + ic + ${j};`);
-      em.line(`H[${h}](cpu, I[${h}]); co = true;`);
+    // The block's code, in the ordinary form or the loop form (see Emitter.loopForm).
+    const emitBlock = (loopForm: boolean) => {
       em.known = undefined;
       em.lastRead = undefined;
-      if (x87) {
-        em.line(`cpu.instructionCount = ib + ic + ${n}; return 0; }`);
-      } else if (isLast) {
-        endedByHandler = true;
-      } else {
-        em.line("@@LOAD@@");
-        em.line("@@RELOAD@@");
-        // A handler may have changed a segment, the stack size or the code under us.
-        em.line(
-          `if (!blk.valid || (cpu.flatMask & @@FLAT@@) !== @@FLAT@@ || cpu.stack32 !== ${stack32} || cpu.eip !== ${eipField(ctx, ctx.next)}) { cpu.instructionCount = ib + ic + ${j + 1}; return 0; }`,
-        );
+      em.out.length = 0;
+      em.loopForm = loopForm;
+      em.loopFormFailed = false;
+      let endedByHandler = false;
+      let callsHandler = false;
+      for (let j = 0; j < n; j++) {
+        const i = insns[j]!;
+        const k = first + j;
+        em.insnStart = em.out.length;
+        em.missStub = `{ nx = ${eipExpr({ code32 }, local[j]!)}; xi = ${j}; ms = ${bi}; pc = -1; continue run; }`;
+        const ctx: Ctx = { em, k, next: local[j + 1]!, flagsLive: flagsLive[j]!, code32 };
+        const info = infos[j]!;
+        const isLast = j === n - 1;
+        const mark = em.out.length;
+        if (info.mayFault) em.line(`k = ${k};`);
+        if (isLast && lastIsBranch) {
+          if (emitBranch(ctx, i)) {
+            if (!loopForm) inlined++;
+            continue;
+          }
+          em.out.length = mark;
+        } else if (info.inline) {
+          if (emitInsn(ctx, i)) {
+            if (!loopForm) inlined++;
+            // The loop form calls nothing that could raise the flag.
+            if (writesMemory(i) && !loopForm)
+              em.line(`if (${ATTENTION}) { nx = ${eipExpr(ctx, ctx.next)}; xi = ${j + 1}; break run; }`);
+            continue;
+          }
+          em.out.length = mark;
+        }
+        callsHandler = true;
+        if (loopForm) break;
+        // Register x87 arithmetic first tries the unit's fast path, which touches neither the
+        // general registers nor EFLAGS, so the block goes on without leaving; the handler (which
+        // ends the block, as every escape does) runs only when that declines.
+        const x87 = isLast && isX87RegisterArithmetic(i);
+        if (x87) em.line(`if (!X87(cpu, ${i.opcode}, ${i.modrm}, ${eipField(ctx, local[j]!)})) {`);
+        // The interpreter's handler runs it, with the CPU's registers and EIP as it expects them.
+        // A negative index tells the catch clause the registers are already stored (and a handler,
+        // like a string instruction, may have advanced them before it faulted).
+        em.line(`k = ${-1 - k};`);
+        const h = em.env.handlers.length;
+        em.env.handlers.push(i.handler);
+        em.env.insns.push(i);
+        em.line("@@STORE@@");
+        em.line(`cpu.instrStart = ${eipField(ctx, local[j]!)}; cpu.eip = ${eipField(ctx, ctx.next)};`);
+        em.line(`cpu.instructionCount = ib + ic + ${j};`);
+        em.line(`H[${h}](cpu, I[${h}]); co = true;`);
+        em.known = undefined;
+        em.lastRead = undefined;
+        if (x87) {
+          em.line(`cpu.instructionCount = ib + ic + ${n}; return 0; }`);
+        } else if (isLast) {
+          endedByHandler = true;
+        } else {
+          em.line("@@LOAD@@");
+          em.line("@@RELOAD@@");
+          // A handler may have changed a segment, the stack size or the code under us.
+          em.line(
+            `if (!blk.valid || (cpu.flatMask & @@FLAT@@) !== @@FLAT@@ || cpu.stack32 !== ${stack32} || cpu.eip !== ${eipField(ctx, ctx.next)}) { cpu.instructionCount = ib + ic + ${j + 1}; return 0; }`,
+          );
+        }
       }
+      em.loopForm = false;
+      return { code: [...em.out], endedByHandler, callsHandler };
+    };
+    const temps = em.tempCount;
+    const ordinary = emitBlock(false);
+    let loop: string[] | undefined;
+    if (!ordinary.callsHandler && block.loopMisses < LOOP_MISS_LIMIT) {
+      const tempsAfter = em.tempCount;
+      em.rewindTemps(temps);
+      const form = emitBlock(true);
+      if (!em.loopFormFailed && !form.callsHandler) loop = form.code;
+      // The two forms never run in one pass through the block, so they share their temps.
+      em.rewindTemps(Math.max(tempsAfter, em.tempCount));
     }
     emitted.push({
       base,
       n,
-      code: [...em.out],
-      endedByHandler,
+      code: ordinary.code,
+      loop,
+      endedByHandler: ordinary.endedByHandler,
       lastIsBranch,
       next: local[n]!,
       last: insns[n - 1]!,
@@ -1516,19 +1659,19 @@ export function translateRegion(
     const following = emitted[bi + 1];
     cases.push(`case ${root.base}: {`);
     if (heads.has(root.base) && !root.endedByHandler) {
-      const tree: string[] = [];
       // A loop through the root, however many blocks it copies, turns inside the root's case
-      // without going back through the switch.
-      const ctx = {
-        code32,
-        blockAt,
-        left: Math.min(INLINE_BUDGET, regionBudget),
-        depth: 0,
-        returnTo: -1,
-      };
-      const before = ctx.left;
-      if (emitTree(root, root, tree, ctx)) {
-        regionBudget -= before - ctx.left;
+      // without going back through the switch. Its loop form is used when every copied block has
+      // one: then the loop calls nothing.
+      let tree: string[] = [];
+      let ctx = treeContext(code32, blockAt, Math.min(INLINE_BUDGET, regionBudget), true);
+      let loops = emitTree(root, root, tree, ctx);
+      if (!loops || ctx.copied.some((b) => b.loop === undefined) || tree.some(callsOut)) {
+        tree = [];
+        ctx = treeContext(code32, blockAt, Math.min(INLINE_BUDGET, regionBudget), false);
+        loops = emitTree(root, root, tree, ctx);
+      }
+      if (loops) {
+        regionBudget -= Math.min(INLINE_BUDGET, regionBudget) - ctx.left;
         cases.push(`const self = ${eipExpr({ code32 }, root.base)};`);
         if (tree.some(callsOut)) {
           cases.push("for (;;) {", ...tree, "break;", "}");
@@ -1554,7 +1697,6 @@ export function translateRegion(
       cases.push("break;", "}");
     }
   }
-
   const slotRange = chain ? 4096 : 1;
   const used = [...em.used].sort();
   const written = [...em.written].sort();
@@ -1582,6 +1724,9 @@ export function translateRegion(
   // machine's total on every turn. A larger budget only means an exit to the dispatcher sooner.
   src.push("const ib = cpu.instructionCount, lim = Math.min(end - ib, 0x3fffffff) | 0;");
   src.push("let ic = 0, xi = 0, k = 0, pc = (e0 - pb) | 0, nx = pc, l = 0, e = 0, p = 0, co = true;");
+  // `ms`: the block (index into B) whose loop form left at a miss, told to the CPU on the way out.
+  const loopForms = text.includes("ms = ");
+  if (loopForms) src.push("let ms = -1;");
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
   if (flags) {
@@ -1622,6 +1767,7 @@ export function translateRegion(
   // instructions here, so that rarely taken path holds no arithmetic of its own.
   src.push("cpu.instructionCount = ib + ic + xi;");
   src.push("cpu.eip = (pb + nx) >>> 0;");
+  if (loopForms) src.push("if (ms >= 0) MISSED(cpu, B[ms]);");
   src.push("return 0;");
   src.push("};");
   // Names the function after its guest address in profiles and stack traces.
@@ -1647,6 +1793,8 @@ export function translateRegion(
     "W2",
     "W4",
     "CW",
+    "B",
+    "MISSED",
     source,
   ) as (...args: unknown[]) => TranslatedBlock;
   const run = factory(
@@ -1669,6 +1817,8 @@ export function translateRegion(
     W2,
     W4,
     CW,
+    order,
+    missed,
   );
   return { run, source, inlined, instructions: offsets.length };
 }
@@ -1681,6 +1831,8 @@ interface EmittedBlock {
   n: number;
   /** Its statements: they end by setting `nx` when the block ends with a branch. */
   code: string[];
+  /** Its statements in the loop form (Emitter.loopForm), if it has one. */
+  loop: string[] | undefined;
   endedByHandler: boolean;
   lastIsBranch: boolean;
   /** Region offset just past it. */
@@ -1697,6 +1849,10 @@ const INLINE_DEPTH = 2;
 
 interface TreeContext {
   code32: boolean;
+  /** Copies blocks in their loop form (a block without one is copied in the ordinary form). */
+  loopForm: boolean;
+  /** The blocks copied so far, the root too. */
+  copied: EmittedBlock[];
   blockAt: Map<number, EmittedBlock>;
   /** Instructions still allowed to be copied in. */
   left: number;
@@ -1716,7 +1872,17 @@ interface TreeContext {
  * CALL's push can invalidate the very code it goes to), so interrupts and invalidations are seen
  * as promptly as at any dispatch.
  */
+function treeContext(
+  code32: boolean,
+  blockAt: Map<number, EmittedBlock>,
+  left: number,
+  loopForm: boolean,
+): TreeContext {
+  return { code32, loopForm, copied: [], blockAt, left, depth: 0, returnTo: -1 };
+}
+
 function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: TreeContext): boolean {
+  ctx.copied.push(block);
   out.push(...blockTail(block, ctx));
   if (block.endedByHandler) return false;
   let loops = false;
@@ -1730,6 +1896,7 @@ function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: T
     }
     if (ctx.depth >= INLINE_DEPTH || ctx.left < target.n) continue;
     const mark = out.length;
+    const copiedMark = ctx.copied.length;
     const left = ctx.left;
     const saved = { depth: ctx.depth, returnTo: ctx.returnTo };
     ctx.left -= target.n;
@@ -1746,6 +1913,7 @@ function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: T
     } else {
       // A copy that never comes back to the loop saves one dispatch: not worth its code.
       out.length = mark;
+      ctx.copied.length = copiedMark;
       ctx.left = left;
     }
   }
@@ -1761,11 +1929,11 @@ function callsOut(line: string): boolean {
 }
 
 /** A block's code and what ends it: `nx` and `ic` updated, or the exit after a handler. */
-function blockTail(block: EmittedBlock, ctx: { code32: boolean }): string[] {
+function blockTail(block: EmittedBlock, ctx: { code32: boolean; loopForm?: boolean }): string[] {
   if (block.endedByHandler)
     return [...block.code, `cpu.instructionCount = ib + ic + ${block.n};`, "return 0;"];
   return [
-    ...block.code,
+    ...((ctx.loopForm ? block.loop : undefined) ?? block.code),
     ...(block.lastIsBranch ? [] : [`nx = ${eipExpr(ctx, block.next)};`]),
     `ic = (ic + ${block.n}) | 0;`,
   ];
