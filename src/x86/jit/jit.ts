@@ -241,15 +241,22 @@ export class Jit {
   }
 
   /**
-   * `block`'s accesses have left its translation's loop form LOOP_MISS_LIMIT times: translate it
-   * again, as the translation it belongs to was made, and it gets the ordinary form.
+   * `block`'s accesses have left its translation's loop form LOOP_MISS_LIMIT times: translate the
+   * blocks of that translation again, under the same assumptions, and the block gets the
+   * ordinary form.
    */
   loopFormMissedOften(block: Block, cpu: JitCpuView): void {
-    if (!block.valid || block.translated === undefined) return;
+    const old = block.translated;
+    if (!block.valid || old === undefined) return;
     this.loopFormDrops++;
-    const flatMask = cpu.flatMask & block.translatedFlat;
-    const chain = block.inRegion && block.code32 && (flatMask & (1 << 1)) !== 0;
-    this.translate(chain ? this.regionAround(block, cpu) : [block], chain, flatMask, cpu);
+    const flatMask = block.translatedFlat;
+    const chain = block.inRegion;
+    const region = [block];
+    if (chain) {
+      for (const b of cpu.blocksOnPageOf(block))
+        if (b !== block && b.valid && b.translated === old && !region.includes(b)) region.push(b);
+    }
+    this.translate(region, chain, flatMask, cpu);
   }
 
   /** The block's code changed or was unmapped. */

@@ -1491,7 +1491,7 @@ export function inlineForm(
   emitted: boolean;
   declaredStore: boolean;
   emittedStore: boolean;
-  /** Its loop form calls no slow path (every access leaves for the miss entry instead). */
+  /** Its loop form calls no slow path (every access leaves the function at a miss instead). */
   loopFormCallsNothing: boolean;
 } {
   const em = new Emitter(0xffff, true, true);
@@ -1697,6 +1697,7 @@ export function translateRegion(
       cases.push("break;", "}");
     }
   }
+
   const slotRange = chain ? 4096 : 1;
   const used = [...em.used].sort();
   const written = [...em.written].sort();
