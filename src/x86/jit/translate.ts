@@ -95,7 +95,7 @@ function changesState(lines: readonly string[], from: number): boolean {
 }
 
 /** A loop form's way out at a miss (see Emitter.missStub), which the code before it does not run. */
-const MISS_STUB = /\{ nx = [^;]+; xi = \d+; ms = \d+; pc = -1; continue run; \}/g;
+const MISS_STUB = /\{ nx = [^;]+; xi = \d+; ms = \d+; break; \}/g;
 
 const STATE_CHANGE =
   /(?:^|[^\w.$])(?:r[0-7]|[fg][kabrx]|nx|ic|xi|co|ms)\s*(?:[-+*/%&|^]|<<|>>>?)?=(?!=)|\bcpu\.[\w$]+(?:\[[^\]]*\])?\s*(?:[-+*/%&|^]|<<|>>>?)?=(?!=)|\b(?:ram|ram32|regs)\[[^\]]*\]\s*=(?!=)|\b(?:H\[\d+\]|[RW][124]|CW|X87|MISSED|shiftOp|imulTrunc|flushFlags)\(/;
@@ -263,9 +263,10 @@ class Emitter {
    * the translation with EIP at its instruction, for the interpreter to run the rest of the block
    * (taking the slow path), instead of calling the slow path in place. A loop made of such code
    * calls nothing, so V8 keeps the typed arrays' lengths and backing stores in registers across
-   * turns. `missStub` is the statement that leaves, for the instruction being emitted: it goes
-   * round the outer loop to the switch's default rather than breaking out of both loops at once,
-   * which V8 compiles into slower loops, and it calls nothing itself (the exit tells the CPU).
+   * turns. `missStub` is the statement that leaves, for the instruction being emitted: it sets
+   * `ms` and breaks out of the loop, and the case then leaves the function (the exit tells the
+   * CPU). Breaking out of both loops at once, or going round the outer one, compiled into slower
+   * loops or into code V8 deoptimised when it had compiled the loop alone (on-stack replacement).
    * `insnStart` is the line of `out` the instruction starts at.
    */
   loopForm = false;
@@ -1565,7 +1566,7 @@ export function translateRegion(
         const i = insns[j]!;
         const k = first + j;
         em.insnStart = em.out.length;
-        em.missStub = `{ nx = ${eipExpr({ code32 }, local[j]!)}; xi = ${j}; ms = ${bi}; pc = -1; continue run; }`;
+        em.missStub = `{ nx = ${eipExpr({ code32 }, local[j]!)}; xi = ${j}; ms = ${bi}; break; }`;
         const ctx: Ctx = { em, k, next: local[j + 1]!, flagsLive: flagsLive[j]!, code32 };
         const info = infos[j]!;
         const isLast = j === n - 1;
@@ -1681,6 +1682,8 @@ export function translateRegion(
           // of a loop without those tests. Every way into the case holds nx === self.
           cases.push(`if (${ATTENTION}) break run;`);
           cases.push("for (;;) {", ...tree.map((l) => l.replaceAll(`!${ATTENTION} && `, "")), "break;", "}");
+          // A miss in a loop form breaks out of the loop with `ms` set, and out of the function here.
+          if (tree.some((l) => l.includes("ms = "))) cases.push("if (ms >= 0) break run;");
         }
         cases.push("break;", "}");
         continue;
