@@ -61,8 +61,9 @@ const SIGN = [0, 0x80, 0x8000, 0, -0x80000000];
 const ATTENTION = "(co && (cpu.attention || (co = false)))";
 
 /**
- * Misses after which a block loses its loop form: its page is translated again with the block in
- * the ordinary form, for loops whose accesses keep missing (device memory, an unaligned stream).
+ * Misses after which a block loses its loop form: the translation it belongs to is made again
+ * with the block in the ordinary form, for loops whose accesses keep missing (device memory, an
+ * unaligned stream).
  */
 export const LOOP_MISS_LIMIT = 1024;
 
@@ -94,7 +95,7 @@ function changesState(lines: readonly string[], from: number): boolean {
   return false;
 }
 
-/** A loop form's way out at a miss (see Emitter.missStub), which the code before it does not run. */
+/** A loop form's way out at a miss (see Emitter.missStub): its assignments are not the instruction's. */
 const MISS_STUB = /\{ nx = [^;]+; xi = \d+; ms = \d+; break; \}/g;
 
 const STATE_CHANGE =
