@@ -286,8 +286,9 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** Set by `endSlice`: `run` returns at the next block boundary. */
   private sliceEnded = false;
   /**
-   * Set by a translation that left its loop form at an access that missed the TLB (jit/): the
-   * interpreter runs the next block, which starts at that access, on the slow path.
+   * Set, with the attention flag, by a translation that left its loop form at an access that
+   * missed the TLB (jit/): the interpreter runs the next block, which starts at that access, on
+   * the slow path.
    */
   interpretNext = false;
   /** A block whose loop form has missed too often, for the translator to translate again. */
@@ -1687,6 +1688,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   /** Runs decoded blocks back to back until `end` or until something needs the run loop. */
   private runBlocks(end: number): void {
+    // A loop form's miss raised the attention flag, so this is the first block after it.
+    if (this.interpretNext) this.interpretAfterMiss(end);
     while (!this.attention) {
       const budget = end - this.instructionCount;
       if (budget <= 0) break;
@@ -1695,17 +1698,6 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       const block = this.fetchBlock(MAX_BLOCK_INSNS);
       const insns = block.insns;
       const jit = this.jit;
-      if (this.interpretNext) {
-        this.interpretNext = false;
-        const often = this.missedOften;
-        if (often !== undefined && jit !== undefined) {
-          this.missedOften = undefined;
-          jit.loopFormMissedOften(often, this);
-          this.afterHostWork?.();
-        }
-        this.interpretBlock(block, budget);
-        continue;
-      }
       if (jit !== undefined && block.cacheable && block.crossPage < 0 && insns.length <= budget) {
         // Set when this turn may translate: the translation and V8's compile at its first call.
         let hostWork = false;
@@ -1733,6 +1725,23 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   }
 
   /**
+   * Runs the block at EIP, where a translation's loop form left at an access that missed the TLB,
+   * in the interpreter (which takes the slow path), and translates a loop form that misses too
+   * often again.
+   */
+  private interpretAfterMiss(end: number): void {
+    this.interpretNext = false;
+    const often = this.missedOften;
+    if (often !== undefined && this.jit !== undefined) {
+      this.missedOften = undefined;
+      this.jit.loopFormMissedOften(often, this);
+      this.afterHostWork?.();
+    }
+    this.instrStart = this.eip;
+    this.interpretBlock(this.fetchBlock(MAX_BLOCK_INSNS), end - this.instructionCount);
+  }
+
+  /**
    * Goes on from the translation of `block` straight into the translations that follow it, through
    * the same successor links `fetchBlock` keeps, for as long as they hold and fit the budget. This
    * skips the dispatcher's lookups between translated code. A block translated alone goes back to
@@ -1741,7 +1750,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
    */
   private chainFrom(block: Block, end: number): void {
     let from = block;
-    while (!this.attention && !this.interpretNext) {
+    while (!this.attention) {
       const eip = this.eip;
       const next = this.linkedNext(from, eip);
       if (next === undefined || !next.valid || end - this.instructionCount < next.insns.length) return;

@@ -71,6 +71,8 @@ export const LOOP_MISS_LIMIT = 1024;
 export interface MissHost {
   /** The next block runs in the interpreter (set with the translation's exit at a miss). */
   interpretNext: boolean;
+  /** Makes the dispatcher return to the run loop, which looks at `interpretNext` once. */
+  attention: boolean;
   /** A block that has missed LOOP_MISS_LIMIT times, for the dispatcher to translate again. */
   missedOften: Block | undefined;
 }
@@ -78,6 +80,7 @@ export interface MissHost {
 /** A loop form's access missed in `block`: the interpreter runs the rest of the block. */
 function missed(cpu: MissHost, block: Block): void {
   cpu.interpretNext = true;
+  cpu.attention = true;
   if (++block.loopMisses === LOOP_MISS_LIMIT) cpu.missedOften = block;
 }
 
