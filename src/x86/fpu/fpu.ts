@@ -212,6 +212,15 @@ export function tagOfRaw(signExp: number, hi: number, lo: number): number {
   return TAG_VALID;
 }
 
+// Module-level copies of fast.ts's double-path constants: V8 checks an imported binding on every
+// use (it could still be uninitialised), which made exactRegister a quarter slower.
+const EXP_MIN = DOUBLE_EXP_MIN;
+const EXP_MAX = DOUBLE_EXP_MAX;
+const SCALE = DOUBLE_SCALE;
+const BITS = doubleBits;
+const HALVES = doubleHalves;
+const DOUBLE_PATH = LITTLE_ENDIAN_HOST;
+
 export class Fpu implements FpuUnit, Persistent<FpuState> {
   readonly stateVersion = 1;
 
@@ -645,62 +654,63 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
    * passed to or returned from a call it does not inline.
    */
   private exactRegister(op: number, dest: number, i: number, popAfter: boolean): boolean {
-    if (!LITTLE_ENDIAN_HOST || (op !== 0 && op !== 1 && op !== 4 && op !== 5)) return false;
-    const px = this.phys(dest === 0 ? 0 : i);
-    const py = this.phys(dest === 0 ? i : 0);
-    if (this.isEmpty(px) || this.isEmpty(py)) return false;
-    const xSE = this.signExp[px];
-    const xHi = this.sigHi[px];
-    const xLo = this.sigLo[px];
-    const ySE = this.signExp[py];
-    const yHi = this.sigHi[py];
-    const yLo = this.sigLo[py];
+    if (!DOUBLE_PATH) return false;
+    const top = this.top;
+    const px = (top + (dest === 0 ? 0 : i)) & 7;
+    const py = (top + (dest === 0 ? i : 0)) & 7;
+    const tags = this.tags;
+    if (((tags >> (px * 2)) & 3) === TAG_EMPTY || ((tags >> (py * 2)) & 3) === TAG_EMPTY) return false;
+    const se = this.signExp;
+    const hi = this.sigHi;
+    const lo = this.sigLo;
+    const xSE = se[px];
+    const xHi = hi[px];
+    const xLo = lo[px];
+    const ySE = se[py];
+    const yHi = hi[py];
+    const yLo = lo[py];
     const xExp = xSE & 0x7fff;
     const yExp = ySE & 0x7fff;
     if (
-      (xHi & 0x80000000) === 0 ||
-      (yHi & 0x80000000) === 0 ||
+      (xHi & yHi) >>> 31 === 0 ||
       ((xLo | yLo) & 0x7ff) !== 0 ||
-      xExp < DOUBLE_EXP_MIN ||
-      xExp > DOUBLE_EXP_MAX ||
-      yExp < DOUBLE_EXP_MIN ||
-      yExp > DOUBLE_EXP_MAX
+      xExp < EXP_MIN ||
+      xExp > EXP_MAX ||
+      yExp < EXP_MIN ||
+      yExp > EXP_MAX
     )
       return false;
-    // Exact conversions: at most 53 significant bits, scaled by a power of two into the normal range.
-    const xMagnitude = (xHi * 4294967296 + xLo) * 2 ** -63 * DOUBLE_SCALE[xExp - DOUBLE_EXP_MIN];
-    const yMagnitude = (yHi * 4294967296 + yLo) * 2 ** -63 * DOUBLE_SCALE[yExp - DOUBLE_EXP_MIN];
+    const xMagnitude = (xHi * 4294967296 + xLo) * 2 ** -63 * SCALE[xExp - EXP_MIN];
+    const yMagnitude = (yHi * 4294967296 + yLo) * 2 ** -63 * SCALE[yExp - EXP_MIN];
     let x = xSE & 0x8000 ? -xMagnitude : xMagnitude;
     let y = ySE & 0x8000 ? -yMagnitude : yMagnitude;
     let r: number;
     if (op === 1) {
-      // A product of significands with m and n significant bits has at most m + n.
       if (significantBits(xHi, xLo) + significantBits(yHi, yLo) > 53) return false;
       r = x * y;
     } else {
       if (op === 4) y = -y;
       else if (op === 5) x = -x;
+      else if (op !== 0) return false;
       r = x + y;
-      // TwoSum: the addition's rounding error, zero exactly when the sum is exact (NaN when it overflowed).
       const yPart = r - x;
       const xPart = r - yPart;
       if (x - xPart + (y - yPart) !== 0) return false;
     }
-    // Precision control 53 or 64 bits holds any double; 24 bits only what a float holds.
     if ((this.control & CW_PC_MASK) === 0 && Math.fround(r) !== r) return false;
-    doubleBits[0] = r;
-    const high = doubleHalves[1];
-    const low = doubleHalves[0];
+    BITS[0] = r;
+    const high = HALVES[1];
+    const low = HALVES[0];
     const exp = (high >>> 20) & 0x7ff;
-    // Subnormal results are refused (a product there may have been rounded), and exponent 1 with
-    // them as a margin.
     if (exp < 2 || exp > 0x7fe) return false;
-    // The destination is x's register.
-    this.signExp[px] = ((high >>> 31) << 15) | (exp + DOUBLE_EXP_MIN - 1);
-    this.sigHi[px] = 0x80000000 | ((high & 0xfffff) << 11) | (low >>> 21);
-    this.sigLo[px] = low << 11;
-    this.setTag(px, TAG_VALID);
-    if (popAfter) this.pop();
+    se[px] = ((high >>> 31) << 15) | (exp + EXP_MIN - 1);
+    hi[px] = 0x80000000 | ((high & 0xfffff) << 11) | (low >>> 21);
+    lo[px] = low << 11;
+    const validTags = tags & ~(3 << (px * 2));
+    if (popAfter === true) {
+      this.tags = validTags | (TAG_EMPTY << (top * 2));
+      this.top = (top + 1) & 7;
+    } else this.tags = validTags;
     this.status &= ~SW_C1;
     return true;
   }
