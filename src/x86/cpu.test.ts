@@ -48,47 +48,64 @@ describe("run slices", () => {
 describe("the decoded-block cache", () => {
   it("finds a block again after a colliding block took its cache slot", () => {
     // The functions at 0x30000 and 0x40038 share a slot of the direct-mapped cache; one call
-    // site goes to three functions in turn, more than its successor links hold. A block pushed
+    // site goes to five functions in turn, more than its successor links hold. A block pushed
     // out of its slot must be found again, not decoded anew: with the translator forced on,
     // every fresh block is translated, so the translation count shows any re-decoding.
     const m = makeMachine({ jit: "force" });
-    startFlat32(
-      m,
-      assemble(
-        `mov ecx, 300
+    startFlat32(m, assemble(callsInTurn(5, 500), 32, 0x10000));
+    runToHalt(m.cpu);
+    assert.deepEqual([m.cpu.eax, m.cpu.ebx, m.cpu.edx, m.cpu.edi, m.cpu.ebp], [100, 100, 100, 100, 100]);
+    const translations = m.cpu.jit!.stats().translations;
+    assert.ok(translations < 60, `${translations} translations for a handful of blocks`);
+  });
+
+  it("links a block to three successors that come in turn, without looking them up again", () => {
+    // A block that enters a translated region is the predecessor of each place the region
+    // leaves at, and those often come in turn, as the return here goes to three call sites.
+    const m = makeMachine({ jit: "off" });
+    startFlat32(m, assemble(callsInTurn(3, 300), 32, 0x10000));
+    const cpu = m.cpu as unknown as { lookupBlock: (...args: unknown[]) => unknown };
+    const lookup = cpu.lookupBlock;
+    let lookups = 0;
+    cpu.lookupBlock = function (this: unknown, ...args: unknown[]) {
+      lookups++;
+      return lookup.apply(this, args);
+    };
+    runToHalt(m.cpu);
+    assert.deepEqual([m.cpu.eax, m.cpu.ebx, m.cpu.edx], [100, 100, 100]);
+    // Each block is looked up when first reached and a few times while the links fill; with
+    // two links per block the three-way turn missed on every round (309 lookups).
+    assert.ok(lookups < 60, `${lookups} block lookups`);
+  });
+});
+
+/**
+ * A loop of `rounds` indirect calls that go to `count` (up to 5) leaf functions in turn, each
+ * adding 1 to its own register: EAX, EBX, EDX, EDI, EBP. The first two share a slot of the
+ * decoded-block cache.
+ */
+function callsInTurn(count: number, rounds: number): string {
+  const at = [0x30000, 0x40038, 0x50000, 0x60000, 0x70000].slice(0, count);
+  const registers = ["eax", "ebx", "edx", "edi", "ebp"];
+  return `mov ecx, ${rounds}
        xor esi, esi
        xor eax, eax
        xor ebx, ebx
        xor edx, edx
+       xor edi, edi
+       xor ebp, ebp
     l: call [tbl + esi * 4]
        inc esi
-       cmp esi, 3
+       cmp esi, ${count}
        jb next
        xor esi, esi
     next:
        dec ecx
        jnz l
        hlt
-    tbl: dd 0x30000, 0x40038, 0x50000
-       times 0x30000 - 0x10000 - ($ - $$) db 0
-       add eax, 1
-       ret
-       times 0x40038 - 0x10000 - ($ - $$) db 0
-       add ebx, 1
-       ret
-       times 0x50000 - 0x10000 - ($ - $$) db 0
-       add edx, 1
-       ret`,
-        32,
-        0x10000,
-      ),
-    );
-    runToHalt(m.cpu);
-    assert.deepEqual([m.cpu.eax, m.cpu.ebx, m.cpu.edx], [100, 100, 100]);
-    const translations = m.cpu.jit!.stats().translations;
-    assert.ok(translations < 40, `${translations} translations for a handful of blocks`);
-  });
-});
+    tbl: dd ${at.join(", ")}
+${at.map((a, k) => `       times 0x${a.toString(16)} - 0x10000 - ($ - $$) db 0\n       add ${registers[k]}, 1\n       ret`).join("\n")}`;
+}
 
 describe("fetching after a far jump", () => {
   it("a jump to the same offset in another code segment runs that segment's code", () => {

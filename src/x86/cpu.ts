@@ -1834,7 +1834,13 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     const linkable =
       found.cacheable && found.crossPage < 0 && maxInsns === MAX_BLOCK_INSNS && this.tlb[lin >>> 12] !== 0;
     if (prev !== undefined && linkable) {
-      // The older link makes room.
+      // The oldest link makes room.
+      prev.next3 = prev.next2;
+      prev.next3Eip = prev.next2Eip;
+      prev.next3Epoch = prev.next2Epoch;
+      prev.next2 = prev.next1;
+      prev.next2Eip = prev.next1Eip;
+      prev.next2Epoch = prev.next1Epoch;
       prev.next1 = prev.next0;
       prev.next1Eip = prev.next0Eip;
       prev.next1Epoch = prev.next0Epoch;
@@ -1857,6 +1863,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     const tag = this.linkTag();
     if (from.next0Eip === eip && from.next0Epoch === tag) return from.next0;
     if (from.next1Eip === eip && from.next1Epoch === tag) return from.next1;
+    if (from.next2Eip === eip && from.next2Epoch === tag) return from.next2;
+    if (from.next3Eip === eip && from.next3Epoch === tag) return from.next3;
     return undefined;
   }
 

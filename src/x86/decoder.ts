@@ -69,8 +69,10 @@ export class Block {
    */
   crossPage = -1;
   /**
-   * Two most recent successors, with the EIP they were reached at and the CPU's code-mapping
-   * epoch then (while it stands, the same EIP fetches the same block).
+   * The four most recent successors, with the EIP they were reached at and the CPU's code-mapping
+   * epoch then (while it stands, the same EIP fetches the same block). Four, not two: a block
+   * that enters a translated region is the predecessor of wherever the region leaves, and a
+   * region often leaves at three places in turn, which two links would keep missing.
    */
   next0: Block | undefined = undefined;
   next0Eip = 0;
@@ -78,6 +80,12 @@ export class Block {
   next1: Block | undefined = undefined;
   next1Eip = 0;
   next1Epoch = -1;
+  next2: Block | undefined = undefined;
+  next2Eip = 0;
+  next2Epoch = -1;
+  next3: Block | undefined = undefined;
+  next3Eip = 0;
+  next3Epoch = -1;
   /** Executions so far (the translator's heat measure), and when to look at it again. */
   heat = 0;
   heatGoal = 0;
