@@ -680,12 +680,14 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
       yExp > EXP_MAX
     )
       return false;
+    // Exact conversions: at most 53 significant bits, scaled by a power of two into the normal range.
     const xMagnitude = (xHi * 4294967296 + xLo) * 2 ** -63 * SCALE[xExp - EXP_MIN];
     const yMagnitude = (yHi * 4294967296 + yLo) * 2 ** -63 * SCALE[yExp - EXP_MIN];
     let x = xSE & 0x8000 ? -xMagnitude : xMagnitude;
     let y = ySE & 0x8000 ? -yMagnitude : yMagnitude;
     let r: number;
     if (op === 1) {
+      // A product of significands with m and n significant bits has at most m + n.
       if (significantBits(xHi, xLo) + significantBits(yHi, yLo) > 53) return false;
       r = x * y;
     } else {
@@ -693,16 +695,21 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
       else if (op === 5) x = -x;
       else if (op !== 0) return false;
       r = x + y;
+      // TwoSum: the addition's rounding error, zero exactly when the sum is exact (NaN when it overflowed).
       const yPart = r - x;
       const xPart = r - yPart;
       if (x - xPart + (y - yPart) !== 0) return false;
     }
+    // Precision control 53 or 64 bits holds any double; 24 bits only what a float holds.
     if ((this.control & CW_PC_MASK) === 0 && Math.fround(r) !== r) return false;
     BITS[0] = r;
     const high = HALVES[1];
     const low = HALVES[0];
     const exp = (high >>> 20) & 0x7ff;
+    // Subnormal results are refused (a product there may have been rounded), and exponent 1 with
+    // them as a margin.
     if (exp < 2 || exp > 0x7fe) return false;
+    // The destination is x's register; a pop empties ST(0) after it is written, as pop() does.
     se[px] = ((high >>> 31) << 15) | (exp + EXP_MIN - 1);
     hi[px] = 0x80000000 | ((high & 0xfffff) << 11) | (low >>> 21);
     lo[px] = low << 11;
