@@ -714,7 +714,7 @@ export class Fpu implements FpuUnit, Persistent<FpuState> {
     hi[px] = 0x80000000 | ((high & 0xfffff) << 11) | (low >>> 21);
     lo[px] = low << 11;
     const validTags = tags & ~(3 << (px * 2));
-    if (popAfter === true) {
+    if (popAfter) {
       this.tags = validTags | (TAG_EMPTY << (top * 2));
       this.top = (top + 1) & 7;
     } else this.tags = validTags;

@@ -79,6 +79,47 @@ function sameAtPageFault(
   assert.equal(results[0]!.cr2, cr2);
 }
 
+/**
+ * Runs `code` (ESI striding from 0x40000, EDI from 0x200000) in the interpreter and with the
+ * translator forced on, over the first 4 MiB mapped with page 0x1f0 read-only (the stride reaches
+ * it on turn 866 and the store there faults), and asserts the two end alike: registers, flags,
+ * count, CR2 and memory, run to the fault and stopped at seven budgets part-way through turns
+ * that missed. Returns the translations' sources.
+ */
+function missesAsTheInterpreterDoes(code: Uint8Array): string[] {
+  const results = (["off", "force"] as const).map((mode) => {
+    const m = machine(mode, code, 32);
+    const sources: string[] = [];
+    if (m.cpu.jit) m.cpu.jit.onTranslation = (_phys, _n, text) => sources.push(text);
+    mapFirst4MiB(m, { readOnly: 0x1f0 });
+    m.cpu.run(100_000);
+    const c = m.cpu;
+    return {
+      state: {
+        regs: [c.eax, c.ecx, c.edx, c.ebx, c.esp, c.ebp, c.esi, c.edi],
+        eflags: c.eflags,
+        eip: c.eip,
+      },
+      count: c.instructionCount,
+      cr2: c.cr2,
+      memory: [m.memory.readBytes(0x40000, 0x200000), m.memory.readBytes(0x200000, 0x1000)],
+      sources,
+    };
+  });
+  const [off, on] = results;
+  assert.deepEqual({ ...on!, sources: [] }, { ...off!, sources: [] });
+  assert.equal(off!.cr2 >>> 12, 0x1f0, "the store into the read-only page faulted");
+  for (const budget of [9, 10, 11, 100, 101, 1003, 4444]) {
+    const counted = (["off", "force"] as const).map((mode) => {
+      const m = machine(mode, code, 32);
+      mapFirst4MiB(m, { readOnly: 0x1f0 });
+      return outcome(m, budget);
+    });
+    assert.deepEqual(counted[1], counted[0], `stopped after ${budget} instructions`);
+  }
+  return on!.sources;
+}
+
 function same(source: string, bits: 16 | 32 = 32, budget?: number, dump?: [number, number]) {
   const code = assemble(source, bits, bits === 32 ? 0x10000 : 0x1000);
   const off = machine("off", code, bits);
@@ -780,46 +821,13 @@ describe("binary translator", () => {
        dec ecx
        jnz l
        hlt`;
-    const code = assemble(source, 32, 0x10000);
-    const results = (["off", "force"] as const).map((mode) => {
-      const m = machine(mode, code, 32);
-      const sources: string[] = [];
-      if (m.cpu.jit) m.cpu.jit.onTranslation = (_phys, _n, text) => sources.push(text);
-      // Page 0x1f0 (where ESI gets to on turn 866) is read-only.
-      mapFirst4MiB(m, { readOnly: 0x1f0 });
-      m.cpu.run(100_000);
-      const c = m.cpu;
-      return {
-        state: {
-          regs: [c.eax, c.ecx, c.edx, c.ebx, c.esp, c.ebp, c.esi, c.edi],
-          eflags: c.eflags,
-          eip: c.eip,
-        },
-        count: c.instructionCount,
-        cr2: c.cr2,
-        memory: [m.memory.readBytes(0x40000, 0x200000), m.memory.readBytes(0x200000, 0x1000)],
-        sources,
-      };
-    });
-    const [off, on] = results;
-    assert.deepEqual({ ...on!, sources: [] }, { ...off!, sources: [] });
-    assert.equal(off!.cr2 >>> 12, 0x1f0, "the store into the read-only page faulted");
-    const loop = on!.sources.find((text) => text.includes("const self ="));
+    const sources = missesAsTheInterpreterDoes(assemble(source, 32, 0x10000));
+    const loop = sources.find((text) => text.includes("const self ="));
     assert.ok(loop, "the loop turns inside one case");
     const head = loop.slice(loop.indexOf("const self ="));
     const body = head.slice(0, head.indexOf("\ncase "));
     assert.doesNotMatch(body, /\b(R[124]|W[124]|CW)\(/, "the loop form calls no slow path");
     assert.match(body, /ms = \d+; break; \}/);
-    // Stopped at every budget, part-way through turns that missed too, the result is the
-    // interpreter's.
-    for (const budget of [9, 10, 11, 100, 101, 1003, 4444]) {
-      const counted = (["off", "force"] as const).map((mode) => {
-        const m = machine(mode, code, 32);
-        mapFirst4MiB(m, { readOnly: 0x1f0 });
-        return outcome(m, budget);
-      });
-      assert.deepEqual(counted[1], counted[0]);
-    }
   });
 
   it("leaves straight-line code that calls nothing at the access that missed, for the interpreter", () => {
@@ -855,44 +863,14 @@ describe("binary translator", () => {
        add esi, 0x7fe
        add edi, 4
        ret`;
-    const code = assemble(source, 32, 0x10000);
-    const results = (["off", "force"] as const).map((mode) => {
-      const m = machine(mode, code, 32);
-      const sources: string[] = [];
-      if (m.cpu.jit) m.cpu.jit.onTranslation = (_phys, _n, text) => sources.push(text);
-      mapFirst4MiB(m, { readOnly: 0x1f0 });
-      m.cpu.run(100_000);
-      const c = m.cpu;
-      return {
-        state: {
-          regs: [c.eax, c.ecx, c.edx, c.ebx, c.esp, c.ebp, c.esi, c.edi],
-          eflags: c.eflags,
-          eip: c.eip,
-        },
-        count: c.instructionCount,
-        cr2: c.cr2,
-        memory: [m.memory.readBytes(0x40000, 0x200000), m.memory.readBytes(0x200000, 0x1000)],
-        sources,
-      };
-    });
-    const [off, on] = results;
-    assert.deepEqual({ ...on!, sources: [] }, { ...off!, sources: [] });
-    assert.equal(off!.cr2 >>> 12, 0x1f0, "the store into the read-only page faulted");
-    const page = on!.sources.find((text) => text.includes("case 2048: {"));
+    const sources = missesAsTheInterpreterDoes(assemble(source, 32, 0x10000));
+    const page = sources.find((text) => text.includes("case 2048: {"));
     assert.ok(page, "the function is a case of the page's translation");
     const tail = page.slice(page.indexOf("case 2048: {"));
     const body = tail.slice(0, tail.search(/\ncase |\ndefault: /));
     assert.doesNotMatch(body, /const self =/, "the function is no loop");
     assert.doesNotMatch(body, /\b(R[124]|W[124]|CW)\(/, "its case calls no slow path");
     assert.match(body, /ms = \d+; break; \}/);
-    for (const budget of [9, 10, 11, 100, 101, 1003, 4444]) {
-      const counted = (["off", "force"] as const).map((mode) => {
-        const m = machine(mode, code, 32);
-        mapFirst4MiB(m, { readOnly: 0x1f0 });
-        return outcome(m, budget);
-      });
-      assert.deepEqual(counted[1], counted[0]);
-    }
   });
 
   it("runs random loops of memory instructions as the interpreter does, misses and faults included", () => {
