@@ -1750,28 +1750,35 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
    */
   private chainFrom(block: Block, end: number): void {
     let from = block;
-    while (!this.attention) {
-      const eip = this.eip;
-      const next = this.linkedNext(from, eip);
-      if (next === undefined || !next.valid || end - this.instructionCount < next.insns.length) return;
-      const translated = next.translated;
-      if (translated === undefined) return;
-      // Heat matters only to a block translated alone (its page may be due a translation).
-      const alone = !next.inRegion;
-      if (alone && ++next.heat >= next.heatGoal) {
-        next.heat--;
-        return;
+    // The block whose translation runs (or last ran), for `lastBlock`. It is stored once on the
+    // way out: a store of a block still in V8's young generation costs a write barrier each time.
+    let running = block;
+    try {
+      while (!this.attention) {
+        const eip = this.eip;
+        const next = this.linkedNext(from, eip);
+        if (next === undefined || !next.valid || end - this.instructionCount < next.insns.length) break;
+        const translated = next.translated;
+        if (translated === undefined) break;
+        // Heat matters only to a block translated alone (its page may be due a translation).
+        const alone = !next.inRegion;
+        if (alone && ++next.heat >= next.heatGoal) {
+          next.heat--;
+          break;
+        }
+        running = next;
+        this.instrStart = eip;
+        if (translated(this, end) < 0) {
+          // Nothing ran: the dispatcher finds `next` through the same link and translates it again.
+          if (alone) next.heat--;
+          running = from;
+          break;
+        }
+        this.flagsRaw &= ~RF;
+        from = next;
       }
-      this.lastBlock = next;
-      this.instrStart = eip;
-      if (translated(this, end) < 0) {
-        // Nothing ran: the dispatcher finds `next` through the same link and translates it again.
-        if (alone) next.heat--;
-        this.lastBlock = from;
-        return;
-      }
-      this.flagsRaw &= ~RF;
-      from = next;
+    } finally {
+      this.lastBlock = running;
     }
   }
 

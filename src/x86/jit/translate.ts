@@ -1719,7 +1719,9 @@ export function translateRegion(
   const store = [...written.map((r) => `regs[${r}] = r${r};`), ...(flags ? [FLUSH_FLAGS] : [])].join(" ");
   const flat = em.flatNeeded;
   const src: string[] = [];
-  src.push("return function translated(cpu, end) {");
+  // Strict, so that calling it (always through a property, from the dispatcher) skips the
+  // receiver conversion a sloppy function needs on every call.
+  src.push('"use strict";', "return function translated(cpu, end) {");
   src.push(`if ((cpu.flatMask & ${flat}) !== ${flat} || cpu.stack32 !== ${stack32}) return -1;`);
   // Only what the code uses is loaded on entry: the prologue runs on every dispatch.
   const text = cases.join("\n");
