@@ -36,7 +36,16 @@ import { PAGE_SHIFT } from "../core/memory.ts";
 import type { Persistent } from "../core/persist.ts";
 import { StateError } from "../core/persist.ts";
 import { Block, DECODE_NEED_MORE, DECODE_TOO_LONG, decodeInstruction, Insn } from "./decoder.ts";
-import {
+import * as flags from "./flags.ts";
+import type { FpuUnit } from "./fpu/host.ts";
+import { CpuFpuHost } from "./fpu-glue.ts";
+import { defaultJitMode, Jit, type JitMode } from "./jit/jit.ts";
+import { deliverProtected } from "./protected.ts";
+import { defaultMsrs, type MsrFile } from "./system.ts";
+
+// Copied into module constants: V8 folds a module's own constants into optimised code, but loads
+// and checks an imported binding on every use (the interpreter's handlers use these throughout).
+const {
   AC,
   AF,
   ARITH_FLAGS,
@@ -99,12 +108,7 @@ import {
   TR,
   VM,
   ZF,
-} from "./flags.ts";
-import type { FpuUnit } from "./fpu/host.ts";
-import { CpuFpuHost } from "./fpu-glue.ts";
-import { defaultJitMode, Jit, type JitMode } from "./jit/jit.ts";
-import { deliverProtected } from "./protected.ts";
-import { defaultMsrs, type MsrFile } from "./system.ts";
+} = flags;
 
 export interface CpuOptions {
   memory: PhysicalMemory;

@@ -8,7 +8,11 @@
 
 import type { Cpu } from "./cpu.ts";
 import type { Insn } from "./decoder.ts";
-import {
+import * as flags from "./flags.ts";
+
+// Copied into module constants: V8 folds a module's own constants into optimised code, but loads
+// and checks an imported binding on every use (the interpreter's handlers use these throughout).
+const {
   AC,
   AF,
   ARITH_FLAGS,
@@ -36,7 +40,7 @@ import {
   VIF,
   VIP,
   ZF,
-} from "./flags.ts";
+} = flags;
 
 // ---- arithmetic and logic -------------------------------------------------------------------
 
