@@ -1856,7 +1856,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       prev.next1Eip = prev.next0Eip;
       prev.next1Epoch = prev.next0Epoch;
       prev.next0 = found;
-      prev.next0Eip = eip;
+      prev.next0Eip = eip | 0;
       prev.next0Epoch = this.linkTag();
       this.tlbLinked[lin >>> 12] = 1;
     }
@@ -1872,6 +1872,9 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** The successor of `from` linked at `eip` under the current epoch and mode, if any. */
   private linkedNext(from: Block, eip: number): Block | undefined {
     const tag = this.linkTag();
+    // Links keep EIP as a signed 32-bit number: kernel addresses above 2^31 would otherwise make
+    // V8 keep the fields as boxed doubles, one more load each on the dispatcher's hot path.
+    eip |= 0;
     if (from.next0Eip === eip && from.next0Epoch === tag) return from.next0;
     if (from.next1Eip === eip && from.next1Epoch === tag) return from.next1;
     if (from.next2Eip === eip && from.next2Epoch === tag) return from.next2;

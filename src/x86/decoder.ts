@@ -72,7 +72,8 @@ export class Block {
    * The four most recent successors, with the EIP they were reached at and the CPU's code-mapping
    * epoch then (while it stands, the same EIP fetches the same block). Four, not two: a block
    * that enters a translated region is the predecessor of wherever the region leaves, and a
-   * region often leaves at three places in turn, which two links would keep missing.
+   * region often leaves at three places in turn, which two links would keep missing. The EIPs are
+   * kept as signed 32-bit numbers (see `Cpu.linkedNext`).
    */
   next0: Block | undefined = undefined;
   next0Eip = 0;
@@ -257,7 +258,9 @@ export function decodeInstruction(insn: Insn, bytes: Uint8Array, avail: number, 
     if (p + n > avail) return DECODE_NEED_MORE;
     let v: number;
     if (kind === IMM_AP) {
-      v = insn.opsize === 4 ? readLe(bytes, p, 4) : readLe(bytes, p, 2);
+      // Signed like every 32-bit immediate (the far jump and call take it unsigned): one value
+      // above 2^31 would make V8 box every instruction's immediate as a double.
+      v = insn.opsize === 4 ? readLe(bytes, p, 4) | 0 : readLe(bytes, p, 2);
       insn.imm2 = readLe(bytes, p + insn.opsize, 2);
     } else {
       v = readLe(bytes, p, n);

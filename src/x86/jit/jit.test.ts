@@ -682,6 +682,21 @@ describe("binary translator", () => {
     assert.deepEqual(rootedAtY, ["alone", "page"]);
   });
 
+  it("keeps every block's heat goal a small integer, however hot it gets", () => {
+    // The dispatcher compares each block's heat with its goal. One goal that is not a small
+    // integer (Infinity for a block done with, or a product of doubles) makes V8 box them all.
+    const m = machine(
+      "on",
+      assemble("mov ecx, 100000\nl: add eax, ecx\ndec ecx\njnz l\nhlt", 32, 0x10000),
+      32,
+    );
+    runToHalt(m.cpu, 50_000_000);
+    const blocks = [...(m.cpu as unknown as { blockIndex: Map<number, Block> }).blockIndex.values()];
+    assert.ok(blocks.some((b) => b.inRegion));
+    for (const b of blocks)
+      assert.ok(Number.isInteger(b.heatGoal) && b.heatGoal < 2 ** 31, String(b.heatGoal));
+  });
+
   it("translates a long block after fewer runs than a short one", () => {
     // 3000 turns: short of the 8192 runs that make a short block hot, past the 2048 that make a
     // 64-instruction block hot (no block runs much more than 8192 x 16 instructions interpreted).

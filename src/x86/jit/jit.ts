@@ -62,6 +62,13 @@ export interface JitStats {
 /** Blocks whose assumptions keep changing stop being translated after this many attempts. */
 const MAX_RETRANSLATIONS = 4;
 
+/**
+ * The heat goal of a block the translator is done with. A small integer rather than Infinity, and
+ * every goal an integer: one goal that is not makes V8 keep every block's goal as a boxed double,
+ * which the dispatcher loads on each block it runs. A block that gets there starts counting again.
+ */
+const NEVER = 2 ** 30;
+
 /** Most blocks one translation may hold (one page of code rarely has more). */
 const MAX_REGION_BLOCKS = 64;
 
@@ -120,12 +127,16 @@ export class Jit {
    * init code, modules) costs a bounded number of page translations.
    */
   heatReached(block: Block, cpu: JitCpuView): void {
+    if (block.heatGoal === NEVER) {
+      block.heat = 0;
+      return;
+    }
     const hot = this.hotAt(block);
     if (block.heat < hot) {
       block.heatGoal = hot;
       return;
     }
-    block.heatGoal = Number.POSITIVE_INFINITY;
+    block.heatGoal = NEVER;
     if (block.retranslations > MAX_RETRANSLATIONS || block.inRegion) return;
     const flatMask = cpu.flatMask;
     if (!block.code32 || (flatMask & (1 << 1)) === 0) {
@@ -137,7 +148,8 @@ export class Jit {
     // Under `force` every block is translated at once, alone if its page already has a
     // translation; pages are translated again only for code that keeps running.
     const pageHot = this.mode === "force" ? 64 : (this.threshold * hot) / this.blockThreshold;
-    const goal = pageHot * 2 ** Math.min(done, 8);
+    // An integer V8 keeps unboxed (see NEVER), whatever arithmetic produced it.
+    const goal = Math.min(pageHot * 2 ** Math.min(done, 8), NEVER) | 0;
     if (block.heat < goal) {
       // Warm, not yet hot enough for its page: translated alone, looked at again at the goal.
       if (block.translated === undefined) this.translate([block], false, flatMask, cpu);
@@ -156,7 +168,7 @@ export class Jit {
    */
   private hotAt(block: Block): number {
     const scaled = Math.round((this.blockThreshold * 16) / block.insns.length);
-    return Math.max(Math.ceil(this.blockThreshold / 16), Math.min(this.blockThreshold, scaled));
+    return Math.max(Math.ceil(this.blockThreshold / 16), Math.min(this.blockThreshold, scaled)) | 0;
   }
 
   /**
@@ -222,7 +234,7 @@ export class Jit {
       b.translatedBytes = 0;
       b.translatedFlat = flatMask;
       b.inRegion = chain;
-      if (chain) b.heatGoal = Number.POSITIVE_INFINITY;
+      if (chain) b.heatGoal = NEVER;
       this.held.add(b);
     }
     region[0]!.translatedBytes = t.source.length;
