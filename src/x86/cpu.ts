@@ -362,7 +362,10 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** Descriptor read by readDescriptor. */
   descLo = 0;
   descHi = 0;
-  /** Scratch for effective address of the last memory operand read through readE. */
+  /**
+   * Scratch for effective address of the last memory operand read through readE, as int32 (an
+   * offset above 2^31 kept as such would make V8 box the field).
+   */
   eaOff = 0;
 
   readonly fpuHost: CpuFpuHost;
@@ -585,12 +588,16 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   // ---- flags ------------------------------------------------------------------------------
 
-  /** Records an arithmetic result whose six flags are computed when read. */
+  /**
+   * Records an arithmetic result whose six flags are computed when read. The operands are kept
+   * as int32 (flags look at them only through masks of up to 32 bits): a sum past 2^31 kept as
+   * such would make V8 box these fields, and every flag result would write a double.
+   */
   setArith(op: number, a: number, b: number, res: number, size: number): void {
     this.lzOp = op;
-    this.lzA = a;
-    this.lzB = b;
-    this.lzRes = res;
+    this.lzA = a | 0;
+    this.lzB = b | 0;
+    this.lzRes = res | 0;
     this.lzSize = size;
     this.lazyMask = ARITH_FLAGS;
   }
@@ -598,9 +605,9 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** INC/DEC: as setArith, but CF keeps the value `carry` (the flag before the operation). */
   setArithKeepCarry(op: number, a: number, res: number, size: number, carry: boolean): void {
     this.lzOp = op;
-    this.lzA = a;
+    this.lzA = a | 0;
     this.lzB = 1;
-    this.lzRes = res;
+    this.lzRes = res | 0;
     this.lzSize = size;
     this.lazyMask = ARITH_FLAGS & ~CF;
     this.flagsRaw = carry ? this.flagsRaw | CF : this.flagsRaw & ~CF;
@@ -609,7 +616,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** Logic result: CF=OF=AF=0, SF/ZF/PF from the result. */
   setLogic(res: number, size: number): void {
     this.lzOp = LZ_LOGIC;
-    this.lzRes = res;
+    this.lzRes = res | 0;
     this.lzSize = size;
     this.flagsRaw &= ~(CF | OF | AF);
     this.lazyMask = PF | ZF | SF;
@@ -618,7 +625,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** Sets SF/ZF/PF lazily from `res` and CF/OF/AF from `cfOfAf` (the caller's own computation). */
   setResultFlags(res: number, size: number, cfOfAf: number): void {
     this.lzOp = LZ_LOGIC;
-    this.lzRes = res;
+    this.lzRes = res | 0;
     this.lzSize = size;
     this.flagsRaw = (this.flagsRaw & ~(CF | OF | AF)) | (cfOfAf & (CF | OF | AF));
     this.lazyMask = PF | ZF | SF;
@@ -975,7 +982,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   getE(i: Insn, size: number): number {
     if (i.mod === 3) return this.getReg(size, i.rm);
     const off = this.ea(i);
-    this.eaOff = off;
+    this.eaOff = off | 0;
     return this.rd(i.seg, off, size);
   }
   /**
@@ -986,7 +993,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   getEW(i: Insn, size: number): number {
     if (i.mod === 3) return this.getReg(size, i.rm);
     const off = this.ea(i);
-    this.eaOff = off;
+    this.eaOff = off | 0;
     this.checkWrite(i.seg, off, size);
     return this.rd(i.seg, off, size);
   }
@@ -998,7 +1005,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** Writes the r/m operand read by getE. */
   setE(i: Insn, size: number, v: number): void {
     if (i.mod === 3) this.setReg(size, i.rm, v);
-    else this.wr(i.seg, this.eaOff, size, v);
+    else this.wr(i.seg, this.eaOff >>> 0, size, v);
   }
   /** Writes the r/m operand without a preceding read. */
   putE(i: Insn, size: number, v: number): void {
