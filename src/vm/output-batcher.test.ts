@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { FLUSH_BYTES, FLUSH_MS, OutputBatcher } from "./output-batcher.ts";
+import { FLUSH_BYTES, FLUSH_MS, LINE_GAP_MS, OutputBatcher } from "./output-batcher.ts";
 
 describe("OutputBatcher", () => {
   it("gathers single bytes and chunks, in order, into one batch delivered after a short delay", (t) => {
@@ -22,7 +22,8 @@ describe("OutputBatcher", () => {
     for (const how of ["bytes", "chunk"] as const) {
       const batches: Uint8Array[] = [];
       const batcher = new OutputBatcher("debugcon", (data) => batches.push(data));
-      const data = Uint8Array.from({ length: FLUSH_BYTES + 10 }, (_, i) => i & 0xff);
+      // No line ends, which go out at once (next test).
+      const data = Uint8Array.from({ length: FLUSH_BYTES + 10 }, (_, i) => 0x61 + (i % 26));
       if (how === "bytes") for (const b of data) batcher.writeByte(b);
       else batcher.write(data);
       assert.equal(batches.length, 1, how);
@@ -31,6 +32,31 @@ describe("OutputBatcher", () => {
       assert.equal(batches.length, 2, how);
       assert.deepEqual(batches[1], data.subarray(FLUSH_BYTES), how);
     }
+  });
+
+  it("sends a line as soon as it ends, and batches lines that come faster than the line gap", (t) => {
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    let clock = 1000;
+    const batches: string[] = [];
+    const batcher = new OutputBatcher(
+      "serial",
+      (data) => batches.push(Buffer.from(data).toString()),
+      () => clock,
+    );
+    for (const c of Buffer.from("ok\n")) batcher.writeByte(c);
+    assert.deepEqual(batches, ["ok\n"], "a line ending by itself");
+    clock += LINE_GAP_MS / 2;
+    batcher.write(Buffer.from("a\nb\n"));
+    batcher.writeByte(0x63);
+    assert.equal(batches.length, 1, "lines within the gap wait");
+    clock += LINE_GAP_MS;
+    batcher.write(Buffer.from("\nd"));
+    assert.deepEqual(batches, ["ok\n", "a\nb\nc\nd"], "a chunk holding a line end, once the gap has passed");
+    t.mock.timers.tick(FLUSH_MS);
+    assert.equal(batches.length, 2, "nothing was left for the delay");
+    batcher.writeByte(0x65);
+    t.mock.timers.tick(FLUSH_MS);
+    assert.deepEqual(batches.at(-1), "e", "an unfinished line still goes out after the delay");
   });
 
   it("delivers each batch as its own array, untouched by later output", (t) => {

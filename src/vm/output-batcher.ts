@@ -1,9 +1,13 @@
 // Batches a VM's output bytes into messages: one message per byte would swamp the owner's event
-// loop, so bytes gather until a batch is full or a short delay has passed since the first one.
+// loop, so bytes gather until a batch is full or a short delay has passed since the first one. A
+// line goes out as soon as it ends, unless a batch went out within LINE_GAP_MS: a console shows
+// each line when the guest prints it (the delay waits for the run loop's next turn, 5 to 10 ms
+// late), and a guest printing lines faster than that still gets them batched.
 import type { OutputSink, OutputStream } from "../machine/machine.ts";
 
 export const FLUSH_BYTES = 4096;
 export const FLUSH_MS = 5;
+export const LINE_GAP_MS = 1;
 
 export class OutputBatcher implements OutputSink {
   readonly stream: OutputStream;
@@ -11,25 +15,40 @@ export class OutputBatcher implements OutputSink {
   private buffer = new Uint8Array(FLUSH_BYTES);
   private length = 0;
   private timer: NodeJS.Timeout | undefined;
+  private readonly now: () => number;
+  private lastFlush = Number.NEGATIVE_INFINITY;
 
-  /** `deliver` receives each batch as a fresh array it may keep or transfer. */
-  constructor(stream: OutputStream, deliver: (data: Uint8Array) => void) {
+  /**
+   * `deliver` receives each batch as a fresh array it may keep or transfer; `now` is the clock in
+   * milliseconds the line gap is measured with.
+   */
+  constructor(
+    stream: OutputStream,
+    deliver: (data: Uint8Array) => void,
+    now: () => number = () => performance.now(),
+  ) {
     this.stream = stream;
     this.deliver = deliver;
+    this.now = now;
   }
 
   writeByte(byte: number): void {
     this.buffer[this.length++] = byte;
     if (this.length === FLUSH_BYTES) this.flush();
-    this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
+    else if (byte === 10) this.lineEnded();
+    if (this.length > 0) this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
   }
 
   write(data: Uint8Array): void {
+    let ended = false;
     for (let i = 0; i < data.length; i++) {
-      this.buffer[this.length++] = data[i]!;
+      const byte = data[i]!;
+      this.buffer[this.length++] = byte;
       if (this.length === FLUSH_BYTES) this.flush();
+      if (byte === 10) ended = true;
     }
-    this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
+    if (ended && this.length > 0) this.lineEnded();
+    if (this.length > 0) this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
   }
 
   flush(): void {
@@ -38,6 +57,11 @@ export class OutputBatcher implements OutputSink {
     if (this.length === 0) return;
     const data = this.buffer.slice(0, this.length);
     this.length = 0;
+    this.lastFlush = this.now();
     this.deliver(data);
+  }
+
+  private lineEnded(): void {
+    if (this.now() - this.lastFlush >= LINE_GAP_MS) this.flush();
   }
 }
