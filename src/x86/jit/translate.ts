@@ -1389,13 +1389,21 @@ function this32(em: Emitter): boolean {
   return em.stack32;
 }
 
+/**
+ * Where a conditional branch (Jcc, LOOP) keeps whether it was taken, besides `nx`: each copy of
+ * the block in a loop's tree gets a local of its own, which the tree tests to go on into the
+ * copy of the arm taken. V8 branches on that directly; on `nx === target` it kept `nx` in a
+ * stack slot and compared it there, after the select that set it.
+ */
+const BRANCH = "@@BRANCH@@";
+
 /** Emits the block's last instruction when it is a control transfer; sets `nx`. False if not one. */
 function emitBranch(ctx: Ctx, i: Insn): boolean {
   const em = ctx.em;
   const op = i.opcode;
   const fall = eipExpr(ctx, ctx.next);
   if ((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f)) {
-    em.line(`nx = ${condition(em, op & 15)} ? ${relTarget(ctx, i)} : ${fall};`);
+    em.line(`nx = (${BRANCH} = ${condition(em, op & 15)}) ? ${relTarget(ctx, i)} : ${fall};`);
     return true;
   }
   if (op === 0xe9 || op === 0xeb) {
@@ -1429,7 +1437,7 @@ function emitBranch(ctx: Ctx, i: Insn): boolean {
       em.wrote(1);
       em.line(`r1 = (r1 & -65536) | ${n};`);
     }
-    em.line(`nx = ${n} !== 0 ? ${relTarget(ctx, i)} : ${fall};`);
+    em.line(`nx = (${BRANCH} = ${n} !== 0) ? ${relTarget(ctx, i)} : ${fall};`);
     return true;
   }
   if (op === 0xe3) {
@@ -1661,6 +1669,8 @@ export function translateRegion(
     }
   }
   let regionBudget = REGION_INLINE_BUDGET;
+  // The branch locals of tree copies (see BRANCH); `q` for blocks emitted once, in their case.
+  const branches: string[] = ["q"];
   for (let bi = 0; bi < emitted.length; bi++) {
     const root = emitted[bi]!;
     const following = emitted[bi + 1];
@@ -1670,11 +1680,11 @@ export function translateRegion(
       // without going back through the switch. Its loop form is used when every copied block has
       // one: then the loop calls nothing.
       let tree: string[] = [];
-      let ctx = treeContext(code32, blockAt, Math.min(INLINE_BUDGET, regionBudget), true);
+      let ctx = treeContext(code32, blockAt, Math.min(INLINE_BUDGET, regionBudget), true, branches);
       let loops = emitTree(root, root, tree, ctx);
       if (!loops || ctx.copied.some((b) => b.loop === undefined) || tree.some(callsOut)) {
         tree = [];
-        ctx = treeContext(code32, blockAt, Math.min(INLINE_BUDGET, regionBudget), false);
+        ctx = treeContext(code32, blockAt, Math.min(INLINE_BUDGET, regionBudget), false, branches);
         loops = emitTree(root, root, tree, ctx);
       }
       if (loops) {
@@ -1745,6 +1755,9 @@ export function translateRegion(
   if (loopForms) src.push("let ms = -1;");
   if (used.length) src.push(`let ${used.map((r) => `r${r} = regs[${r}]`).join(", ")};`);
   if (em.tempNames.length) src.push(`let ${em.tempNames.map((t) => `${t} = 0`).join(", ")};`);
+  if (text.includes(BRANCH) || branches.length > 1) {
+    src.push(`let ${branches.map((q) => `${q} = false`).join(", ")};`);
+  }
   if (flags) {
     src.push(`let fk = ${FK_NONE}, fa = 0, fb = 0, fr = 0, fx = 0;`);
     src.push(`let gk = ${FK_NONE}, ga = 0, gb = 0, gr = 0, gx = 0;`);
@@ -1758,7 +1771,8 @@ export function translateRegion(
         .replaceAll("@@STORE@@", store)
         .replaceAll("@@LOAD@@", load)
         .replaceAll("@@RELOAD@@", reload)
-        .replaceAll("@@FLAT@@", String(flat)),
+        .replaceAll("@@FLAT@@", String(flat))
+        .replaceAll(BRANCH, "q"),
     );
   }
   src.push("default: break run;");
@@ -1877,6 +1891,8 @@ interface TreeContext {
   depth: number;
   /** Region offset a RET on this path returns to (a CALL copied in before it), or -1. */
   returnTo: number;
+  /** The branch locals (see BRANCH) the copies use, shared by the whole translation. */
+  branches: string[];
 }
 
 /**
@@ -1895,20 +1911,32 @@ function treeContext(
   blockAt: Map<number, EmittedBlock>,
   left: number,
   loopForm: boolean,
+  branches: string[],
 ): TreeContext {
-  return { code32, loopForm, copied: [], blockAt, left, depth: 0, returnTo: -1 };
+  return { code32, loopForm, copied: [], blockAt, left, depth: 0, returnTo: -1, branches };
 }
 
 function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: TreeContext): boolean {
   ctx.copied.push(block);
-  out.push(...blockTail(block, ctx));
+  const tail = blockTail(block, ctx);
+  const branch = `q${ctx.branches.length}`;
+  const conditional = tail.some((l) => l.includes(BRANCH));
+  if (conditional) ctx.branches.push(branch);
+  out.push(...tail.map((l) => l.replaceAll(BRANCH, branch)));
   if (block.endedByHandler) return false;
   let loops = false;
-  for (const { offset, returnTo } of staticTargets(block, ctx.returnTo)) {
+  const targets = staticTargets(block, ctx.returnTo);
+  for (let t = 0; t < targets.length; t++) {
+    const { offset, returnTo } = targets[t]!;
+    // The taken arm comes first; where both arms go to one place, either test holds there.
+    const reached = conditional && targets.length === 2 ? (t === 0 ? branch : `!${branch}`) : undefined;
     const target = ctx.blockAt.get(offset);
     if (target === undefined) continue;
     if (target === root) {
-      out.push(`if (nx === self && !${ATTENTION} && ((ic + ${root.n}) | 0) <= lim) continue;`);
+      // Going round, `nx` is `self` (which V8 cannot tell from the branch local): saying so keeps
+      // it out of the loop's state.
+      const round = reached === undefined ? "nx === self" : reached;
+      out.push(`if (${round} && !${ATTENTION} && ((ic + ${root.n}) | 0) <= lim) { nx = self; continue; }`);
       loops = true;
       continue;
     }
@@ -1921,7 +1949,9 @@ function emitTree(block: EmittedBlock, root: EmittedBlock, out: string[], ctx: T
     ctx.depth++;
     ctx.returnTo = returnTo;
     // A CALL's push may have dropped the code of the copy (or something else wants the run loop).
-    out.push(`if (nx === ${eipExpr(ctx, offset)} && !${ATTENTION} && ((ic + ${target.n}) | 0) <= lim) {`);
+    out.push(
+      `if (${reached ?? `nx === ${eipExpr(ctx, offset)}`} && !${ATTENTION} && ((ic + ${target.n}) | 0) <= lim) {`,
+    );
     const back = emitTree(target, root, out, ctx);
     out.push("}");
     ctx.depth = saved.depth;
