@@ -2087,8 +2087,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     const entry = (this.idtBase + vector * 4) | 0;
     const ip = this.readLin16(entry);
     const cs = this.readLin16((entry + 2) | 0);
-    const flags = this.getFlags();
-    this.push16(flags);
+    this.push16(this.getFlags());
     this.push16(this.segSel[CS]!);
     this.push16(this.eip);
     this.flagsRaw &= ~(IF | TF | AC | RF);

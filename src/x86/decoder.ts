@@ -258,15 +258,12 @@ export function decodeInstruction(insn: Insn, bytes: Uint8Array, avail: number, 
     if (p + n > avail) return DECODE_NEED_MORE;
     let v: number;
     if (kind === IMM_AP) {
-      // Signed like every 32-bit immediate (the far jump and call take it unsigned): one value
-      // above 2^31 would make V8 box every instruction's immediate as a double.
-      v = insn.opsize === 4 ? readLe(bytes, p, 4) | 0 : readLe(bytes, p, 2);
+      v = readLe(bytes, p, insn.opsize);
       insn.imm2 = readLe(bytes, p + insn.opsize, 2);
     } else {
       v = readLe(bytes, p, n);
       if (kind === IMM_BS) v = (v << 24) >> 24;
       else if (kind === IMM_ZS && n === 2) v = (v << 16) >> 16;
-      else if (n === 4) v = v | 0;
     }
     p += n;
     if (kind === IMM_O) {
@@ -285,8 +282,13 @@ export function decodeInstruction(insn: Insn, bytes: Uint8Array, avail: number, 
   return p;
 }
 
+/**
+ * A little-endian value of `n` bytes; 32-bit ones signed, as every immediate and displacement is
+ * kept (the far jump and call take their offset unsigned): one value above 2^31 would make V8 box
+ * every instruction's immediate as a double.
+ */
 function readLe(bytes: Uint8Array, p: number, n: number): number {
   if (n === 1) return bytes[p]!;
   if (n === 2) return bytes[p]! | (bytes[p + 1]! << 8);
-  return (bytes[p]! | (bytes[p + 1]! << 8) | (bytes[p + 2]! << 16) | (bytes[p + 3]! << 24)) >>> 0;
+  return bytes[p]! | (bytes[p + 1]! << 8) | (bytes[p + 2]! << 16) | (bytes[p + 3]! << 24);
 }
