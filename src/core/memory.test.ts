@@ -225,5 +225,16 @@ describe("PhysicalMemory", () => {
       ]);
       assert.deepEqual(protects, [], "routing changes are not write-protect events");
     });
+
+    it("has the new main RAM in place when it tells CPUs of it", () => {
+      const mem = new PhysicalMemory();
+      const old = mem.addRam("ram", 0, 64 * PAGE_SIZE);
+      const seen: (Uint8Array | undefined)[] = [];
+      mem.onMapChange(() => seen.push(mem.mainRam?.bytes));
+      mem.removeRegion(old);
+      const ram = mem.addRam("ram", 0, 64 * PAGE_SIZE);
+      assert.deepEqual(seen, [undefined, ram.bytes]);
+      assert.equal(mem.mainRam, ram);
+    });
   });
 });

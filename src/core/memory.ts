@@ -89,7 +89,6 @@ export class PhysicalMemory {
       { name, kind: "ram", base, size, bytes: new Uint8Array(buffer), bytesOffset: 0, device: undefined },
       { buffer },
     ) as RamRegion;
-    if (base === 0) this.mainRam = region;
     return region;
   }
 
@@ -218,6 +217,8 @@ export class PhysicalMemory {
         }
       }
     }
+    // Main RAM is known before the map's listeners hear of it, so that they see the new RAM.
+    if (spec.kind === "ram" && spec.base === 0) this.mainRam = region as RamRegion;
     this.notifyMapChange(spec.base, spec.size);
     return region;
   }
