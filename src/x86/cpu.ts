@@ -1486,11 +1486,14 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
 
   private refreshRam(): void {
     const main = this.memory.mainRam;
-    this.ram = main ? main.bytes : new Uint8Array(0);
-    const r = this.ram;
-    this.ram32 = new Int32Array(r.buffer, r.byteOffset, r.length >> 2);
+    const bytes = main ? main.bytes : new Uint8Array(0);
     this.ramSize = main ? main.size : 0;
     this.ramId = main ? main.id : -1;
+    if (bytes === this.ram) return;
+    this.ram = bytes;
+    this.ram32 = new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length >> 2);
+    // Translations hold the RAM arrays as constants: they go with the RAM they were made for.
+    this.flushBlocks();
   }
 
   private checkDataBreakpoint(lin: number, size: number, write: boolean): void {

@@ -1344,6 +1344,29 @@ describe("binary translator", () => {
     assert.ok(m.cpu.jit!.stats().invalidations > after.invalidations);
   });
 
+  it("reads the new RAM, not the old, when the main RAM is replaced under its translations", () => {
+    // In ROM above the RAM, so that the code and its translations outlive the RAM.
+    const at = 0x1000000;
+    const code = assemble("mov ecx, 1000\nl: add ebx, [0x20000]\ndec ecx\njnz l\nhlt", 32, at);
+    const m = machine("force", assemble("hlt", 32, 0x10000), 32);
+    m.memory.addRom("rom", at, code);
+    m.memory.write32(0x20000, 1);
+    m.cpu.eip = at;
+    runToHalt(m.cpu);
+    assert.equal(m.cpu.ebx, 1000);
+    const old = m.memory.mainRam!;
+    m.memory.removeRegion(old);
+    m.memory.addRam("ram", 0, old.size);
+    m.memory.write32(0x20000, 2);
+    const translations = m.cpu.jit!.stats().translations;
+    m.cpu.ebx = 0;
+    m.cpu.eip = at;
+    m.cpu.halted = false;
+    runToHalt(m.cpu);
+    assert.equal(m.cpu.ebx, 2000);
+    assert.ok(m.cpu.jit!.stats().translations > translations);
+  });
+
   it("keeps the translation cache within its bounds", async () => {
     const { Jit } = await import("./jit.ts");
     const m = machine("force", assemble("hlt", 32, 0x10000), 32);

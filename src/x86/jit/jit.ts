@@ -14,7 +14,7 @@
 // code buffer fills); guests that generate code therefore cannot grow it without limit.
 
 import type { Block } from "../decoder.ts";
-import { type TranslatedBlock, translateRegion } from "./translate.ts";
+import { type CpuArrays, type TranslatedBlock, translateRegion } from "./translate.ts";
 
 export type JitMode = "off" | "on" | "force";
 
@@ -72,7 +72,7 @@ const NEVER = 2 ** 30;
 /** Most blocks one translation may hold (one page of code rarely has more). */
 const MAX_REGION_BLOCKS = 64;
 
-export interface JitCpuView {
+export interface JitCpuView extends CpuArrays {
   readonly flatMask: number;
   readonly stack32: boolean;
   readonly ram: Uint8Array;
@@ -222,7 +222,7 @@ export class Jit {
   ): TranslatedBlock | undefined {
     if (this.held.size >= this.maxBlocks || this.sourceBytes >= this.maxSourceBytes) this.flush();
     const started = performance.now();
-    const t = translateRegion(region, chain, flatMask, cpu.stack32, cpu.ram.length <= 2 ** 31);
+    const t = translateRegion(region, chain, flatMask, cpu.stack32, cpu, cpu.ram.length <= 2 ** 31);
     this.translateMs += performance.now() - started;
     this.translations++;
     this.onTranslation?.(region[0]!.phys, t.instructions, t.source);

@@ -1529,11 +1529,31 @@ export function inlineForm(
  * region's blocks. Assumes the CPU's flat segments are `flatAvailable` (`Cpu.flatMask` bits)
  * and its stack is `stack32`; `ramBelow2GiB` when the VM's RAM array is at most 2 GiB.
  */
+/**
+ * The CPU's arrays. A translation gets them as constants of its closure rather than loading them
+ * from the CPU on entry: V8 then knows each one's buffer and length when it optimises, and drops
+ * the loads, and the bounds checks it can prove (a TLB index `l >>> 12` is always inside the
+ * TLB). The registers, the TLB and the segment arrays live as long as the CPU; the CPU drops every
+ * translation when its RAM arrays change.
+ */
+export interface CpuArrays {
+  readonly ram: Uint8Array;
+  readonly ram32: Int32Array;
+  readonly regs: Int32Array;
+  readonly tlb: Int32Array;
+  readonly segBase: Int32Array;
+  readonly rLo: Float64Array;
+  readonly rHi: Float64Array;
+  readonly wLo: Float64Array;
+  readonly wHi: Float64Array;
+}
+
 export function translateRegion(
   blocks: readonly Block[],
   chain: boolean,
   flatAvailable: number,
   stack32: boolean,
+  arrays: CpuArrays,
   ramBelow2GiB = false,
 ): Translation {
   const root = blocks[0]!;
@@ -1736,12 +1756,8 @@ export function translateRegion(
   // Only what the code uses is loaded on entry: the prologue runs on every dispatch.
   const text = cases.join("\n");
   const memory = text.includes("tlb[");
-  const consts = ["regs = cpu.regs"];
-  for (const name of ["tlb", "segBase", "rLo", "rHi", "wLo", "wHi"])
-    if (text.includes(`${name}[`)) consts.push(`${name} = cpu.${name}`);
-  src.push(`const ${consts.join(", ")};`);
-  if (memory) src.push("let ram = cpu.ram, ram32 = cpu.ram32, RN = cpu.readNeed, WN = cpu.writeNeed;");
-  const reload = memory ? "ram = cpu.ram; ram32 = cpu.ram32; RN = cpu.readNeed; WN = cpu.writeNeed;" : "";
+  if (memory) src.push("let RN = cpu.readNeed, WN = cpu.writeNeed;");
+  const reload = memory ? "RN = cpu.readNeed; WN = cpu.writeNeed;" : "";
   src.push("const e0 = cpu.eip | 0;");
   // Region offsets are page offsets (chained) or offsets from the block's entry.
   src.push(chain ? "const pb = e0 & -4096;" : "const pb = e0;");
@@ -1827,6 +1843,15 @@ export function translateRegion(
     "CW",
     "B",
     "MISSED",
+    "ram",
+    "ram32",
+    "regs",
+    "tlb",
+    "segBase",
+    "rLo",
+    "rHi",
+    "wLo",
+    "wHi",
     source,
   ) as (...args: unknown[]) => TranslatedBlock;
   const run = factory(
@@ -1851,6 +1876,15 @@ export function translateRegion(
     CW,
     order,
     missed,
+    arrays.ram,
+    arrays.ram32,
+    arrays.regs,
+    arrays.tlb,
+    arrays.segBase,
+    arrays.rLo,
+    arrays.rHi,
+    arrays.wLo,
+    arrays.wHi,
   );
   return { run, source, inlined, instructions: offsets.length };
 }
