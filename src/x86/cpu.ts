@@ -223,11 +223,22 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   onApicBaseChange: ((low: number, high: number) => void) | undefined;
 
   // ---- registers --------------------------------------------------------------------------
+  get eip(): number {
+    return this.ip >>> 0;
+  }
+  set eip(value: number) {
+    this.ip = value | 0;
+  }
   readonly regs = new Int32Array(8);
   readonly r16 = new Uint16Array(this.regs.buffer);
   readonly r8 = new Uint8Array(this.regs.buffer);
-  eip = 0;
-  /** EIP of the instruction being executed (faults restart here). */
+  /**
+   * EIP as a signed 32-bit number: the dispatcher, the interpreter and translated code read and
+   * write it on every block. Kernel addresses are above 2^31, and held unsigned they would make V8
+   * keep the field as a boxed double. `eip` is the unsigned view for everything else.
+   */
+  ip = 0;
+  /** EIP of the instruction being executed (faults restart here), signed like `ip`. */
   instrStart = 0;
   /** EFLAGS with the arithmetic bits in `lazyMask` stale. */
   flagsRaw = FLAGS_FIXED;
@@ -1630,7 +1641,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** Delivers a pending NMI or INTR; returns true if one was delivered. */
   private serviceInterrupts(): boolean {
     // A fault while delivering belongs to the instruction about to run.
-    this.instrStart = this.eip;
+    this.instrStart = this.ip;
     try {
       if (this.nmiPending && !this.nmiBlocked) {
         this.nmiPending = false;
@@ -1658,7 +1669,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     const shadowed = this.shadow;
     this.shadow = false;
     const tfBefore = (this.getFlags() & TF) !== 0;
-    this.instrStart = this.eip;
+    this.instrStart = this.ip;
     if (this.dr[7]! & 0xff && !(this.flagsRaw & RF)) {
       const lin = (this.segBase[CS]! + this.eip) | 0;
       let hits = 0;
@@ -1675,7 +1686,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     if (this.trace) this.trace(this);
     const block = this.fetchBlock(1);
     const insn = block.insns[0]!;
-    this.eip = this.code32 ? (this.eip + insn.length) >>> 0 : (this.eip + insn.length) & 0xffff;
+    this.ip = this.code32 ? (this.ip + insn.length) | 0 : (this.ip + insn.length) & 0xffff;
     this.debugTrapDr6 = 0;
     this.shadowDebug = false;
     // RF covers this instruction's breakpoint check only; one that loads it (IRET) keeps it set
@@ -1695,7 +1706,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     if (dr6) {
       this.debugTrapDr6 = 0;
       this.dr[6] = (this.dr[6]! & ~0x400f) | dr6;
-      this.instrStart = this.eip;
+      this.instrStart = this.ip;
       this.deliverEvent(EXC_DB, -1, EVENT_EXCEPTION);
     }
   }
@@ -1708,7 +1719,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       const budget = end - this.instructionCount;
       if (budget <= 0) break;
       // A fault while fetching the block belongs to its first instruction, not the last one run.
-      this.instrStart = this.eip;
+      this.instrStart = this.ip;
       const block = this.fetchBlock(MAX_BLOCK_INSNS);
       const insns = block.insns;
       const jit = this.jit;
@@ -1751,7 +1762,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
       this.jit.loopFormMissedOften(often, this);
       this.afterHostWork?.();
     }
-    this.instrStart = this.eip;
+    this.instrStart = this.ip;
     this.interpretBlock(this.fetchBlock(MAX_BLOCK_INSNS), end - this.instructionCount);
   }
 
@@ -1769,7 +1780,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     let running = block;
     try {
       while (!this.attention) {
-        const eip = this.eip;
+        const eip = this.ip;
         const next = this.linkedNext(from, eip);
         if (next === undefined || !next.valid || end - this.instructionCount < next.insns.length) break;
         const translated = next.translated;
@@ -1803,8 +1814,9 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     const code32 = this.code32;
     for (let k = 0; k < n; k++) {
       const insn = insns[k]!;
-      this.instrStart = this.eip;
-      this.eip = code32 ? (this.eip + insn.length) >>> 0 : (this.eip + insn.length) & 0xffff;
+      const ip = this.ip;
+      this.instrStart = ip;
+      this.ip = code32 ? (ip + insn.length) | 0 : (ip + insn.length) & 0xffff;
       insn.handler(this, insn);
       this.instructionCount++;
       if (!block.valid) break;
@@ -1838,13 +1850,13 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
     // A successor link made under the current code-mapping epoch needs no checks but validity.
     const prev = this.lastBlock;
     if (prev !== undefined && maxInsns === MAX_BLOCK_INSNS) {
-      const b = this.linkedNext(prev, this.eip);
+      const b = this.linkedNext(prev, this.ip);
       if (b?.valid) {
         this.lastBlock = b;
         return b;
       }
     }
-    const eip = this.eip >>> 0;
+    const eip = this.eip;
     const limit = this.segLimit[CS]!;
     if (eip > limit) this.gp(0);
     const lin = (this.segBase[CS]! + eip) | 0;
@@ -1882,9 +1894,8 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   /** The successor of `from` linked at `eip` under the current epoch and mode, if any. */
   private linkedNext(from: Block, eip: number): Block | undefined {
     const tag = this.linkTag();
-    // Links keep EIP as a signed 32-bit number: kernel addresses above 2^31 would otherwise make
-    // V8 keep the fields as boxed doubles, one more load each on the dispatcher's hot path.
-    eip |= 0;
+    // Links keep EIP signed, as `ip` does: kernel addresses above 2^31 would otherwise make V8
+    // keep the fields as boxed doubles, one more load each on the dispatcher's hot path.
     if (from.next0Eip === eip && from.next0Epoch === tag) return from.next0;
     if (from.next1Eip === eip && from.next1Epoch === tag) return from.next1;
     if (from.next2Eip === eip && from.next2Epoch === tag) return from.next2;
@@ -2033,7 +2044,7 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   private handleFault(): void {
     let vector = this.excVector;
     let error = this.excError;
-    this.eip = this.instrStart;
+    this.ip = this.instrStart;
     this.shadow = false;
     // Faults save EFLAGS with RF set, so the handler's IRET restarts the instruction without
     // hitting its instruction breakpoint again; an instruction breakpoint's own #DB does not

@@ -1035,25 +1035,24 @@ export function popf(cpu: Cpu, i: Insn): void {
 // ---- near control transfers -----------------------------------------------------------------
 
 function jumpTo(cpu: Cpu, i: Insn, target: number): void {
-  target = i.opsize === 4 ? target >>> 0 : target & 0xffff;
-  cpu.eip = target;
+  cpu.ip = i.opsize === 4 ? target | 0 : target & 0xffff;
 }
 
 /** Jcc rel8 / rel16/32. */
 export function jcc(cpu: Cpu, i: Insn): void {
-  if (cpu.cond(i.opcode & 15)) jumpTo(cpu, i, cpu.eip + i.imm);
+  if (cpu.cond(i.opcode & 15)) jumpTo(cpu, i, cpu.ip + i.imm);
 }
 export function jmpRel(cpu: Cpu, i: Insn): void {
-  jumpTo(cpu, i, cpu.eip + i.imm);
+  jumpTo(cpu, i, cpu.ip + i.imm);
 }
 export function callRel(cpu: Cpu, i: Insn): void {
-  cpu.push(i.opsize, cpu.eip);
-  jumpTo(cpu, i, cpu.eip + i.imm);
+  cpu.push(i.opsize, cpu.ip);
+  jumpTo(cpu, i, cpu.ip + i.imm);
 }
 /** FF /2: CALL r/m. */
 export function callE(cpu: Cpu, i: Insn): void {
   const target = cpu.getE(i, i.opsize);
-  cpu.push(i.opsize, cpu.eip);
+  cpu.push(i.opsize, cpu.ip);
   jumpTo(cpu, i, target);
 }
 /** FF /4: JMP r/m. */
@@ -1077,10 +1076,10 @@ export function loop(cpu: Cpu, i: Insn): void {
   let take = n !== 0;
   if (i.opcode === 0xe0) take &&= !cpu.zf();
   else if (i.opcode === 0xe1) take &&= cpu.zf();
-  if (take) jumpTo(cpu, i, cpu.eip + i.imm);
+  if (take) jumpTo(cpu, i, cpu.ip + i.imm);
 }
 /** E3: JCXZ / JECXZ. */
 export function jcxz(cpu: Cpu, i: Insn): void {
   const n = i.addr32 ? cpu.regs[1]! : cpu.r16[2]!;
-  if (n === 0) jumpTo(cpu, i, cpu.eip + i.imm);
+  if (n === 0) jumpTo(cpu, i, cpu.ip + i.imm);
 }

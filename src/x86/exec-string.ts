@@ -44,7 +44,7 @@ function consumed(cpu: Cpu, i: Insn): void {
 
 /** After a chunk: a REP with elements left runs again (from the same EIP). */
 function yieldIfUnfinished(cpu: Cpu, i: Insn): void {
-  if (i.rep !== 0 && count(cpu, i) !== 0) cpu.eip = cpu.instrStart;
+  if (i.rep !== 0 && count(cpu, i) !== 0) cpu.ip = cpu.instrStart;
 }
 
 /** REPE/REPNE termination for CMPS/SCAS after an element. */

@@ -75,7 +75,7 @@ function finish(cpu: Cpu, result: number): void {
   if (result === FPU_INVALID_OPCODE) cpu.ud();
   if (result === FPU_FREEZE) {
     // Waits for IRQ 13's handler: run the instruction again after pending interrupts.
-    cpu.eip = cpu.instrStart;
+    cpu.ip = cpu.instrStart;
     return;
   }
   if (result >= 0) {

@@ -727,7 +727,7 @@ export function taskSwitch(cpu: Cpu, selector: number, source: number, error: nu
   for (let r = 0; r < 8; r++) cpu.regs[r] = regs[r]!;
   cpu.setFlagsRaw(new32 ? newFlags : (flags & ~0xffff) | newFlags);
   cpu.eip = newEip;
-  cpu.instrStart = newEip;
+  cpu.instrStart = newEip | 0;
   for (let s = 0; s < 6; s++) cpu.segSel[s] = sels[s]!;
   // Until the checks below pass the selectors are unusable.
   for (let s = 0; s < 6; s++) cpu.loadCache(s, sels[s]!, 0, 0, s === CS ? 0x9b : 0);
@@ -765,7 +765,7 @@ export function taskSwitch(cpu: Cpu, selector: number, source: number, error: nu
   // The TSS's T bit: a debug trap before the new task's first instruction (DR6.BT).
   if (new32 && rd(0x64, 2) & 1) {
     cpu.dr[6] = cpu.dr[6]! | 0x8000;
-    cpu.instrStart = cpu.eip;
+    cpu.instrStart = cpu.ip;
     cpu.raise(EXC_DB);
   }
 }

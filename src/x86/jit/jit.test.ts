@@ -1137,11 +1137,14 @@ describe("binary translator", () => {
     const results = (["off", "force"] as const).map((mode) => {
       const m = machine(mode, code, 32);
       mapFirst4MiB(m, { alsoAt: high });
-      return outcome(m);
+      // EIP is kept signed, as V8 keeps a small integer, and read unsigned.
+      return { ...outcome(m), ip: m.cpu.ip, instrStart: m.cpu.instrStart };
     });
     assert.deepEqual(results[1], results[0]);
     assert.equal(results[0]!.regs[3], 1500 * 3 - 1500);
     assert.ok(results[0]!.eip > high, "the program halts in the high half");
+    assert.equal(results[0]!.ip, results[0]!.eip | 0);
+    assert.ok(results[0]!.instrStart < 0 && results[0]!.instrStart >= (high | 0));
   });
 
   it("runs MOVS, STOS, LODS and SCAS without REP as the interpreter does, in both directions", () => {

@@ -755,8 +755,8 @@ interface Ctx {
  * region's base `pb`, a literal for every static target. The exit adds the base back. No
  * arithmetic on a branch's arms means V8 needs no type feedback for them: an arm that had never
  * run when the function was optimised (a loop's exit, say) would otherwise throw the optimised
- * code away the first time it runs. Offsets are int32, so is all arithmetic on them; only what
- * reaches the CPU (`eipField`) is unsigned.
+ * code away the first time it runs. Offsets are int32, so is all arithmetic on them and what
+ * reaches the CPU (`eipField`).
  */
 function eipExpr(ctx: Pick<Ctx, "code32">, offset: number | string): string {
   return ctx.code32 ? String(offset) : `(((pb + ${offset}) & 0xffff) - pb)`;
@@ -767,9 +767,9 @@ function eipValue(ctx: Pick<Ctx, "code32">, offset: number | string): string {
   return ctx.code32 ? `((pb + ${offset}) | 0)` : `((pb + ${offset}) & 0xffff)`;
 }
 
-/** EIP at a region offset as the CPU's fields hold it (unsigned). */
+/** EIP at a region offset as the CPU's `ip` and `instrStart` hold it (signed). */
 function eipField(ctx: Pick<Ctx, "code32">, offset: number | string): string {
-  return ctx.code32 ? `((pb + ${offset}) >>> 0)` : `((pb + ${offset}) & 0xffff)`;
+  return ctx.code32 ? `((pb + ${offset}) | 0)` : `((pb + ${offset}) & 0xffff)`;
 }
 
 /** Jump target of a relative branch (opsize truncation as jumpTo does). */
@@ -1637,7 +1637,7 @@ export function translateRegion(
         em.env.handlers.push(i.handler);
         em.env.insns.push(i);
         em.line("@@STORE@@");
-        em.line(`cpu.instrStart = ${eipField(ctx, local[j]!)}; cpu.eip = ${eipField(ctx, ctx.next)};`);
+        em.line(`cpu.instrStart = ${eipField(ctx, local[j]!)}; cpu.ip = ${eipField(ctx, ctx.next)};`);
         em.line(`cpu.instructionCount = ib + ic + ${j};`);
         em.line(`H[${h}](cpu, I[${h}]); co = true;`);
         em.known = undefined;
@@ -1651,7 +1651,7 @@ export function translateRegion(
           em.line("@@RELOAD@@");
           // A handler may have changed a segment, the stack size or the code under us.
           em.line(
-            `if (!blk.valid || (cpu.flatMask & @@FLAT@@) !== @@FLAT@@ || cpu.stack32 !== ${stack32} || cpu.eip !== ${eipField(ctx, ctx.next)}) { cpu.instructionCount = ib + ic + ${j + 1}; return 0; }`,
+            `if (!blk.valid || (cpu.flatMask & @@FLAT@@) !== @@FLAT@@ || cpu.stack32 !== ${stack32} || cpu.ip !== ${eipField(ctx, ctx.next)}) { cpu.instructionCount = ib + ic + ${j + 1}; return 0; }`,
           );
         }
       }
@@ -1758,7 +1758,7 @@ export function translateRegion(
   const memory = text.includes("tlb[");
   if (memory) src.push("let RN = cpu.readNeed, WN = cpu.writeNeed;");
   const reload = memory ? "RN = cpu.readNeed; WN = cpu.writeNeed;" : "";
-  src.push("const e0 = cpu.eip | 0;");
+  src.push("const e0 = cpu.ip;");
   // Region offsets are page offsets (chained) or offsets from the block's entry.
   src.push(chain ? "const pb = e0 & -4096;" : "const pb = e0;");
   // The instructions retired here count from zero as a small integer (`ic`, against `lim`, the
@@ -1805,16 +1805,14 @@ export function translateRegion(
   src.push("} catch (err) {");
   src.push(`if (k < 0) k = -1 - k; else { ${store} }`);
   src.push("cpu.instructionCount = ib + ic + IN_BLOCK[k];");
-  src.push(
-    `cpu.instrStart = cpu.eip = ${code32 ? "(pb + OFFSETS[k]) >>> 0" : "(pb + OFFSETS[k]) & 0xffff"};`,
-  );
+  src.push(`cpu.instrStart = cpu.ip = ${code32 ? "(pb + OFFSETS[k]) | 0" : "(pb + OFFSETS[k]) & 0xffff"};`);
   src.push("throw err;");
   src.push("}");
   src.push(store);
   // An exit part-way through a block (after a store that needs the run loop) counts its
   // instructions here, so that rarely taken path holds no arithmetic of its own.
   src.push("cpu.instructionCount = ib + ic + xi;");
-  src.push("cpu.eip = (pb + nx) >>> 0;");
+  src.push("cpu.ip = (pb + nx) | 0;");
   if (loopForms) src.push("if (ms >= 0) MISSED(cpu, B[ms]);");
   src.push("return 0;");
   src.push("};");
