@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { FLUSH_BYTES, FLUSH_MS, LINE_GAP_MS, OutputBatcher } from "./output-batcher.ts";
+import { FLUSH_BYTES, FLUSH_MS, LINE_BURST, LINE_GAP_MS, OutputBatcher } from "./output-batcher.ts";
 
 describe("OutputBatcher", () => {
   it("gathers single bytes and chunks, in order, into one batch delivered after a short delay", (t) => {
@@ -34,7 +34,7 @@ describe("OutputBatcher", () => {
     }
   });
 
-  it("sends a line as soon as it ends, and batches lines that come faster than the line gap", (t) => {
+  it("sends a line as soon as it ends, and batches lines beyond a few within the line gap", (t) => {
     t.mock.timers.enable({ apis: ["setTimeout"] });
     let clock = 1000;
     const batches: string[] = [];
@@ -46,14 +46,20 @@ describe("OutputBatcher", () => {
     for (const c of Buffer.from("ok\n")) batcher.writeByte(c);
     assert.deepEqual(batches, ["ok\n"], "a line ending by itself");
     clock += LINE_GAP_MS / 2;
+    for (let n = 1; n < LINE_BURST; n++) batcher.write(Buffer.from(`${n}\n`));
+    assert.equal(batches.length, LINE_BURST, "a few lines in quick succession, each at once");
     batcher.write(Buffer.from("a\nb\n"));
     batcher.writeByte(0x63);
-    assert.equal(batches.length, 1, "lines within the gap wait");
+    assert.equal(batches.length, LINE_BURST, "more lines within the gap wait");
     clock += LINE_GAP_MS;
     batcher.write(Buffer.from("\nd"));
-    assert.deepEqual(batches, ["ok\n", "a\nb\nc\nd"], "a chunk holding a line end, once the gap has passed");
+    assert.deepEqual(
+      batches.slice(LINE_BURST),
+      ["a\nb\nc\nd"],
+      "a chunk holding a line end, once the gap has passed",
+    );
     t.mock.timers.tick(FLUSH_MS);
-    assert.equal(batches.length, 2, "nothing was left for the delay");
+    assert.equal(batches.length, LINE_BURST + 1, "nothing was left for the delay");
     batcher.writeByte(0x65);
     t.mock.timers.tick(FLUSH_MS);
     assert.deepEqual(batches.at(-1), "e", "an unfinished line still goes out after the delay");
