@@ -1,9 +1,10 @@
 // Batches a VM's output bytes into messages: one message per byte would swamp the owner's event
 // loop, so bytes gather until a batch is full or a short delay has passed since the first one. A
-// line goes out as soon as it ends, unless LINE_BURST lines went out so within LINE_GAP_MS: a
-// console shows each line when the guest prints it (the delay waits for the run loop's next turn,
-// 5 to 10 ms late), a few lines printed together (a benchmark's phase markers) are not held back,
-// and a guest printing lines faster than that still gets them batched.
+// line goes out as soon as it ends, unless LINE_BURST lines already went out that way in the
+// current window of LINE_GAP_MS: a console shows each line when the guest prints it (the delay
+// waits for the run loop's next turn, 5 to 10 ms late), a few lines printed together (a
+// benchmark's phase markers) are not held back, and a guest printing lines faster than that still
+// gets them batched.
 import type { OutputSink, OutputStream } from "../machine/machine.ts";
 
 export const FLUSH_BYTES = 4096;

@@ -223,12 +223,6 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   onApicBaseChange: ((low: number, high: number) => void) | undefined;
 
   // ---- registers --------------------------------------------------------------------------
-  get eip(): number {
-    return this.ip >>> 0;
-  }
-  set eip(value: number) {
-    this.ip = value | 0;
-  }
   readonly regs = new Int32Array(8);
   readonly r16 = new Uint16Array(this.regs.buffer);
   readonly r8 = new Uint8Array(this.regs.buffer);
@@ -238,6 +232,12 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
    * keep the field as a boxed double. `eip` is the unsigned view for everything else.
    */
   ip = 0;
+  get eip(): number {
+    return this.ip >>> 0;
+  }
+  set eip(value: number) {
+    this.ip = value | 0;
+  }
   /** EIP of the instruction being executed (faults restart here), signed like `ip`. */
   instrStart = 0;
   /** EFLAGS with the arithmetic bits in `lazyMask` stale. */
