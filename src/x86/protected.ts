@@ -727,7 +727,7 @@ export function taskSwitch(cpu: Cpu, selector: number, source: number, error: nu
   for (let r = 0; r < 8; r++) cpu.regs[r] = regs[r]!;
   cpu.setFlagsRaw(new32 ? newFlags : (flags & ~0xffff) | newFlags);
   cpu.eip = newEip;
-  cpu.instrStart = newEip | 0;
+  cpu.instrStart = cpu.ip;
   for (let s = 0; s < 6; s++) cpu.segSel[s] = sels[s]!;
   // Until the checks below pass the selectors are unusable.
   for (let s = 0; s < 6; s++) cpu.loadCache(s, sels[s]!, 0, 0, s === CS ? 0x9b : 0);

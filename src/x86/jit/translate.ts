@@ -1524,12 +1524,6 @@ export function inlineForm(
 }
 
 /**
- * Translates a region: `blocks[0]` alone, or (`chain`) every block given, all from one page of
- * flat 32-bit code, as one function whose control stays inside while branches land on the
- * region's blocks. Assumes the CPU's flat segments are `flatAvailable` (`Cpu.flatMask` bits)
- * and its stack is `stack32`; `ramBelow2GiB` when the VM's RAM array is at most 2 GiB.
- */
-/**
  * The CPU's arrays. A translation gets them as constants of its closure rather than loading them
  * from the CPU on entry: V8 then knows each one's buffer and length when it optimises, and drops
  * the loads, and the bounds checks it can prove (a TLB index `l >>> 12` is always inside the
@@ -1548,6 +1542,13 @@ export interface CpuArrays {
   readonly wHi: Float64Array;
 }
 
+/**
+ * Translates a region: `blocks[0]` alone, or (`chain`) every block given, all from one page of
+ * flat 32-bit code, as one function whose control stays inside while branches land on the
+ * region's blocks. Assumes the CPU's flat segments are `flatAvailable` (`Cpu.flatMask` bits)
+ * and its stack is `stack32`; `ramBelow2GiB` when the VM's RAM array is at most 2 GiB. The function
+ * holds the CPU's `arrays`.
+ */
 export function translateRegion(
   blocks: readonly Block[],
   chain: boolean,
