@@ -888,6 +888,47 @@ describe("binary translator", () => {
     assert.match(body, /ms = \d+; break; \}/);
   });
 
+  it("checks a page group's accesses once, and leaves at its first access when any would miss", () => {
+    // The dword accesses through ESI at displacements a multiple of four apart form a page group:
+    // the first checks the TLB and that the whole span lies on its page, the others address RAM
+    // from its index. The stride of 0x7fe makes every other turn misaligned and, now and then,
+    // the span straddle a page (into the read-only page, where a later access of the group would
+    // fault): the translation must leave at the group's first access and the interpreter run
+    // the block, faulting where it faults. A write to ESI ends the group: the access after it
+    // starts another.
+    // ESI starts above the page tables (a store there would remap pages), where turn 476 puts
+    // the group's first access at 0x1efff8 and its store through ESI + 0x10 into the read-only
+    // page at 0x1f0000.
+    const source = `mov ecx, 1000
+       mov esi, 0x1023a8
+       mov edi, 0x200000
+       mov eax, 0x11223344
+    l: mov edx, [esi + 8]
+       add edx, eax
+       add [esi + 4], edx
+       mov ebx, [esi + 0x40]
+       xor ebx, edx
+       mov [esi + 0x10], ebx
+       mov [edi], ebx
+       lea esi, [esi + 0x7fe]
+       mov ebp, [esi - 0x7fe + 0x14]
+       mov [esi - 0x7fe + 0x18], ebp
+       add edi, 4
+       dec ecx
+       jnz l
+       hlt`;
+    const sources = missesAsTheInterpreterDoes(assemble(source, 32, 0x10000));
+    const loop = sources.find((text) => text.includes("const self ="));
+    assert.ok(loop, "the loop turns inside one case");
+    const body = loop.slice(loop.indexOf("const self ="));
+    assert.equal(
+      body.match(/ram32\[t\d+ \+ -?\d+\]/g)?.length,
+      5,
+      "five accesses address RAM from a group's index",
+    );
+    assert.equal(body.match(/tlb\[/g)?.length, 3, "two groups and the store through EDI look at the TLB");
+  });
+
   it("runs random loops of memory instructions as the interpreter does, misses and faults included", () => {
     // Seeded loop bodies built from inline memory instructions whose pointers stride across pages
     // (misaligned and page-straddling too), over paging with a read-only and a missing page in

@@ -67,6 +67,35 @@ const ATTENTION = "(co && (cpu.attention || (co = false)))";
  */
 export const LOOP_MISS_LIMIT = 1024;
 
+/**
+ * Widest span of a page group (see Emitter.pageGroups), in bytes. A group whose accesses straddle
+ * two pages misses at its first access on every pass, so it is kept to a small part of a page.
+ */
+const MAX_GROUP_SPAN = 256;
+
+/** A page group: its first access's line, displacements and kinds of access, and its index temp. */
+interface PageGroup {
+  line: number;
+  /** The first access's displacement; the others are addressed from it. */
+  anchor: number;
+  /** The lowest and highest byte offset the group touches, as displacements. */
+  lo: number;
+  hi: number;
+  reads: boolean;
+  writes: boolean;
+  members: number;
+  /** The temp holding the dword index of the first access. */
+  index: string;
+  render: (check: string, keep: string) => string;
+}
+
+/** The register and displacement of an offset of the form `r` or `r + disp` (32-bit addressing). */
+function baseAndDisplacement(off: string): { base: number; disp: number } | undefined {
+  const m = /^(?:r([0-7])|\(\(r([0-7]) \+ (-?\d+)\) \| 0\))$/.exec(off);
+  if (m === null) return undefined;
+  return m[1] !== undefined ? { base: Number(m[1]), disp: 0 } : { base: Number(m[2]), disp: Number(m[3]) };
+}
+
 /** The CPU as a loop form's miss sees it. */
 export interface MissHost {
   /** The next block runs in the interpreter (set with the translation's exit at a miss). */
@@ -289,6 +318,17 @@ class Emitter {
    * can change the TLB) and a write to a register the address is computed from.
    */
   lastRead: { seg: number; off: string; size: number; regs: number } | undefined;
+  /**
+   * In the loop form, the open page group of each base register: aligned dword accesses at
+   * constant displacements from a register the block has not changed since the group's first
+   * access. That access checks, once, that the TLB grants every access of the group and that
+   * they all fall on its page, and leaves the page's dword index in a temp; the others are a
+   * plain `ram32` access at a constant distance from it (compiled code addresses its stack frame
+   * and its structures so: one TLB lookup instead of one each). The first access's check is
+   * written when the group closes, when its span is known: at a write to the register and at the
+   * end of the block. Nothing in the loop form can change the TLB (it calls nothing).
+   */
+  private readonly pageGroups = new Map<number, PageGroup>();
   /** Bits of `Cpu.flatMask` the emitted code relies on. */
   flatNeeded = 0;
   readonly env: Env = { handlers: [], insns: [] };
@@ -354,6 +394,7 @@ class Emitter {
   /** Inline code writes 32-bit register `r`: an address computed from it is stale. */
   wrote(r: number): void {
     this.written.add(r);
+    this.closePageGroup(r);
     if (this.lastRead !== undefined && (this.lastRead.regs >> r) & 1) this.lastRead = undefined;
   }
 
@@ -442,6 +483,87 @@ class Emitter {
     return `ram32[p] = ${v};`;
   }
 
+  /**
+   * The `ram32` index of an access joining the open page group of its base register, if it can:
+   * a flat aligned dword at a displacement a multiple of four from the group's first, within
+   * MAX_GROUP_SPAN bytes of all the group's accesses. Joining widens the group.
+   */
+  private joinPageGroup(seg: number, off: string, size: number, write: boolean): string | undefined {
+    if (!this.loopForm || size !== 4) return undefined;
+    const at = baseAndDisplacement(off);
+    if (at === undefined) return undefined;
+    const group = this.pageGroups.get(at.base);
+    if (group === undefined || ((at.disp - group.anchor) & 3) !== 0) return undefined;
+    const lo = Math.min(group.lo, at.disp);
+    const hi = Math.max(group.hi, at.disp + 3);
+    if (hi - lo >= MAX_GROUP_SPAN || !this.isFlat(seg, write)) return undefined;
+    group.lo = lo;
+    group.hi = hi;
+    group.members++;
+    if (write) group.writes = true;
+    else group.reads = true;
+    const step = (at.disp - group.anchor) >> 2;
+    return step === 0 ? group.index : `${group.index} + ${step}`;
+  }
+
+  /**
+   * Opens a page group at a flat access through `off` whose first line (`render`, given the
+   * fast path's condition and the statement that keeps the page's index) is the out line `line`.
+   * Returns whether it did; the caller then renders nothing itself.
+   */
+  private openPageGroup(
+    off: string,
+    size: number,
+    write: boolean,
+    render: (check: string, keep: string) => string,
+  ): boolean {
+    if (!this.loopForm || size !== 4) return false;
+    const at = baseAndDisplacement(off);
+    if (at === undefined) return false;
+    this.closePageGroup(at.base);
+    const group: PageGroup = {
+      line: this.out.length,
+      anchor: at.disp,
+      lo: at.disp,
+      hi: at.disp + 3,
+      reads: !write,
+      writes: write,
+      members: 1,
+      index: this.temp(),
+      render,
+    };
+    this.pageGroups.set(at.base, group);
+    this.line(render(this.fast(write ? "WN" : "RN", 4), ""));
+    return true;
+  }
+
+  /** Writes the first access's check of `base`'s page group, for the span it ended up with. */
+  private closePageGroup(base: number): void {
+    const group = this.pageGroups.get(base);
+    if (group === undefined) return;
+    this.pageGroups.delete(base);
+    if (group.members === 1) return;
+    const need = group.reads && group.writes ? "(RN | WN)" : group.writes ? "WN" : "RN";
+    const lo = group.lo - group.anchor;
+    const hi = group.hi - group.anchor;
+    const from = lo === 0 ? "l" : `(l + ${lo})`;
+    const to = hi === 0 ? "l" : `(l + ${hi})`;
+    this.out[group.line] = group.render(
+      `(e & ${need}) === ${need} && (l & 3) === 0 && ((${from} ^ ${to}) & -4096) === 0`,
+      ` ${group.index} = p;`,
+    );
+  }
+
+  /** Closes every page group (the end of a block, or of its loop form's emission). */
+  closePageGroups(): void {
+    for (const base of [...this.pageGroups.keys()]) this.closePageGroup(base);
+  }
+
+  /** Forgets page groups without writing their checks (the form is being emitted again). */
+  dropPageGroups(): void {
+    this.pageGroups.clear();
+  }
+
   // Every access leaves the linear address in `l`; `e` and `p` are scratch for the TLB entry and
   // the RAM offset (nothing else runs between an access's read and its write). A main-RAM page
   // stays the same array for the VM's life, so no reload is needed after a slow path.
@@ -449,14 +571,21 @@ class Emitter {
   /** Emits a read of `size` bytes at seg:off; returns the temp holding the value (int32 for 4). */
   read(seg: number, off: string, size: number): string {
     const v = this.temp();
+    const member = this.joinPageGroup(seg, off, size, false);
+    if (member !== undefined) {
+      this.line(`${v} = ram32[${member}];`);
+      this.lastRead = undefined;
+      return v;
+    }
     // Flat or not, `l` is the linear address by now (a flat segment's limits let everything by).
     const flat = this.linear(seg, off, size, false, "l");
     const slow = `R${size}(cpu, l)`;
     const exit = this.missExit();
     if (exit !== undefined) {
-      this.line(
-        `e = tlb[l >>> 12]; if (!(${this.fast("RN", size)})) ${exit} p = ${this.ramPlace(size)}; ${v} = ${this.readRam(size)};`,
-      );
+      const render = (check: string, keep: string) =>
+        `e = tlb[l >>> 12]; if (!(${check})) ${exit} p = ${this.ramPlace(size)}; ${v} = ${this.readRam(size)};${keep}`;
+      if (!flat || !this.openPageGroup(off, size, false, render))
+        this.line(render(this.fast("RN", size), ""));
     } else {
       this.line(
         `e = tlb[l >>> 12]; ${v} = ${this.fast("RN", size)} ? (p = ${this.ramPlace(size)}, ${this.readRam(size)}) : (co = true, p = -1, ${slow})${size === 4 ? " | 0" : ""};`,
@@ -470,6 +599,11 @@ class Emitter {
   write(seg: number, off: string, size: number, value: string): void {
     const last = this.lastRead;
     this.lastRead = undefined;
+    const member = this.joinPageGroup(seg, off, size, true);
+    if (member !== undefined) {
+      this.line(`ram32[${member}] = ${value};`);
+      return;
+    }
     const slow = `W${size}(cpu, l, ${value})`;
     if (
       last !== undefined &&
@@ -490,12 +624,12 @@ class Emitter {
       );
       return;
     }
-    this.linear(seg, off, size, true, "l");
+    const flat = this.linear(seg, off, size, true, "l");
     const exit = this.missExit();
     if (exit !== undefined) {
-      this.line(
-        `e = tlb[l >>> 12]; if (!(${this.fast("WN", size)})) ${exit} p = ${this.ramPlace(size)}; ${this.writeRam(size, value)}`,
-      );
+      const render = (check: string, keep: string) =>
+        `e = tlb[l >>> 12]; if (!(${check})) ${exit} p = ${this.ramPlace(size)}; ${this.writeRam(size, value)}${keep}`;
+      if (!flat || !this.openPageGroup(off, size, true, render)) this.line(render(this.fast("WN", size), ""));
       return;
     }
     this.line(
@@ -511,15 +645,23 @@ class Emitter {
     this.lastRead = undefined;
     const v = this.temp();
     const res = this.temp();
-    this.linear(seg, off, size, true, "l");
+    const member = this.joinPageGroup(seg, off, size, true);
+    if (member !== undefined) {
+      // Joining as a write covers the read: a page granted for writing is readable.
+      this.line(`${v} = ram32[${member}];`);
+      this.line(`${res} = ${compute(v)};`);
+      this.line(`ram32[${member}] = ${res};`);
+      return v;
+    }
+    const flat = this.linear(seg, off, size, true, "l");
     // The slow path checks the write permission first, as the processor does.
     const slowRead = `R${size}(cpu, l)`;
     const check = `CW(cpu, l, ${size})`;
     const exit = this.missExit();
     if (exit !== undefined) {
-      this.line(
-        `e = tlb[l >>> 12]; if (!(${this.fast("WN", size)})) ${exit} p = ${this.ramPlace(size)}; ${v} = ${this.readRam(size)};`,
-      );
+      const render = (fast: string, keep: string) =>
+        `e = tlb[l >>> 12]; if (!(${fast})) ${exit} p = ${this.ramPlace(size)}; ${v} = ${this.readRam(size)};${keep}`;
+      if (!flat || !this.openPageGroup(off, size, true, render)) this.line(render(this.fast("WN", size), ""));
       this.line(`${res} = ${compute(v)};`);
       this.line(this.writeRam(size, res));
       return v;
@@ -1592,6 +1734,7 @@ export function translateRegion(
     const emitBlock = (loopForm: boolean) => {
       em.known = undefined;
       em.lastRead = undefined;
+      em.dropPageGroups();
       em.out.length = 0;
       em.loopForm = loopForm;
       em.loopFormFailed = false;
@@ -1656,6 +1799,7 @@ export function translateRegion(
           );
         }
       }
+      em.closePageGroups();
       em.loopForm = false;
       return { code: [...em.out], endedByHandler, callsHandler };
     };
