@@ -894,8 +894,9 @@ describe("binary translator", () => {
     // from its index. The stride of 0x7fe makes every other turn misaligned and, now and then,
     // the span straddle a page (into the read-only page, where a later access of the group would
     // fault): the translation must leave at the group's first access and the interpreter run
-    // the block, faulting where it faults. A write to ESI ends the group: the access after it
-    // starts another.
+    // the block, faulting where it faults. Adding a constant to ESI leaves the group open, its
+    // later accesses counted from ESI's first value; any other write to ESI ends the group, and
+    // the access after it starts another. Pushes and pops form a group through ESP.
     // ESI starts above the page tables (a store there would remap pages), where turn 476 puts
     // the group's first access at 0x1efff8 and its store through ESI + 0x10 into the read-only
     // page at 0x1f0000.
@@ -913,6 +914,14 @@ describe("binary translator", () => {
        lea esi, [esi + 0x7fe]
        mov ebp, [esi - 0x7fe + 0x14]
        mov [esi - 0x7fe + 0x18], ebp
+       xor esi, ecx
+       xor esi, ecx
+       mov [esi - 0x7fe + 0x1c], ebx
+       mov edx, [esi - 0x7fe + 0x20]
+       push eax
+       push edx
+       pop edx
+       pop eax
        add edi, 4
        dec ecx
        jnz l
@@ -922,11 +931,11 @@ describe("binary translator", () => {
     assert.ok(loop, "the loop turns inside one case");
     const body = loop.slice(loop.indexOf("const self ="));
     assert.equal(
-      body.match(/ram32\[t\d+ \+ -?\d+\]/g)?.length,
-      5,
-      "five accesses address RAM from a group's index",
+      body.match(/ram32\[t\d+(?: \+ -?\d+)?\]/g)?.length,
+      10,
+      "ten accesses address RAM from a group's index",
     );
-    assert.equal(body.match(/tlb\[/g)?.length, 3, "two groups and the store through EDI look at the TLB");
+    assert.equal(body.match(/tlb\[/g)?.length, 4, "three groups and the store through EDI look at the TLB");
   });
 
   it("runs random loops of memory instructions as the interpreter does, misses and faults included", () => {

@@ -78,6 +78,8 @@ interface PageGroup {
   line: number;
   /** The first access's displacement; the others are addressed from it. */
   anchor: number;
+  /** What the register has had added since the first access (pushes and pops). */
+  shift: number;
   /** The lowest and highest byte offset the group touches, as displacements. */
   lo: number;
   hi: number;
@@ -391,11 +393,33 @@ class Emitter {
     return `r${r}`;
   }
 
+  /**
+   * Inline code adds the constant `delta` to 32-bit register `r` (a push or a pop through ESP): as
+   * `wrote`, but a page group through `r` stays open, its displacements counted from the value
+   * the register had at the group's first access.
+   */
+  movedBy(r: number, delta: number): void {
+    const group = this.pageGroups.get(r);
+    this.pageGroups.delete(r);
+    this.wrote(r);
+    if (group !== undefined) {
+      group.shift += delta;
+      this.pageGroups.set(r, group);
+    }
+  }
+
   /** Inline code writes 32-bit register `r`: an address computed from it is stale. */
   wrote(r: number): void {
     this.written.add(r);
     this.closePageGroup(r);
     if (this.lastRead !== undefined && (this.lastRead.regs >> r) & 1) this.lastRead = undefined;
+  }
+
+  /** Sets 32-bit register `r` to `value`, which is its old value plus the constant `delta`. */
+  setReg32MovedBy(r: number, value: string, delta: number): void {
+    this.reg32(r);
+    this.movedBy(r, delta);
+    this.line(`r${r} = ${value} | 0;`);
   }
 
   getReg(size: number, r: number): string {
@@ -493,16 +517,18 @@ class Emitter {
     const at = baseAndDisplacement(off);
     if (at === undefined) return undefined;
     const group = this.pageGroups.get(at.base);
-    if (group === undefined || ((at.disp - group.anchor) & 3) !== 0) return undefined;
-    const lo = Math.min(group.lo, at.disp);
-    const hi = Math.max(group.hi, at.disp + 3);
+    if (group === undefined) return undefined;
+    const disp = at.disp + group.shift;
+    if (((disp - group.anchor) & 3) !== 0) return undefined;
+    const lo = Math.min(group.lo, disp);
+    const hi = Math.max(group.hi, disp + 3);
     if (hi - lo >= MAX_GROUP_SPAN || !this.isFlat(seg, write)) return undefined;
     group.lo = lo;
     group.hi = hi;
     group.members++;
     if (write) group.writes = true;
     else group.reads = true;
-    const step = (at.disp - group.anchor) >> 2;
+    const step = (disp - group.anchor) >> 2;
     return step === 0 ? group.index : `${group.index} + ${step}`;
   }
 
@@ -524,6 +550,7 @@ class Emitter {
     const group: PageGroup = {
       line: this.out.length,
       anchor: at.disp,
+      shift: 0,
       lo: at.disp,
       hi: at.disp + 3,
       reads: !write,
@@ -691,23 +718,32 @@ class Emitter {
 
   push(size: number, value: string): void {
     const v = this.temp();
-    const sp = this.temp();
     this.line(`${v} = ${value};`);
-    if (this.stack32) this.line(`${sp} = (${this.reg32(4)} - ${size}) | 0;`);
-    else this.line(`${sp} = (${this.reg32(4)} - ${size}) & 0xffff;`);
+    if (this.stack32) {
+      // Addressed as ESP plus a displacement, so that pushes join a page group through ESP.
+      this.write(SS, `((${this.reg32(4)} + -${size}) | 0)`, size, v);
+      this.movedBy(4, -size);
+      this.line(`r4 = (r4 - ${size}) | 0;`);
+      return;
+    }
+    const sp = this.temp();
+    this.line(`${sp} = (${this.reg32(4)} - ${size}) & 0xffff;`);
     this.write(SS, sp, size, v);
     this.wrote(4);
-    if (this.stack32) this.line(`r4 = ${sp};`);
-    else this.line(`r4 = (r4 & -65536) | ${sp};`);
+    this.line(`r4 = (r4 & -65536) | ${sp};`);
   }
 
   /** Pops into a temp (ESP updated after the read); returns the temp. */
   pop(size: number): string {
     const off = this.stack32 ? this.reg32(4) : `(${this.reg32(4)} & 0xffff)`;
     const v = this.read(SS, off, size);
-    this.wrote(4);
-    if (this.stack32) this.line(`r4 = (r4 + ${size}) | 0;`);
-    else this.line(`r4 = (r4 & -65536) | ((r4 + ${size}) & 0xffff);`);
+    if (this.stack32) {
+      this.movedBy(4, size);
+      this.line(`r4 = (r4 + ${size}) | 0;`);
+    } else {
+      this.wrote(4);
+      this.line(`r4 = (r4 & -65536) | ((r4 + ${size}) & 0xffff);`);
+    }
     return v;
   }
 }
@@ -1112,7 +1148,10 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       dest = i.rm;
     }
     const res = emitAlu(ctx, aluOp, av, bv, s);
-    if (aluOp !== 7) em.setReg(s, dest, res.r);
+    // Adding or subtracting a constant leaves a page group through the register open.
+    const moves = group && i.mod === 3 && s === 4 && (aluOp === 0 || aluOp === 5);
+    if (moves) em.setReg32MovedBy(dest, res.r, aluOp === 0 ? i.imm | 0 : -(i.imm | 0));
+    else if (aluOp !== 7) em.setReg(s, dest, res.r);
     emitAluFlags(ctx, aluOp, av, bv, res, s);
     return true;
   }
@@ -1316,7 +1355,9 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
     return true;
   }
   if (op === 0x8d && i.mod !== 3) {
-    em.setReg(s, i.reg, em.offset(i));
+    const at = s === 4 ? baseAndDisplacement(em.offset(i)) : undefined;
+    if (at !== undefined && at.base === i.reg) em.setReg32MovedBy(i.reg, em.offset(i), at.disp);
+    else em.setReg(s, i.reg, em.offset(i));
     return true;
   }
   if (op === 0x1b6 || op === 0x1b7) {
