@@ -98,8 +98,19 @@ export class Block {
   /** The flat-segment assumptions the translation was made under. */
   translatedFlat = 0;
   retranslations = 0;
-  /** Times a translation's loop form left at an access of this block that missed the TLB. */
+  /**
+   * Times a translation's loop form left at an access of this block that missed the TLB, since
+   * the CPU's instruction count was `missesSince` (see LOOP_MISS_WINDOW).
+   */
   loopMisses = 0;
+  missesSince = 0;
+  /** The loop form of its translation has page groups (see the translator's Emitter). */
+  hasPageGroups = false;
+  /**
+   * Its loop form missed too often with page groups: it is translated without them (a group
+   * whose accesses straddle a page, as a stack frame at a page's edge does, misses every time).
+   */
+  pageGroupsOff = false;
   constructor(phys: number, code32: boolean) {
     this.phys = phys;
     this.code32 = code32;

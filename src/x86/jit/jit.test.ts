@@ -16,6 +16,7 @@ import {
   type TestMachine,
 } from "../test-support.ts";
 import { type JitMode, successorsOf } from "./jit.ts";
+import { LOOP_MISS_LIMIT, LOOP_MISS_WINDOW } from "./translate.ts";
 
 function machine(mode: JitMode, code: Uint8Array, bits: 16 | 32): TestMachine {
   const m = makeMachine({ jit: mode });
@@ -1032,6 +1033,69 @@ describe("binary translator", () => {
     assert.match(loops[0]!, /ms = \d+;/, "first in the loop form");
     assert.doesNotMatch(loops.at(-1)!, /ms = \d+;/, "then in the ordinary form");
     assert.match(loops.at(-1)!, /R4\(cpu, l\)/);
+  });
+
+  it("keeps the loop form of a block whose misses come far apart", () => {
+    // The outer block's read straddles a page and misses every turn, but each turn also counts
+    // down 9000 turns of an inner loop: LOOP_MISS_LIMIT misses take far more than
+    // LOOP_MISS_WINDOW instructions, and the block keeps its loop form.
+    const source = `mov ecx, ${LOOP_MISS_LIMIT + 100}
+       mov esi, 0x30ffe
+    l: mov eax, [esi]
+       add ebx, eax
+       mov edx, 9000
+    inner:
+       dec edx
+       jnz inner
+       dec ecx
+       jnz l
+       hlt`;
+    assert.ok((LOOP_MISS_LIMIT + 100) * 18000 > LOOP_MISS_WINDOW);
+    const off = machine("off", assemble(source, 32, 0x10000), 32);
+    const on = machine("force", assemble(source, 32, 0x10000), 32);
+    for (const m of [off, on]) {
+      m.memory.write32(0x30ffc, 0x11223344);
+      m.memory.write32(0x31000, 0x55667788);
+    }
+    assert.deepEqual(outcome(on), outcome(off));
+    assert.equal(on.cpu.jit!.stats().loopFormDrops, 0);
+  });
+
+  it("translates a block again without page groups when its group's span keeps straddling pages", () => {
+    // The function's pushes and pops form one page group through ESP, and its frame straddles
+    // the page at 0x20000 on every call: the group's check fails each time. After
+    // LOOP_MISS_LIMIT misses the function is translated again without page groups, in the loop
+    // form still (no loop form was dropped), and no longer misses.
+    const source = `mov ecx, 3000
+       mov esp, 0x20008
+    l: call f
+       dec ecx
+       jnz l
+       hlt
+       times 0x800 - ($ - $$) db 0
+    f: push ebp
+       push ebx
+       push esi
+       mov eax, [esp + 12]
+       add edx, eax
+       pop esi
+       pop ebx
+       pop ebp
+       ret`;
+    const sources: string[] = [];
+    const { on } = same(source);
+    const again = machine("force", assemble(source, 32, 0x10000), 32);
+    again.cpu.jit!.onTranslation = (_phys, _n, text) => sources.push(text);
+    outcome(again);
+    assert.equal(on.cpu.jit!.stats().loopFormDrops, 0);
+    const functions = sources
+      .filter((text) => text.includes("case 2048: {"))
+      .map((text) => text.slice(text.indexOf("case 2048: {")));
+    assert.ok(functions.length >= 2, "translated again");
+    assert.match(functions[0]!, /& -4096\) === 0/, "first with a page group");
+    assert.doesNotMatch(functions.at(-1)!, /& -4096\) === 0/, "then without");
+    assert.match(functions.at(-1)!, /ms = \d+;/, "in the loop form");
+    assert.ok(again.cpu.jit!.stats().translations < 10);
   });
 
   it("sees a store into its own code after many turns of stores that took the fast path", () => {

@@ -257,14 +257,21 @@ export class Jit {
   }
 
   /**
-   * `block`'s accesses have left its translation's loop form LOOP_MISS_LIMIT times: translate the
-   * blocks of that translation again, under the same assumptions, and the block gets the
-   * ordinary form.
+   * `block`'s accesses have left its translation's loop form too often (LOOP_MISS_LIMIT times
+   * within LOOP_MISS_WINDOW instructions): translate the blocks of that translation again, under
+   * the same assumptions. The block loses its page groups first, if it had any, and its loop
+   * form the next time.
    */
   loopFormMissedOften(block: Block, cpu: JitCpuView): void {
     const old = block.translated;
     if (!block.valid || old === undefined) return;
-    this.loopFormDrops++;
+    if (block.hasPageGroups && !block.pageGroupsOff) {
+      // First without page groups, whose span may be what misses; the loop form stays.
+      block.pageGroupsOff = true;
+      block.loopMisses = 0;
+    } else {
+      this.loopFormDrops++;
+    }
     const flatMask = block.translatedFlat;
     const chain = block.inRegion;
     const region = [block];

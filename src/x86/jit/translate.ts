@@ -61,11 +61,19 @@ const SIGN = [0, 0x80, 0x8000, 0, -0x80000000];
 const ATTENTION = "(co && (cpu.attention || (co = false)))";
 
 /**
- * Misses after which a block loses its loop form: the translation it belongs to is made again
- * with the block in the ordinary form, for loops whose accesses keep missing (device memory, an
- * unaligned stream).
+ * Misses after which a block loses its loop form, when they came within LOOP_MISS_WINDOW
+ * instructions: the translation it belongs to is made again with the block in the ordinary
+ * form, for loops whose accesses keep missing (device memory, an unaligned stream). Misses spread
+ * wider start the count again: a loop that streams through memory misses once per new page, and
+ * its loop form pays for that many times over.
  */
 export const LOOP_MISS_LIMIT = 1024;
+
+/**
+ * Instructions (all the CPU's) within which LOOP_MISS_LIMIT misses cost a block its loop form: at
+ * a few microseconds a miss, more often than that is a measurable part of the time.
+ */
+export const LOOP_MISS_WINDOW = 2 ** 24;
 
 /**
  * Widest span of a page group (see Emitter.pageGroups), in bytes. A group whose accesses straddle
@@ -104,15 +112,21 @@ export interface MissHost {
   interpretNext: boolean;
   /** Makes the dispatcher return to the run loop, which looks at `interpretNext` once. */
   attention: boolean;
-  /** A block that has missed LOOP_MISS_LIMIT times, for the dispatcher to translate again. */
+  /** A block that has missed too often, for the dispatcher to translate again. */
   missedOften: Block | undefined;
+  readonly instructionCount: number;
 }
 
 /** A loop form's access missed in `block`: the interpreter runs the rest of the block. */
 function missed(cpu: MissHost, block: Block): void {
   cpu.interpretNext = true;
   cpu.attention = true;
-  if (++block.loopMisses === LOOP_MISS_LIMIT) cpu.missedOften = block;
+  // In units of 1024 instructions, modulo 2^30: a small integer, which V8 keeps unboxed.
+  const now = (cpu.instructionCount / 1024) & 0x3fffffff;
+  if (block.loopMisses === 0) block.missesSince = now;
+  if (++block.loopMisses < LOOP_MISS_LIMIT) return;
+  if (((now - block.missesSince) & 0x3fffffff) <= LOOP_MISS_WINDOW / 1024) cpu.missedOften = block;
+  else block.loopMisses = 0;
 }
 
 /**
@@ -331,6 +345,10 @@ class Emitter {
    * end of the block. Nothing in the loop form can change the TLB (it calls nothing).
    */
   private readonly pageGroups = new Map<number, PageGroup>();
+  /** Whether the block being emitted may form page groups (see Block.pageGroupsOff). */
+  pageGroupsAllowed = true;
+  /** Page groups of more than one access written since the block's emission began. */
+  pageGroupsFormed = 0;
   /** Bits of `Cpu.flatMask` the emitted code relies on. */
   flatNeeded = 0;
   readonly env: Env = { handlers: [], insns: [] };
@@ -513,7 +531,7 @@ class Emitter {
    * MAX_GROUP_SPAN bytes of all the group's accesses. Joining widens the group.
    */
   private joinPageGroup(seg: number, off: string, size: number, write: boolean): string | undefined {
-    if (!this.loopForm || size !== 4) return undefined;
+    if (!this.loopForm || size !== 4 || !this.pageGroupsAllowed) return undefined;
     const at = baseAndDisplacement(off);
     if (at === undefined) return undefined;
     const group = this.pageGroups.get(at.base);
@@ -543,7 +561,7 @@ class Emitter {
     write: boolean,
     render: (check: string, keep: string) => string,
   ): boolean {
-    if (!this.loopForm || size !== 4) return false;
+    if (!this.loopForm || size !== 4 || !this.pageGroupsAllowed) return false;
     const at = baseAndDisplacement(off);
     if (at === undefined) return false;
     this.closePageGroup(at.base);
@@ -570,6 +588,7 @@ class Emitter {
     if (group === undefined) return;
     this.pageGroups.delete(base);
     if (group.members === 1) return;
+    this.pageGroupsFormed++;
     const need = group.reads && group.writes ? "(RN | WN)" : group.writes ? "WN" : "RN";
     const lo = group.lo - group.anchor;
     const hi = group.hi - group.anchor;
@@ -1776,6 +1795,8 @@ export function translateRegion(
       em.known = undefined;
       em.lastRead = undefined;
       em.dropPageGroups();
+      em.pageGroupsAllowed = !block.pageGroupsOff;
+      em.pageGroupsFormed = 0;
       em.out.length = 0;
       em.loopForm = loopForm;
       em.loopFormFailed = false;
@@ -1851,7 +1872,10 @@ export function translateRegion(
       const tempsAfter = em.tempCount;
       em.rewindTemps(temps);
       const form = emitBlock(true);
-      if (!em.loopFormFailed && !form.callsHandler) loop = form.code;
+      if (!em.loopFormFailed && !form.callsHandler) {
+        loop = form.code;
+        block.hasPageGroups = em.pageGroupsFormed > 0;
+      }
       // The two forms never run in one pass through the block, so they share their temps.
       em.rewindTemps(Math.max(tempsAfter, em.tempCount));
     }
