@@ -897,7 +897,8 @@ describe("binary translator", () => {
     // fault): the translation must leave at the group's first access and the interpreter run
     // the block, faulting where it faults. Adding a constant to ESI leaves the group open, its
     // later accesses counted from ESI's first value; any other write to ESI ends the group, and
-    // the access after it starts another. Pushes and pops form a group through ESP.
+    // the access after it starts another. Pushes and pops form a group through ESP. Bytes and
+    // words join a group anywhere in its span.
     // ESI starts above the page tables (a store there would remap pages), where turn 476 puts
     // the group's first access at 0x1efff8 and its store through ESI + 0x10 into the read-only
     // page at 0x1f0000.
@@ -911,6 +912,9 @@ describe("binary translator", () => {
        mov ebx, [esi + 0x40]
        xor ebx, edx
        mov [esi + 0x10], ebx
+       movzx ebp, byte [esi + 0x21]
+       mov [esi + 0x23], bp
+       add byte [esi + 0x30], 1
        mov [edi], ebx
        lea esi, [esi + 0x7fe]
        mov ebp, [esi - 0x7fe + 0x14]
@@ -935,6 +939,11 @@ describe("binary translator", () => {
       body.match(/ram32\[t\d+(?: \+ -?\d+)?\]/g)?.length,
       10,
       "ten accesses address RAM from a group's index",
+    );
+    assert.equal(
+      body.match(/ram\[\(t\d+ << 2\) \+ \d+(?: \+ 1)?\]/g)?.length,
+      5,
+      "a byte read, a word write and a byte's read and write address RAM from a group's index",
     );
     assert.equal(body.match(/tlb\[/g)?.length, 4, "three groups and the store through EDI look at the TLB");
   });

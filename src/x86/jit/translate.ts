@@ -355,12 +355,14 @@ class Emitter {
 
   readonly flatAvailable: number;
   readonly stack32: boolean;
+  readonly ramBelow2GiB: boolean;
   /** The RAM byte offset of linear address `l` through TLB entry `e`. */
   readonly ramOffset: string;
   /** The RAM dword index of an aligned linear address `l` through TLB entry `e`. */
   readonly ramIndex32: string;
 
   constructor(flatAvailable: number, stack32: boolean, ramBelow2GiB: boolean) {
+    this.ramBelow2GiB = ramBelow2GiB;
     this.flatAvailable = flatAvailable;
     this.stack32 = stack32;
     // Below 2 GiB the offset fits an int32, which V8 computes and indexes with without doubles.
@@ -513,41 +515,46 @@ class Emitter {
     return size === 4 ? this.ramIndex32 : this.ramOffset;
   }
 
-  private readRam(size: number): string {
-    if (size === 1) return "ram[p]";
-    if (size === 2) return "(ram[p] | (ram[p + 1] << 8))";
-    return "ram32[p]";
+  /** A read of RAM at `place` (a byte offset, or for dwords an index into `ram32`). */
+  private readRam(size: number, place = "p"): string {
+    if (size === 1) return `ram[${place}]`;
+    if (size === 2) return `(ram[${place}] | (ram[${place} + 1] << 8))`;
+    return `ram32[${place}]`;
   }
 
-  private writeRam(size: number, v: string): string {
-    if (size === 1) return `ram[p] = ${v};`;
-    if (size === 2) return `ram[p] = ${v}; ram[p + 1] = ${v} >> 8;`;
-    return `ram32[p] = ${v};`;
+  private writeRam(size: number, v: string, place = "p"): string {
+    if (size === 1) return `ram[${place}] = ${v};`;
+    if (size === 2) return `ram[${place}] = ${v}; ram[${place} + 1] = ${v} >> 8;`;
+    return `ram32[${place}] = ${v};`;
   }
 
   /**
-   * The `ram32` index of an access joining the open page group of its base register, if it can:
-   * a flat aligned dword at a displacement a multiple of four from the group's first, within
-   * MAX_GROUP_SPAN bytes of all the group's accesses. Joining widens the group.
+   * The RAM place (see readRam) of an access joining the open page group of its base register,
+   * if it can: a flat access within MAX_GROUP_SPAN bytes of all the group's accesses, a dword at a
+   * displacement a multiple of four from the group's first (which is aligned), a byte or word
+   * anywhere. Joining widens the group.
    */
   private joinPageGroup(seg: number, off: string, size: number, write: boolean): string | undefined {
-    if (!this.loopForm || size !== 4 || !this.pageGroupsAllowed) return undefined;
+    if (!this.loopForm || !this.pageGroupsAllowed) return undefined;
     const at = baseAndDisplacement(off);
     if (at === undefined) return undefined;
     const group = this.pageGroups.get(at.base);
     if (group === undefined) return undefined;
     const disp = at.disp + group.shift;
-    if (((disp - group.anchor) & 3) !== 0) return undefined;
+    if (size === 4 && ((disp - group.anchor) & 3) !== 0) return undefined;
     const lo = Math.min(group.lo, disp);
-    const hi = Math.max(group.hi, disp + 3);
+    const hi = Math.max(group.hi, disp + size - 1);
     if (hi - lo >= MAX_GROUP_SPAN || !this.isFlat(seg, write)) return undefined;
     group.lo = lo;
     group.hi = hi;
     group.members++;
     if (write) group.writes = true;
     else group.reads = true;
-    const step = (disp - group.anchor) >> 2;
-    return step === 0 ? group.index : `${group.index} + ${step}`;
+    const distance = disp - group.anchor;
+    if (size === 4) return distance === 0 ? group.index : `${group.index} + ${distance >> 2}`;
+    // The index times four, as an int32 while RAM is below 2 GiB.
+    const bytes = this.ramBelow2GiB ? `(${group.index} << 2)` : `(${group.index} * 4)`;
+    return distance === 0 ? bytes : `${bytes} + ${distance}`;
   }
 
   /**
@@ -619,7 +626,7 @@ class Emitter {
     const v = this.temp();
     const member = this.joinPageGroup(seg, off, size, false);
     if (member !== undefined) {
-      this.line(`${v} = ram32[${member}];`);
+      this.line(`${v} = ${this.readRam(size, member)};`);
       this.lastRead = undefined;
       return v;
     }
@@ -647,7 +654,7 @@ class Emitter {
     this.lastRead = undefined;
     const member = this.joinPageGroup(seg, off, size, true);
     if (member !== undefined) {
-      this.line(`ram32[${member}] = ${value};`);
+      this.line(this.writeRam(size, value, member));
       return;
     }
     const slow = `W${size}(cpu, l, ${value})`;
@@ -694,9 +701,9 @@ class Emitter {
     const member = this.joinPageGroup(seg, off, size, true);
     if (member !== undefined) {
       // Joining as a write covers the read: a page granted for writing is readable.
-      this.line(`${v} = ram32[${member}];`);
+      this.line(`${v} = ${this.readRam(size, member)};`);
       this.line(`${res} = ${compute(v)};`);
-      this.line(`ram32[${member}] = ${res};`);
+      this.line(this.writeRam(size, res, member));
       return v;
     }
     const flat = this.linear(seg, off, size, true, "l");
