@@ -948,6 +948,41 @@ describe("binary translator", () => {
     assert.equal(body.match(/tlb\[/g)?.length, 4, "three groups and the store through EDI look at the TLB");
   });
 
+  it("opens page groups at bytes too, with the group's dwords sharing one alignment", () => {
+    // The byte read opens a group through ESI (INC keeps it open); the word at distance 2 and
+    // the dwords at distances 8 and 4 join it, and the first access checks their alignment; the dword at
+    // distance 5 is aligned otherwise and has an access of its own. Every other turn the stride
+    // leaves the dwords misaligned, and the loop leaves at the byte read.
+    const source = `mov ecx, 1000
+       mov esi, 0x102000
+       mov edi, 0x200000
+    l: movzx eax, byte [esi]
+       inc esi
+       mov dx, [esi + 1]
+       add [esi + 7], eax
+       mov ebx, [esi + 3]
+       mov ebp, [esi + 4]
+       add ebx, ebp
+       mov [edi], ebx
+       add esi, 0x7fd
+       add edi, 4
+       dec ecx
+       jnz l
+       hlt`;
+    const sources = missesAsTheInterpreterDoes(assemble(source, 32, 0x10000));
+    const loop = sources.find((text) => text.includes("const self ="));
+    assert.ok(loop, "the loop turns inside one case");
+    const body = loop.slice(loop.indexOf("const self ="));
+    assert.match(body, /ram\[t\d+ \+ 2\] \| \(ram\[t\d+ \+ 2 \+ 1\] << 8\)/, "the word joins");
+    assert.match(body, /ram32\[\(t\d+ \+ 8\) >> 2\]/, "the dword at distance 8 joins");
+    assert.match(body, /ram32\[\(t\d+ \+ 4\) >> 2\]/, "the dword at distance 4 joins");
+    assert.match(
+      body,
+      /\(l & 3\) === 0 && \(\(l \^ \(l \+ 11\)\) & -4096\) === 0/,
+      "checked aligned, on one page",
+    );
+  });
+
   it("runs random loops of memory instructions as the interpreter does, misses and faults included", () => {
     // Seeded loop bodies built from inline memory instructions whose pointers stride across pages
     // (misaligned and page-straddling too), over paging with a read-only and a missing page in

@@ -94,8 +94,11 @@ interface PageGroup {
   reads: boolean;
   writes: boolean;
   members: number;
-  /** The temp holding the dword index of the first access. */
+  /** The temp holding the first access's place: a dword index (unit 4) or a byte offset (1). */
   index: string;
+  unit: 1 | 4;
+  /** In a byte-unit group, the distance modulo 4 of its dwords from the first access. */
+  dwordResidue: number;
   render: (check: string, keep: string) => string;
 }
 
@@ -541,7 +544,13 @@ class Emitter {
     const group = this.pageGroups.get(at.base);
     if (group === undefined) return undefined;
     const disp = at.disp + group.shift;
-    if (size === 4 && ((disp - group.anchor) & 3) !== 0) return undefined;
+    const distance = disp - group.anchor;
+    if (size === 4 && group.unit === 4 && (distance & 3) !== 0) return undefined;
+    if (size === 4 && group.unit === 1) {
+      // Its dwords all share one alignment, which the first access's check tests.
+      if (!this.ramBelow2GiB || (group.dwordResidue >= 0 && (distance & 3) !== group.dwordResidue))
+        return undefined;
+    }
     const lo = Math.min(group.lo, disp);
     const hi = Math.max(group.hi, disp + size - 1);
     if (hi - lo >= MAX_GROUP_SPAN || !this.isFlat(seg, write)) return undefined;
@@ -550,7 +559,11 @@ class Emitter {
     group.members++;
     if (write) group.writes = true;
     else group.reads = true;
-    const distance = disp - group.anchor;
+    if (group.unit === 1) {
+      if (size !== 4) return distance === 0 ? group.index : `${group.index} + ${distance}`;
+      group.dwordResidue = distance & 3;
+      return `(${group.index} + ${distance}) >> 2`;
+    }
     if (size === 4) return distance === 0 ? group.index : `${group.index} + ${distance >> 2}`;
     // The index times four, as an int32 while RAM is below 2 GiB.
     const bytes = this.ramBelow2GiB ? `(${group.index} << 2)` : `(${group.index} * 4)`;
@@ -568,7 +581,7 @@ class Emitter {
     write: boolean,
     render: (check: string, keep: string) => string,
   ): boolean {
-    if (!this.loopForm || size !== 4 || !this.pageGroupsAllowed) return false;
+    if (!this.loopForm || !this.pageGroupsAllowed) return false;
     const at = baseAndDisplacement(off);
     if (at === undefined) return false;
     this.closePageGroup(at.base);
@@ -577,15 +590,17 @@ class Emitter {
       anchor: at.disp,
       shift: 0,
       lo: at.disp,
-      hi: at.disp + 3,
+      hi: at.disp + size - 1,
       reads: !write,
       writes: write,
       members: 1,
       index: this.temp(),
+      unit: size === 4 ? 4 : 1,
+      dwordResidue: -1,
       render,
     };
     this.pageGroups.set(at.base, group);
-    this.line(render(this.fast(write ? "WN" : "RN", 4), ""));
+    this.line(render(this.fast(write ? "WN" : "RN", size), ""));
     return true;
   }
 
@@ -601,8 +616,11 @@ class Emitter {
     const hi = group.hi - group.anchor;
     const from = lo === 0 ? "l" : `(l + ${lo})`;
     const to = hi === 0 ? "l" : `(l + ${hi})`;
+    const residue = group.unit === 4 ? 0 : group.dwordResidue;
+    const aligned =
+      residue < 0 ? "" : residue === 0 ? " && (l & 3) === 0" : ` && ((l + ${residue}) & 3) === 0`;
     this.out[group.line] = group.render(
-      `(e & ${need}) === ${need} && (l & 3) === 0 && ((${from} ^ ${to}) & -4096) === 0`,
+      `(e & ${need}) === ${need}${aligned} && ((${from} ^ ${to}) & -4096) === 0`,
       ` ${group.index} = p;`,
     );
   }
@@ -1196,7 +1214,9 @@ function emitInsn(ctx: Ctx, i: Insn): boolean {
       const reg = op <= 0x4f ? op & 7 : i.rm;
       em.line(`${av} = ${em.getReg(s, reg)};`);
       em.line(`${r} = ${calc(av)};`);
-      em.setReg(s, reg, r);
+      // A pointer stepped by one keeps its page group (byte loops).
+      if (s === 4) em.setReg32MovedBy(reg, r, dec ? -1 : 1);
+      else em.setReg(s, reg, r);
     } else {
       em.readModifyWrite(i.seg, em.offset(i), s, (old) => {
         em.line(`${av} = ${old};`);
