@@ -86,7 +86,7 @@ interface PageGroup {
   line: number;
   /** The first access's displacement; the others are addressed from it. */
   anchor: number;
-  /** What the register has had added since the first access (pushes and pops). */
+  /** What the register has had added since the first access (pushes, pops, constant adds). */
   shift: number;
   /** The lowest and highest byte offset the group touches, as displacements. */
   lo: number;
@@ -338,13 +338,14 @@ class Emitter {
    */
   lastRead: { seg: number; off: string; size: number; regs: number } | undefined;
   /**
-   * In the loop form, the open page group of each base register: aligned dword accesses at
-   * constant displacements from a register the block has not changed since the group's first
-   * access. That access checks, once, that the TLB grants every access of the group and that
-   * they all fall on its page, and leaves the page's dword index in a temp; the others are a
-   * plain `ram32` access at a constant distance from it (compiled code addresses its stack frame
-   * and its structures so: one TLB lookup instead of one each). The first access's check is
-   * written when the group closes, when its span is known: at a write to the register and at the
+   * In the loop form, the open page group of each base register: accesses at constant
+   * displacements from a register the block has not changed since the group's first access, or
+   * has changed only by adding constants (pushes, pops, pointer steps). That access checks, once,
+   * that the TLB grants every access of the group, that they all fall on its page and that its
+   * dwords are aligned, and leaves its RAM place in a temp; the others are a plain `ram` or
+   * `ram32` access at a constant distance from it (compiled code addresses its stack frame and
+   * its structures so: one TLB lookup instead of one each). The first access's check is written
+   * when the group closes, when its span is known: at any other write to the register and at the
    * end of the block. Nothing in the loop form can change the TLB (it calls nothing).
    */
   private readonly pageGroups = new Map<number, PageGroup>();
@@ -417,9 +418,9 @@ class Emitter {
   }
 
   /**
-   * Inline code adds the constant `delta` to 32-bit register `r` (a push or a pop through ESP): as
-   * `wrote`, but a page group through `r` stays open, its displacements counted from the value
-   * the register had at the group's first access.
+   * Inline code adds the constant `delta` to 32-bit register `r` (a push or a pop, ADD, SUB, LEA,
+   * INC or DEC): as `wrote`, but a page group through `r` stays open, its displacements counted
+   * from the value the register had at the group's first access.
    */
   movedBy(r: number, delta: number): void {
     const group = this.pageGroups.get(r);
@@ -533,9 +534,10 @@ class Emitter {
 
   /**
    * The RAM place (see readRam) of an access joining the open page group of its base register,
-   * if it can: a flat access within MAX_GROUP_SPAN bytes of all the group's accesses, a dword at a
-   * displacement a multiple of four from the group's first (which is aligned), a byte or word
-   * anywhere. Joining widens the group.
+   * if it can: a flat access within MAX_GROUP_SPAN bytes of all the group's accesses. A byte or
+   * word joins anywhere; a dword joins a group opened by a dword (which is aligned) at a multiple
+   * of four from it, and a group opened by a byte or word at the one alignment its dwords share.
+   * Joining widens the group.
    */
   private joinPageGroup(seg: number, off: string, size: number, write: boolean): string | undefined {
     if (!this.loopForm || !this.pageGroupsAllowed) return undefined;
