@@ -121,6 +121,17 @@ function missesAsTheInterpreterDoes(code: Uint8Array): string[] {
   return on!.sources;
 }
 
+/**
+ * Runs the 32-bit `source` as missesAsTheInterpreterDoes does and returns its translation's loop
+ * case, from the loop's head on.
+ */
+function loopCaseOf(source: string): string {
+  const sources = missesAsTheInterpreterDoes(assemble(source, 32, 0x10000));
+  const loop = sources.find((text) => text.includes("const self ="));
+  assert.ok(loop, "the loop turns inside one case");
+  return loop.slice(loop.indexOf("const self ="));
+}
+
 function same(source: string, bits: 16 | 32 = 32, budget?: number, dump?: [number, number]) {
   const code = assemble(source, bits, bits === 32 ? 0x10000 : 0x1000);
   const off = machine("off", code, bits);
@@ -837,10 +848,7 @@ describe("binary translator", () => {
        dec ecx
        jnz l
        hlt`;
-    const sources = missesAsTheInterpreterDoes(assemble(source, 32, 0x10000));
-    const loop = sources.find((text) => text.includes("const self ="));
-    assert.ok(loop, "the loop turns inside one case");
-    const head = loop.slice(loop.indexOf("const self ="));
+    const head = loopCaseOf(source);
     const body = head.slice(0, head.indexOf("\ncase "));
     assert.doesNotMatch(body, /\b(R[124]|W[124]|CW)\(/, "the loop form calls no slow path");
     assert.match(body, /ms = \d+; break; \}/);
@@ -931,10 +939,7 @@ describe("binary translator", () => {
        dec ecx
        jnz l
        hlt`;
-    const sources = missesAsTheInterpreterDoes(assemble(source, 32, 0x10000));
-    const loop = sources.find((text) => text.includes("const self ="));
-    assert.ok(loop, "the loop turns inside one case");
-    const body = loop.slice(loop.indexOf("const self ="));
+    const body = loopCaseOf(source);
     assert.equal(
       body.match(/ram32\[t\d+(?: \+ -?\d+)?\]/g)?.length,
       10,
@@ -969,10 +974,7 @@ describe("binary translator", () => {
        dec ecx
        jnz l
        hlt`;
-    const sources = missesAsTheInterpreterDoes(assemble(source, 32, 0x10000));
-    const loop = sources.find((text) => text.includes("const self ="));
-    assert.ok(loop, "the loop turns inside one case");
-    const body = loop.slice(loop.indexOf("const self ="));
+    const body = loopCaseOf(source);
     assert.match(body, /ram\[t\d+ \+ 2\] \| \(ram\[t\d+ \+ 2 \+ 1\] << 8\)/, "the word joins");
     assert.match(body, /ram32\[\(t\d+ \+ 8\) >> 2\]/, "the dword at distance 8 joins");
     assert.match(body, /ram32\[\(t\d+ \+ 4\) >> 2\]/, "the dword at distance 4 joins");
