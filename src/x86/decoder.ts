@@ -100,7 +100,8 @@ export class Block {
   retranslations = 0;
   /**
    * Times a translation's loop form left at an access of this block that missed the TLB, since
-   * the CPU's instruction count was `missesSince` (see LOOP_MISS_WINDOW).
+   * `missesSince` (the CPU's instruction count then, in units of 1024, modulo 2^30; see
+   * LOOP_MISS_WINDOW).
    */
   loopMisses = 0;
   missesSince = 0;

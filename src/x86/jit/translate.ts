@@ -1901,13 +1901,12 @@ export function translateRegion(
       const tempsAfter = em.tempCount;
       em.rewindTemps(temps);
       const form = emitBlock(true);
-      if (!em.loopFormFailed && !form.callsHandler) {
-        loop = form.code;
-        block.hasPageGroups = em.pageGroupsFormed > 0;
-      }
+      if (!em.loopFormFailed && !form.callsHandler) loop = form.code;
       // The two forms never run in one pass through the block, so they share their temps.
       em.rewindTemps(Math.max(tempsAfter, em.tempCount));
     }
+    // The ordinary form has no page groups; pageGroupsFormed still counts the loop form's.
+    block.hasPageGroups = loop !== undefined && em.pageGroupsFormed > 0;
     emitted.push({
       base,
       n,
