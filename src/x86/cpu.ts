@@ -1152,21 +1152,34 @@ export class Cpu implements CpuPins, Persistent<CpuState> {
   }
 
   /**
-   * Offset in `ramBytes` where the `length` bytes at `lin` (inside one page) may be read directly,
-   * or -1 when the access must take the normal path (not RAM, not mapped yet, breakpoints...).
+   * For bulk string operations: how many of the `max` bytes from `lin` on may be read (or written)
+   * directly in `ramBytes`, back to back, 0 when the first may not. Pages count only while their TLB
+   * entries already grant the access without the slow path (RAM, no breakpoint; for writes, dirty
+   * and holding no code) and each follows the one before in RAM, so one copy covers them all.
+   * `directOffset` gives where the first byte is.
    */
-  directRead(lin: number, length: number): number {
-    if ((lin & 4095) + length > 4096) return -1;
-    const e = this.tlb[lin >>> 12]!;
-    return (e & this.readNeed) === this.readNeed ? (e >>> 9) * 4096 + (lin & 4095) : -1;
+  directSpan(lin: number, max: number, write: boolean): number {
+    const need = write ? this.writeNeed : this.readNeed;
+    let page = lin >>> 12;
+    const e = this.tlb[page]!;
+    if ((e & need) !== need) return 0;
+    let span = 4096 - (lin & 4095);
+    let next = (e >>> 9) + 1;
+    // The last page of the address space is where a run stops: the next is page 0.
+    while (span < max && page < 0xfffff) {
+      page++;
+      const f = this.tlb[page]!;
+      if ((f & need) !== need || f >>> 9 !== next) break;
+      span += 4096;
+      next++;
+    }
+    return Math.min(span, max);
   }
-  /** As directRead, for writes (only write-fast RAM pages whose dirty bit is already set). */
-  directWrite(lin: number, length: number): number {
-    if ((lin & 4095) + length > 4096) return -1;
-    const e = this.tlb[lin >>> 12]!;
-    return (e & this.writeNeed) === this.writeNeed ? (e >>> 9) * 4096 + (lin & 4095) : -1;
+  /** Where `lin`'s byte is in `ramBytes`, once `directSpan` has found it there. */
+  directOffset(lin: number): number {
+    return (this.tlb[lin >>> 12]! >>> 9) * 4096 + (lin & 4095);
   }
-  /** Main RAM's bytes (what directRead/directWrite offsets index). */
+  /** Main RAM's bytes (what directOffset indexes). */
   get ramBytes(): Uint8Array {
     return this.ram;
   }

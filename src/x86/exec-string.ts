@@ -55,27 +55,28 @@ function conditionEnds(cpu: Cpu, i: Insn): boolean {
 }
 
 /**
- * REP MOVS/STOS fast path (32-bit addressing, DF=0): whole runs of elements inside one page of RAM
- * are copied or filled directly. Returns how many elements it did (0: take the element loop).
+ * REP MOVS/STOS fast path (32-bit addressing, DF=0): up to `limit` elements in RAM that lies back
+ * to back, across pages where their TLB entries allow (see `Cpu.directSpan`), copied or filled at
+ * once. Returns how many elements it did (0: take the element loop).
  */
-function bulk(cpu: Cpu, i: Insn, count: number, fill: boolean): number {
+function bulk(cpu: Cpu, i: Insn, limit: number, fill: boolean): number {
   const s = i.size;
   const di = cpu.regs[DI]! >>> 0;
   const dstLin = (cpu.segBase[ES]! + di) | 0;
-  let n = Math.min(count, ((4096 - (dstLin & 4095)) / s) | 0);
+  let span = cpu.directSpan(dstLin, limit * s, true);
   let si = 0;
   let srcLin = 0;
   if (!fill) {
     si = cpu.regs[SI]! >>> 0;
     srcLin = (cpu.segBase[i.seg]! + si) | 0;
-    n = Math.min(n, ((4096 - (srcLin & 4095)) / s) | 0);
+    span = Math.min(span, cpu.directSpan(srcLin, span, false));
   }
+  const n = (span / s) | 0;
   if (n < 2) return 0;
   const bytes = n * s;
   // Segment limits for the whole run (the element loop reports the exact fault otherwise).
   if (di < cpu.wLo[ES]! || di + bytes - 1 > cpu.wHi[ES]!) return 0;
-  const dst = cpu.directWrite(dstLin, bytes);
-  if (dst < 0) return 0;
+  const dst = cpu.directOffset(dstLin);
   const ram = cpu.ramBytes;
   if (fill) {
     const v = cpu.getReg(s, 0);
@@ -98,14 +99,14 @@ function bulk(cpu: Cpu, i: Insn, count: number, fill: boolean): number {
     }
   } else {
     if (si < cpu.rLo[i.seg]! || si + bytes - 1 > cpu.rHi[i.seg]!) return 0;
-    const src = cpu.directRead(srcLin, bytes);
+    const src = cpu.directOffset(srcLin);
     // An overlap with the destination above the source repeats data element by element.
-    if (src < 0 || (dst > src && dst < src + bytes)) return 0;
+    if (dst > src && dst < src + bytes) return 0;
     ram.copyWithin(dst, src, src + bytes);
     cpu.regs[SI] = si + bytes;
   }
   cpu.regs[DI] = di + bytes;
-  cpu.regs[1] = count - n;
+  cpu.regs[1] = cpu.regs[1]! - n;
   return n;
 }
 
@@ -122,7 +123,7 @@ function repFast(cpu: Cpu, i: Insn, fill: boolean, v: number): boolean {
   while (done < REP_CHUNK * 4) {
     const count = cpu.regs[1]! >>> 0;
     if (count === 0) return true;
-    const did = bulk(cpu, i, count, fill);
+    const did = bulk(cpu, i, Math.min(count, REP_CHUNK * 4 - done), fill);
     if (did > 0) {
       done += did;
       missed = false;

@@ -99,6 +99,48 @@ describe("4 KiB paging", () => {
     assert.equal(m.cpu.ecx, 96);
     assert.equal(m.memory.read32(0x8ffc), 7);
   });
+  // Every page below is touched first, so the TLB maps them all when the copy starts.
+  const touch = (pages: number[]) => pages.map((p) => `mov eax, [0x${p.toString(16)}000]\n`).join("");
+  const writeTouch = (pages: number[]) => pages.map((p) => `mov [0x${p.toString(16)}000], eax\n`).join("");
+  it("REP MOVSD across pages follows each page's own mapping", () => {
+    const m = run32(
+      `${ENABLE}${touch([0x200, 0x201, 0x202, 0x203])}${writeTouch([0x300, 0x301, 0x302, 0x303])}` +
+        "mov esi, 0x200000\nmov edi, 0x300000\nmov ecx, 0x1000\ncld\nrep movsd\nhlt",
+      (mm) => {
+        identity4M(mm);
+        // The destination's second page lies elsewhere in RAM, its third just before its first.
+        mm.memory.write32(pte(0x301), 0x310000 | 7);
+        mm.memory.write32(pte(0x302), 0x2ff000 | 7);
+        for (let k = 0; k < 0x4000; k += 4) mm.memory.write32(0x200000 + k, k * 3 + 1);
+      },
+    );
+    assert.equal(m.cpu.ecx, 0);
+    const at = [0x300000, 0x310000, 0x2ff000, 0x303000];
+    for (let page = 0; page < 4; page++) {
+      for (let k = 0; k < 4096; k += 4) {
+        const v = page * 4096 + k;
+        if (m.memory.read32(at[page]! + k) !== v * 3 + 1) assert.fail(`page ${page} at ${k}`);
+      }
+    }
+    assert.equal(m.memory.read32(0x301000), 0, "the page the second one replaced is untouched");
+  });
+  it("REP MOVSD into a read-only page faults with the pages before it copied", () => {
+    const m = run32(
+      `${ENABLE}${touch([0x200, 0x201, 0x202, 0x302])}${writeTouch([0x300, 0x301])}` +
+        "mov esi, 0x200000\nmov edi, 0x300000\nmov ecx, 0xc00\ncld\nrep movsd\nhlt",
+      (mm) => {
+        identity4M(mm);
+        mm.memory.write32(pte(0x302), 0x302000 | 5);
+        for (let k = 0; k < 0x3000; k += 4) mm.memory.write32(0x200000 + k, k + 5);
+      },
+    );
+    assert.deepEqual(pageFault(m), { error: 3, cr2: 0x302000 });
+    assert.equal(m.cpu.edi, 0x302000);
+    assert.equal(m.cpu.esi, 0x202000);
+    assert.equal(m.cpu.ecx, 0x400);
+    assert.equal(m.memory.read32(0x301ffc), 0x1ffc + 5);
+    assert.equal(m.memory.read32(0x302000), 0);
+  });
   it("keeps stale translations until INVLPG or a CR3 write", () => {
     const m = run32(
       `${ENABLE}mov al, [0x9000]
