@@ -710,9 +710,9 @@ describe("binary translator", () => {
   });
 
   it("translates a long block after fewer runs than a short one", () => {
-    // 3000 turns: short of the 8192 runs that make a short block hot, past the 2048 that make a
-    // 64-instruction block hot (no block runs much more than 8192 x 16 instructions interpreted).
-    const loop = (body: string) => assemble(`mov ecx, 3000\nl: ${body}\ndec ecx\njnz l\nhlt`, 32, 0x10000);
+    // 1500 turns: short of the 8192 runs that make a short block hot, past the 1024 that make a
+    // 64-instruction block hot (no block runs much more than 8192 x 8 instructions interpreted).
+    const loop = (body: string) => assemble(`mov ecx, 1500\nl: ${body}\ndec ecx\njnz l\nhlt`, 32, 0x10000);
     const translations = (body: string) => {
       const m = machine("on", loop(body), 32);
       runToHalt(m.cpu, 50_000_000);

@@ -161,14 +161,16 @@ export class Jit {
   }
 
   /**
-   * Executions that make `block` hot: the block threshold for blocks of up to 16 instructions, and
-   * proportionally fewer for longer ones (down to a sixteenth), so that no block runs much more
-   * than threshold x 16 instructions in the interpreter first. The long straight-line bodies of
-   * hash and cipher rounds would otherwise spend millions of instructions there each.
+   * Executions that make `block` hot: the block threshold for blocks of up to 8 instructions, and
+   * proportionally fewer for longer ones (down to an eighth), so that no block runs much more than
+   * threshold x 8 instructions in the interpreter first. The long straight-line bodies of hash and
+   * cipher rounds, and the kernel's decompressor, would otherwise spend a long time there. With x 16
+   * the reference guest reached GUEST-READY about half a second later; with x 4 it compiled more
+   * than it saved.
    */
   private hotAt(block: Block): number {
-    const scaled = Math.round((this.blockThreshold * 16) / block.insns.length);
-    return Math.max(Math.ceil(this.blockThreshold / 16), Math.min(this.blockThreshold, scaled)) | 0;
+    const scaled = Math.round((this.blockThreshold * 8) / block.insns.length);
+    return Math.max(Math.ceil(this.blockThreshold / 8), Math.min(this.blockThreshold, scaled)) | 0;
   }
 
   /**
