@@ -1989,7 +1989,10 @@ export function translateRegion(
   const src: string[] = [];
   // Strict, so that calling it (always through a property, from the dispatcher) skips the
   // receiver conversion a sloppy function needs on every call.
-  src.push('"use strict";', "return function translated(cpu, end) {");
+  // The parentheses make V8 compile the function with its factory, in one full parse, instead
+  // of pre-parsing it here and parsing it again on its first call: measured to GUEST-READY, the
+  // first calls took 46-51 ms instead of 271-296 and the factories 100-120 ms more.
+  src.push('"use strict";', "return (function translated(cpu, end) {");
   src.push(`if ((cpu.flatMask & ${flat}) !== ${flat} || cpu.stack32 !== ${stack32}) return -1;`);
   // Only what the code uses is loaded on entry: the prologue runs on every dispatch.
   const text = cases.join("\n");
@@ -2053,7 +2056,7 @@ export function translateRegion(
   src.push("cpu.ip = (pb + nx) | 0;");
   if (loopForms) src.push("if (ms >= 0) MISSED(cpu, B[ms]);");
   src.push("return 0;");
-  src.push("};");
+  src.push("});");
   // Names the function after its guest address in profiles and stack traces.
   src.push(`//# sourceURL=tsvisor-jit/${root.phys.toString(16).padStart(8, "0")}.js`);
   const source = src.join("\n");
