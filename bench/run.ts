@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const anchors = resolve(root, "../shared/anchors");
 const node = join(root, "node_modules/.bin/node");
-const tsvisor = `${node} ${join(root, "src/cli/main.ts")}`;
+const tsvisor = `${node} ${join(root, "bin/tsvisor.js")}`;
 
 function runScript(script: string, args: string[], env: Record<string, string>): Promise<string> {
   return new Promise((resolveRun, reject) => {

@@ -8,7 +8,7 @@ import { describe, it } from "node:test";
 
 const root = join(import.meta.dirname, "..");
 const node = join(root, "node_modules/.bin/node");
-const cli = join(root, "src/cli/main.ts");
+const cli = join(root, "bin/tsvisor.js");
 
 function tsvisor(...args: string[]) {
   const r = spawnSync(node, [cli, ...args], { encoding: "utf8", input: "", timeout: 60_000 });

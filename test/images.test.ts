@@ -31,7 +31,7 @@ import { sha256Hex } from "../src/images/manifest.ts";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const node = join(repo, "node_modules", ".bin", "node");
-const cli = join(repo, "src", "cli", "main.ts");
+const cli = join(repo, "bin", "tsvisor.js");
 
 interface Run {
   status: number | null;

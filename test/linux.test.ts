@@ -12,7 +12,7 @@ import { buildGuestInitramfs, ensureImages, type Manifest } from "../src/images/
 
 const root = join(import.meta.dirname, "..");
 const node = join(root, "node_modules/.bin/node");
-const cli = join(root, "src/cli/main.ts");
+const cli = join(root, "bin/tsvisor.js");
 /** Guest seconds before the test gives up (the interpreter boots Linux in about two minutes). */
 const GUEST_TIMEOUT = 1200;
 
