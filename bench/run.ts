@@ -1,8 +1,9 @@
 // `npm run bench`: tsvisor beside the anchors (QEMU TCG and v86) in one invocation, on this machine.
 //
-//   npm run bench                  both suites
+//   npm run bench                  every suite
 //   npm run bench -- micro         CPU microbenchmarks (../shared/anchors/microbench.sh)
 //   npm run bench -- boot [RUNS]   reference Linux guest (../shared/anchors/bench-anchors.sh)
+//   npm run bench -- cold          the interpreter on cold decoded code (cold-code.ts; tsvisor only)
 //
 // tsvisor runs with its default engine (the binary translator on hot code) beside the anchors;
 // the microbenchmarks run once more with `--jit off` for the interpreter's own figures. With
@@ -14,6 +15,7 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { coldCode } from "./cold-code.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const anchors = resolve(root, "../shared/anchors");
@@ -86,6 +88,15 @@ async function main(): Promise<void> {
     ).get("tsvisor");
     if (interp) table.set("tsvisor-interpreter", interp);
     summaries.push("### CPU microbenchmarks (MIPS; rep-movsd in MiB/s)", microSummary(table));
+  }
+  if (suite === "all" || suite === "cold") {
+    const rows = ["| blocks in the chain | ns per instruction |", "|---:|---:|"];
+    for (const blocks of [100, 2000, 20000, 100000]) {
+      const ns = coldCode(blocks);
+      process.stdout.write(`cold-code blocks=${blocks} ${ns.toFixed(1)} ns/insn\n`);
+      rows.push(`| ${blocks} | ${ns.toFixed(1)} |`);
+    }
+    summaries.push("### Interpreter on cold decoded code (tsvisor, `--jit off`)", rows.join("\n"));
   }
   if (suite === "all" || suite === "boot") {
     const guestDir =
