@@ -1,7 +1,8 @@
-// System tests of `tsvisor run`'s command-line contract: bad input is one clear line and status 2.
+// System tests of `tsvisor run`'s command-line contract: bad input is one clear line and status 2,
+// each way a VM ends has its status, and the launcher's compile cache serves the VM's worker too.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -11,8 +12,19 @@ const node = join(root, "node_modules/.bin/node");
 const cli = join(root, "bin/tsvisor.js");
 
 function tsvisor(...args: string[]) {
-  const r = spawnSync(node, [cli, ...args], { encoding: "utf8", input: "", timeout: 60_000 });
+  return tsvisorWith(process.env, ...args);
+}
+
+function tsvisorWith(env: NodeJS.ProcessEnv, ...args: string[]) {
+  const r = spawnSync(node, [cli, ...args], { encoding: "utf8", input: "", timeout: 60_000, env });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The text of every file under `dir`. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => readFileSync(join(e.parentPath, e.name), "latin1"));
 }
 
 /**
@@ -170,6 +182,48 @@ describe("tsvisor run: bad input", () => {
       const r = tsvisor("run", "--kernel", kernel, "--serial", "none", "--no-reboot", "--deterministic");
       assert.equal(r.status, 3, r.stderr);
       assert.match(r.stderr, /triple fault.*--no-reboot/);
+    });
+
+    it("keeps a compile cache in the temporary directory, for the VM's worker thread too", {
+      skip: !haveTools && "nasm/ld missing",
+    }, () => {
+      const kernel = build("cached", "cli\nhlt");
+      const temp = mkdtempSync(join(tmpdir(), "tsvisor-temp-"));
+      const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: temp };
+      delete env.NODE_COMPILE_CACHE;
+      try {
+        const r = tsvisorWith(env, "run", "--kernel", kernel, "--serial", "none");
+        assert.equal(r.status, 3, r.stderr);
+        const cached = filesUnder(join(temp, "tsvisor-compile-cache"));
+        // The command's modules load on the main thread, the CPU's only in the worker.
+        assert.ok(
+          cached.some((text) => text.includes("src/cli/commands/run.ts")),
+          "the command's modules are cached",
+        );
+        assert.ok(
+          cached.some((text) => text.includes("src/x86/decoder.ts")),
+          "the worker's modules are cached",
+        );
+      } finally {
+        rmSync(temp, { recursive: true, force: true });
+      }
+    });
+
+    it("runs as before when its compile cache cannot be written", {
+      skip: !haveTools && "nasm/ld missing",
+    }, () => {
+      const kernel = build("uncached", "cli\nhlt");
+      const r = tsvisorWith(
+        { ...process.env, NODE_COMPILE_CACHE: join(kernel, "not-a-directory") },
+        "run",
+        "--kernel",
+        kernel,
+        "--serial",
+        "none",
+      );
+      assert.equal(r.status, 3, r.stderr);
+      assert.match(r.stderr, /halted with interrupts disabled/);
+      assert.equal(r.stderr.trim().split("\n").length, 1, `one line, got: ${r.stderr}`);
     });
 
     it("a timeout gives 124", { skip: !haveTools && "nasm/ld missing" }, () => {
