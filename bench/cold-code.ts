@@ -2,13 +2,16 @@
 // N distinct six-instruction blocks (loads, an add, a store, a compare, a jump to the next) run
 // round and round in a bare CPU with the translator off. With a few hundred blocks the decoded
 // instructions stay in the caches; with tens of thousands, as in a kernel's first seconds, each
-// block's records come from memory. Prints nanoseconds per guest instruction after two warm-up
-// rounds (decoding and V8's own warm-up), the median of seven timed stretches.
+// block's records come from memory. Measures nanoseconds per guest instruction after a warm-up of
+// two rounds and at least 3 M instructions (decoding, and V8's own warm-up), the median of seven
+// timed stretches.
 //
-//   node bench/cold-code.ts [N ...]        default: 100 2000 20000 100000
+//   node bench/cold-code.ts [N ...]        default: COLD_CODE_SIZES
 import { assemble, makeMachine, startFlat32 } from "../src/x86/test-support.ts";
 
 const BLOCK_INSNS = 6;
+/** Chain lengths `npm run bench` measures: from well inside the host's caches to far outside. */
+export const COLD_CODE_SIZES = [100, 2000, 20000, 100000];
 
 function program(blocks: number): Uint8Array {
   return assemble(
@@ -50,9 +53,16 @@ export function coldCode(blocks: number): number {
   return times[3]!;
 }
 
+/** Measures each chain length in turn, printing a line for each; returns the figures. */
+export function coldCodeSuite(sizes: readonly number[] = COLD_CODE_SIZES): { blocks: number; ns: number }[] {
+  return sizes.map((blocks) => {
+    const ns = coldCode(blocks);
+    process.stdout.write(`cold-code blocks=${blocks} ${ns.toFixed(1)} ns/insn\n`);
+    return { blocks, ns };
+  });
+}
+
 if (import.meta.main) {
   const sizes = process.argv.slice(2).map(Number);
-  for (const n of sizes.length > 0 ? sizes : [100, 2000, 20000, 100000]) {
-    process.stdout.write(`cold-code blocks=${n} ${coldCode(n).toFixed(1)} ns/insn\n`);
-  }
+  coldCodeSuite(sizes.length > 0 ? sizes : undefined);
 }

@@ -15,7 +15,7 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { coldCode } from "./cold-code.ts";
+import { coldCodeSuite } from "./cold-code.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const anchors = resolve(root, "../shared/anchors");
@@ -91,11 +91,7 @@ async function main(): Promise<void> {
   }
   if (suite === "all" || suite === "cold") {
     const rows = ["| blocks in the chain | ns per instruction |", "|---:|---:|"];
-    for (const blocks of [100, 2000, 20000, 100000]) {
-      const ns = coldCode(blocks);
-      process.stdout.write(`cold-code blocks=${blocks} ${ns.toFixed(1)} ns/insn\n`);
-      rows.push(`| ${blocks} | ${ns.toFixed(1)} |`);
-    }
+    for (const { blocks, ns } of coldCodeSuite()) rows.push(`| ${blocks} | ${ns.toFixed(1)} |`);
     summaries.push("### Interpreter on cold decoded code (tsvisor, `--jit off`)", rows.join("\n"));
   }
   if (suite === "all" || suite === "boot") {
